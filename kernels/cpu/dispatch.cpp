@@ -1,0 +1,41 @@
+// Chooses the kernel implementation once per process: AVX-512 when the CPU has it, the scalar
+// reference otherwise. VQM_ISA=ref forces the reference (for debugging and A/B timing).
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/cpu/elementwise_impl.h"
+#include "kernels/kernels.h"
+
+namespace vqm::kernels {
+
+namespace {
+bool use_avx512() {
+  static const bool value = [] {
+    const char *env = std::getenv("VQM_ISA");
+    if (env && std::strcmp(env, "ref") == 0) return false;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") != 0;
+  }();
+  return value;
+}
+}  // namespace
+
+const char *active_isa() { return use_avx512() ? "avx512" : "ref"; }
+
+void layernorm_f32(const float *x, float *y, int64_t rows, int64_t cols, const float *gamma,
+                   const float *beta, float eps) {
+  if (use_avx512()) return avx512::layernorm_f32(x, y, rows, cols, gamma, beta, eps);
+  layernorm_f32_ref(x, y, rows, cols, gamma, beta, eps);
+}
+
+void softmax_f32(float *x, int64_t rows, int64_t cols, float scale) {
+  if (use_avx512()) return avx512::softmax_f32(x, rows, cols, scale);
+  softmax_f32_ref(x, rows, cols, scale);
+}
+
+void gelu_erf_f32(float *x, int64_t n) {
+  if (use_avx512()) return avx512::gelu_erf_f32(x, n);
+  gelu_erf_f32_ref(x, n);
+}
+
+}  // namespace vqm::kernels

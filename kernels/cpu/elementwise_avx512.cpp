@@ -1,0 +1,80 @@
+// AVX-512 versions of the row kernels in kernels.h. Compiled with -mavx512f (per-file flags) and
+// only called after the dispatcher has checked the CPU. Rows are spread over OpenMP threads.
+#include <cmath>
+
+#include "kernels/cpu/elementwise_impl.h"
+#include "kernels/cpu/vec_math_avx512.h"
+
+namespace vqm::kernels::avx512 {
+
+void layernorm_f32(const float *x, float *y, int64_t rows, int64_t cols, const float *gamma,
+                   const float *beta, float eps) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *xr = x + r * cols;
+    float *yr = y + r * cols;
+    // Two passes (mean, then centred squares) rather than E[x^2]-E[x]^2, which loses digits
+    // when the residual stream has a large mean.
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t c = 0; c < cols; c += 16)
+      acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(tail_mask(cols - c), xr + c));
+    const float mean = _mm512_reduce_add_ps(acc) / static_cast<float>(cols);
+    const __m512 vmean = _mm512_set1_ps(mean);
+    acc = _mm512_setzero_ps();
+    for (int64_t c = 0; c < cols; c += 16) {
+      const __mmask16 m = tail_mask(cols - c);
+      const __m512 d = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, xr + c), vmean);
+      acc = _mm512_fmadd_ps(d, d, acc);
+    }
+    const float inv = 1.0f / std::sqrt(_mm512_reduce_add_ps(acc) / static_cast<float>(cols) + eps);
+    const __m512 vinv = _mm512_set1_ps(inv);
+    for (int64_t c = 0; c < cols; c += 16) {
+      const __mmask16 m = tail_mask(cols - c);
+      const __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, xr + c), vmean), vinv);
+      const __m512 out = _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(m, gamma + c),
+                                         _mm512_maskz_loadu_ps(m, beta + c));
+      _mm512_mask_storeu_ps(yr + c, m, out);
+    }
+  }
+}
+
+void softmax_f32(float *x, int64_t rows, int64_t cols, float scale) {
+  const __m512 vscale = _mm512_set1_ps(scale);
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    float *xr = x + r * cols;
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    for (int64_t c = 0; c < cols; c += 16)
+      vmax = _mm512_mask_max_ps(vmax, tail_mask(cols - c), vmax,
+                                _mm512_maskz_loadu_ps(tail_mask(cols - c), xr + c));
+    // max(scale * x) == scale * max(x) only for scale >= 0, which attention always has.
+    const __m512 shift = _mm512_set1_ps(_mm512_reduce_max_ps(vmax) * scale);
+    __m512 vsum = _mm512_setzero_ps();
+    for (int64_t c = 0; c < cols; c += 16) {
+      const __mmask16 m = tail_mask(cols - c);
+      const __m512 e = exp_ps(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, xr + c), vscale, shift));
+      vsum = _mm512_mask_add_ps(vsum, m, vsum, e);
+      _mm512_mask_storeu_ps(xr + c, m, e);
+    }
+    const __m512 vinv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
+    for (int64_t c = 0; c < cols; c += 16) {
+      const __mmask16 m = tail_mask(cols - c);
+      _mm512_mask_storeu_ps(xr + c, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, xr + c), vinv));
+    }
+  }
+}
+
+void gelu_erf_f32(float *x, int64_t n) {
+  const __m512 half = _mm512_set1_ps(0.5f);
+  const __m512 rsqrt2 = _mm512_set1_ps(0.70710678118654752440f);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+    const __m512 e = erf_ps(_mm512_mul_ps(v, rsqrt2));
+    const __m512 out = _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+    _mm512_mask_storeu_ps(x + i, m, out);
+  }
+}
+
+}  // namespace vqm::kernels::avx512

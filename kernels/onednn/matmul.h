@@ -1,0 +1,50 @@
+// oneDNN matmul primitives for linear layers and batched products. Plain shapes, no ViT names.
+// Primitives are created once (session creation); weights are reordered once into the layout the
+// primitive prefers (format_tag::any); scratchpads are caller-owned (scratchpad_mode::user) so a
+// session can run without allocating and several sessions can run concurrently.
+#pragma once
+#include <cstdint>
+#include <dnnl.hpp>
+#include <string>
+#include <unordered_map>
+
+namespace vqm::kernels::onednn {
+
+// The process-wide CPU engine (oneDNN engines are thread-safe and cheap to share).
+const dnnl::engine &cpu_engine();
+
+enum class Epilogue {
+  none,
+  gelu_erf,    // y = gelu(x·W + b)
+  accumulate,  // y += x·W + b (residual add fused as a sum post-op)
+};
+
+// y[M,N] = x[M,K] · Wᵀ + b, with W stored [N,K] row-major (PyTorch nn.Linear layout).
+dnnl::matmul::primitive_desc linear_f32_pd(int64_t m, int64_t k, int64_t n, bool bias,
+                                           Epilogue epilogue);
+
+// c[b] = a[b] · B[b] for b < batch: a [batch,M,K] dense; when `b_is_nk`, B is stored
+// [batch,N,K] (i.e. the product is a·Bᵀ, read through a transposed descriptor without a copy),
+// otherwise [batch,K,N]; c [batch,M,N] dense.
+dnnl::matmul::primitive_desc batched_f32_pd(int64_t batch, int64_t m, int64_t k, int64_t n,
+                                            bool b_is_nk);
+
+// Copies W [N,K] row-major into a new memory of layout `want` (a pd.weights_desc()).
+dnnl::memory pack_linear_weights_f32(const float *w_nk, int64_t n, int64_t k,
+                                     const dnnl::memory::desc &want);
+
+// A primitive with its arguments bound once; run() is just execute().
+struct BoundPrimitive {
+  dnnl::primitive prim;
+  std::unordered_map<int, dnnl::memory> args;
+  std::string impl;  // impl_info_str(), e.g. "brg:avx512_core"
+  void run(dnnl::stream &s) const { prim.execute(s, args); }
+};
+
+// Wraps a raw pointer as a memory of `md` (no copy, no ownership).
+dnnl::memory wrap(const dnnl::memory::desc &md, const void *ptr);
+
+// True when VQM_VERBOSE is set to a non-zero value: log chosen kernels to stderr.
+bool verbose();
+
+}  // namespace vqm::kernels::onednn

@@ -1,0 +1,342 @@
+#include "models/vit.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <iostream>
+#include <set>
+
+#include "kernels/kernels.h"
+#include "kernels/onednn/matmul.h"
+#include "runtime/error.h"
+
+namespace vqm {
+
+namespace dn = kernels::onednn;
+using dnnl::memory;
+
+// ---------------------------------------------------------------------------------------------
+// Model
+
+std::shared_ptr<const VitModel> VitModel::load(VqmFile file) {
+  auto m = std::shared_ptr<VitModel>(new VitModel());
+  m->file_ = std::move(file);
+  const auto &meta = m->file_.meta();
+  const std::string &src = m->file_.source();
+  try {
+    if (!meta.contains("model")) fail(ErrorCode::format, "no 'model' section");
+    m->config_ = VitConfig::from_json(meta["model"]);
+    if (!meta.contains("preprocess")) fail(ErrorCode::format, "no 'preprocess' section");
+    m->preprocess_ = preprocess_from_json(meta["preprocess"], m->config_.in_chans, m->config_.image_size);
+    if (meta.contains("labels")) {
+      const auto &labels = meta["labels"];
+      if (!labels.is_array() || labels.size() != static_cast<size_t>(m->config_.num_classes))
+        fail(ErrorCode::format, "'labels' must be an array of num_classes (" +
+                                    std::to_string(m->config_.num_classes) + ") strings");
+      for (const auto &l : labels) {
+        if (!l.is_string()) fail(ErrorCode::format, "'labels' holds a non-string");
+        m->labels_.push_back(l.get<std::string>());
+      }
+    } else {
+      for (int i = 0; i < m->config_.num_classes; ++i) m->labels_.push_back("class " + std::to_string(i));
+    }
+  } catch (const Error &e) {
+    fail(e.code(), src + ": " + e.what());
+  } catch (const nlohmann::json::exception &e) {
+    fail(ErrorCode::format, src + ": " + e.what());
+  }
+
+  const auto expected = expected_tensors(m->config_);
+  std::set<std::string> names;
+  for (const auto &e : expected) {
+    names.insert(e.name);
+    const TensorInfo &t = m->file_.get(e.name);
+    if (t.shape != e.shape)
+      fail(ErrorCode::format, src + ": tensor '" + e.name + "': expected shape " + shape_str(e.shape) +
+                                  ", found " + shape_str(t.shape));
+    if (t.dtype == DType::f32) {
+      m->weights_.emplace_back(e.name, reinterpret_cast<const float *>(t.data));
+    } else if (t.dtype == DType::f16 || t.dtype == DType::bf16) {
+      m->converted_.push_back(to_f32(t));
+      m->weights_.emplace_back(e.name, m->converted_.back().data());
+    } else {
+      fail(ErrorCode::unsupported, src + ": tensor '" + e.name + "' has dtype " + dtype_name(t.dtype) +
+                                       "; this build runs f32/f16/bf16 weights");
+    }
+  }
+  for (const auto &t : m->file_.tensors())
+    if (!names.count(t.name))
+      fail(ErrorCode::format, src + ": unexpected tensor '" + t.name + "' for this model geometry");
+  std::sort(m->weights_.begin(), m->weights_.end());
+  return m;
+}
+
+const float *VitModel::weight(const std::string &name) const {
+  auto it = std::lower_bound(weights_.begin(), weights_.end(), std::make_pair(name, (const float *)nullptr));
+  if (it == weights_.end() || it->first != name) fail(ErrorCode::internal, "no weight '" + name + "'");
+  return it->second;
+}
+
+memory VitModel::packed_weight(const std::string &name, const memory::desc &layout) const {
+  std::lock_guard<std::mutex> lock(pack_mutex_);
+  for (const auto &[n, mem] : packed_)
+    if (n == name && mem.get_desc() == layout) return mem;
+  const TensorInfo &t = file_.get(name);
+  // Conv weights [D, C, p, p] are linear weights [D, C*p*p] (see patchify_f32).
+  memory mem = dn::pack_linear_weights_f32(weight(name), t.shape[0], t.numel() / t.shape[0], layout);
+  packed_.emplace_back(name, mem);
+  return mem;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session
+
+// Activation buffers, sized once for max_batch. 64-byte aligned for the vector kernels.
+struct VitSession::Buffers {
+  struct Aligned {
+    float *ptr = nullptr;
+    explicit Aligned(size_t n) {
+      ptr = static_cast<float *>(std::aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64));
+      if (!ptr) fail(ErrorCode::out_of_memory, "cannot allocate session buffers");
+    }
+    ~Aligned() { std::free(ptr); }
+  };
+  Aligned patches, patch_out, x, h, qkv, heads, scores, attn_out, merged, mlp, pooled, pooled_dist,
+      logits, logits_dist;
+  std::vector<uint8_t> scratchpad;
+  Buffers(const VitConfig &c, int64_t b, size_t scratch)
+      : patches(b * c.num_patches() * c.patch_dim()),
+        patch_out(b * c.num_patches() * c.embed_dim),
+        x(b * c.tokens() * c.embed_dim),
+        h(b * c.tokens() * c.embed_dim),
+        qkv(b * c.tokens() * 3 * c.embed_dim),
+        heads(b * c.tokens() * 3 * c.embed_dim),
+        scores(b * c.num_heads * int64_t{c.tokens()} * c.tokens()),
+        attn_out(b * c.tokens() * c.embed_dim),
+        merged(b * c.tokens() * c.embed_dim),
+        mlp(b * c.tokens() * c.mlp_hidden),
+        pooled(b * c.embed_dim),
+        pooled_dist(b * c.embed_dim),
+        logits(b * c.num_classes),
+        logits_dist(b * c.num_classes),
+        scratchpad(scratch) {}
+};
+
+// The primitives for one batch size, with arguments bound to the session buffers.
+struct VitSession::Plan {
+  int batch = 0;
+  dn::BoundPrimitive patch, qk, av, head, head_dist;
+  struct Block {
+    dn::BoundPrimitive qkv, proj, fc1, fc2;
+    const float *norm1_w, *norm1_b, *norm2_w, *norm2_b;  // looked up once, not per run
+  };
+  std::vector<Block> blocks;
+};
+
+namespace {
+size_t scratch_size(const dnnl::matmul::primitive_desc &pd) { return pd.scratchpad_desc().get_size(); }
+}  // namespace
+
+VitSession::VitSession(std::shared_ptr<const VitModel> model, const SessionOptions &options)
+    : model_(std::move(model)), options_(options), stream_(dn::cpu_engine()) {
+  if (options_.max_batch < 1 || options_.max_batch > 4096)
+    fail(ErrorCode::invalid_argument, "max_batch must be in [1, 4096], got " + std::to_string(options_.max_batch));
+  if (options_.n_threads < 0 || options_.n_threads > 1024)
+    fail(ErrorCode::invalid_argument, "n_threads must be in [0, 1024], got " + std::to_string(options_.n_threads));
+  const VitConfig &c = model_->config();
+  const int64_t T = c.tokens(), D = c.embed_dim, H = c.num_heads, dh = c.head_dim();
+
+  std::vector<int> sizes;
+  for (int b = 1; b < options_.max_batch; b *= 2) sizes.push_back(b);
+  sizes.push_back(options_.max_batch);
+
+  // First pass: primitive descriptors, to size the shared scratchpad before binding memories.
+  struct Pds {
+    dnnl::matmul::primitive_desc patch, qkv, proj, fc1, fc2, qk, av, head;
+  };
+  std::vector<Pds> pds;
+  size_t scratch = 0;
+  for (int b : sizes) {
+    Pds p;
+    p.patch = dn::linear_f32_pd(b * c.num_patches(), c.patch_dim(), D, true, dn::Epilogue::none);
+    p.qkv = dn::linear_f32_pd(b * T, D, 3 * D, true, dn::Epilogue::none);
+    p.proj = dn::linear_f32_pd(b * T, D, D, true, dn::Epilogue::accumulate);
+    p.fc1 = dn::linear_f32_pd(b * T, D, c.mlp_hidden, true, dn::Epilogue::gelu_erf);
+    p.fc2 = dn::linear_f32_pd(b * T, c.mlp_hidden, D, true, dn::Epilogue::accumulate);
+    p.qk = dn::batched_f32_pd(b * H, T, dh, T, /*b_is_nk=*/true);
+    p.av = dn::batched_f32_pd(b * H, T, T, dh, /*b_is_nk=*/false);
+    p.head = dn::linear_f32_pd(b, D, c.num_classes, true, dn::Epilogue::none);
+    for (const auto *pd : {&p.patch, &p.qkv, &p.proj, &p.fc1, &p.fc2, &p.qk, &p.av, &p.head})
+      scratch = std::max(scratch, scratch_size(*pd));
+    pds.push_back(p);
+  }
+  buf_ = std::make_unique<Buffers>(c, options_.max_batch, scratch);
+  Buffers &B = *buf_;
+  const memory scratch_mem = dn::wrap(memory::desc({static_cast<int64_t>(scratch)}, memory::data_type::u8,
+                                                   memory::format_tag::a),
+                                      B.scratchpad.data());
+
+  auto bind_linear = [&](const dnnl::matmul::primitive_desc &pd, const float *src, const std::string &w,
+                         const std::string &bias, float *dst) {
+    dn::BoundPrimitive bp;
+    bp.prim = dnnl::matmul(pd);
+    bp.impl = pd.impl_info_str();
+    bp.args = {{DNNL_ARG_SRC, dn::wrap(pd.src_desc(), src)},
+               {DNNL_ARG_WEIGHTS, model_->packed_weight(w, pd.weights_desc())},
+               {DNNL_ARG_BIAS, dn::wrap(pd.bias_desc(), model_->weight(bias))},
+               {DNNL_ARG_DST, dn::wrap(pd.dst_desc(), dst)},
+               {DNNL_ARG_SCRATCHPAD, scratch_mem}};
+    return bp;
+  };
+  auto bind_batched = [&](const dnnl::matmul::primitive_desc &pd, const float *a, const float *b, float *dst) {
+    dn::BoundPrimitive bp;
+    bp.prim = dnnl::matmul(pd);
+    bp.impl = pd.impl_info_str();
+    bp.args = {{DNNL_ARG_SRC, dn::wrap(pd.src_desc(), a)},
+               {DNNL_ARG_WEIGHTS, dn::wrap(pd.weights_desc(), b)},
+               {DNNL_ARG_DST, dn::wrap(pd.dst_desc(), dst)},
+               {DNNL_ARG_SCRATCHPAD, scratch_mem}};
+    return bp;
+  };
+
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const int b = sizes[i];
+    const Pds &p = pds[i];
+    auto plan = std::make_unique<Plan>();
+    plan->batch = b;
+    plan->patch = bind_linear(p.patch, B.patches.ptr, "patch_embed.proj.weight", "patch_embed.proj.bias",
+                              B.patch_out.ptr);
+    // Q, K, V sit one after another in `heads` ([3, b, H, T, dh]); Kᵀ is read in place.
+    const int64_t qkv_size = int64_t{b} * H * T * dh;
+    plan->qk = bind_batched(p.qk, B.heads.ptr, B.heads.ptr + qkv_size, B.scores.ptr);
+    plan->av = bind_batched(p.av, B.scores.ptr, B.heads.ptr + 2 * qkv_size, B.attn_out.ptr);
+    plan->head = bind_linear(p.head, B.pooled.ptr, "head.weight", "head.bias", B.logits.ptr);
+    if (c.distilled)
+      plan->head_dist = bind_linear(p.head, B.pooled_dist.ptr, "head_dist.weight", "head_dist.bias",
+                                    B.logits_dist.ptr);
+    for (int l = 0; l < c.depth; ++l) {
+      const std::string pre = "blocks." + std::to_string(l) + ".";
+      Plan::Block blk;
+      blk.qkv = bind_linear(p.qkv, B.h.ptr, pre + "attn.qkv.weight", pre + "attn.qkv.bias", B.qkv.ptr);
+      blk.proj = bind_linear(p.proj, B.merged.ptr, pre + "attn.proj.weight", pre + "attn.proj.bias", B.x.ptr);
+      blk.fc1 = bind_linear(p.fc1, B.h.ptr, pre + "mlp.fc1.weight", pre + "mlp.fc1.bias", B.mlp.ptr);
+      blk.fc2 = bind_linear(p.fc2, B.mlp.ptr, pre + "mlp.fc2.weight", pre + "mlp.fc2.bias", B.x.ptr);
+      blk.norm1_w = model_->weight(pre + "norm1.weight");
+      blk.norm1_b = model_->weight(pre + "norm1.bias");
+      blk.norm2_w = model_->weight(pre + "norm2.weight");
+      blk.norm2_b = model_->weight(pre + "norm2.bias");
+      plan->blocks.push_back(std::move(blk));
+    }
+    plans_.push_back(std::move(plan));
+  }
+  if (dn::verbose())
+    for (const auto &line : kernel_report()) std::cerr << "vqm: " << line << "\n";
+}
+
+VitSession::~VitSession() = default;
+
+std::vector<std::string> VitSession::kernel_report() const {
+  std::vector<std::string> out;
+  for (const auto &p : plans_) {
+    const std::string b = "batch " + std::to_string(p->batch) + " ";
+    out.push_back(b + "patch_embed: " + p->patch.impl);
+    out.push_back(b + "qkv: " + p->blocks[0].qkv.impl);
+    out.push_back(b + "q*k^T: " + p->qk.impl);
+    out.push_back(b + "attn*v: " + p->av.impl);
+    out.push_back(b + "proj: " + p->blocks[0].proj.impl);
+    out.push_back(b + "fc1: " + p->blocks[0].fc1.impl);
+    out.push_back(b + "fc2: " + p->blocks[0].fc2.impl);
+    out.push_back(b + "head: " + p->head.impl);
+  }
+  return out;
+}
+
+VitSession::Plan &VitSession::plan_for(int n) {
+  // Largest planned batch that fits; plans are sorted ascending and include 1.
+  for (auto it = plans_.rbegin(); it != plans_.rend(); ++it)
+    if ((*it)->batch <= n) return **it;
+  return *plans_.front();
+}
+
+void VitSession::run(const float *nchw, int64_t n, float *logits, const TapFn *taps) {
+  if (n < 0) fail(ErrorCode::invalid_argument, "negative image count " + std::to_string(n));
+  if (n > 0 && (!nchw || !logits)) fail(ErrorCode::invalid_argument, "NULL input or output buffer");
+  if (options_.n_threads > 0) omp_set_num_threads(options_.n_threads);
+  const VitConfig &c = model_->config();
+  int64_t done = 0;
+  while (done < n) {
+    const int chunk = plan_for(static_cast<int>(std::min<int64_t>(n - done, options_.max_batch))).batch;
+    forward(nchw + done * c.input_size(), chunk, logits + done * c.num_classes, taps);
+    done += chunk;
+  }
+}
+
+void VitSession::forward(const float *nchw, int n, float *logits, const TapFn *taps) {
+  const VitConfig &c = model_->config();
+  Plan &plan = plan_for(n);
+  Buffers &B = *buf_;
+  const int64_t T = c.tokens(), D = c.embed_dim, H = c.num_heads, dh = c.head_dim();
+  const int64_t P = c.num_patches(), prefix = c.num_prefix_tokens();
+  auto tap = [&](Tap t, int block, const float *data, int64_t rows, int64_t cols) {
+    if (taps) (*taps)(TapEvent{t, block, data, rows, cols});
+  };
+
+  // Patch embedding: a stride-p conv is one matmul over flattened patches.
+  kernels::patchify_f32(nchw, B.patches.ptr, n, c.in_chans, c.image_size, c.image_size, c.patch_size);
+  plan.patch.run(stream_);
+  const float *pos = model_->weight("pos_embed");
+  const float *cls = model_->weight("cls_token");
+  const float *dist = c.distilled ? model_->weight("dist_token") : nullptr;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t t = 0; t < T; ++t) {
+      const float *src = t == 0 ? cls : (t == 1 && dist) ? dist : B.patch_out.ptr + (b * P + t - prefix) * D;
+      float *dst = B.x.ptr + (b * T + t) * D;
+      const float *pe = pos + t * D;
+      for (int64_t k = 0; k < D; ++k) dst[k] = src[k] + pe[k];
+    }
+  tap(Tap::embed, -1, B.x.ptr, n * T, D);
+
+  const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
+  for (int l = 0; l < c.depth; ++l) {
+    const Plan::Block &blk = plan.blocks[l];
+    kernels::layernorm_f32(B.x.ptr, B.h.ptr, n * T, D, blk.norm1_w, blk.norm1_b, c.ln_eps);
+    blk.qkv.run(stream_);
+    kernels::split_heads_f32(B.qkv.ptr, B.heads.ptr, n, T, 3, H, dh);
+    plan.qk.run(stream_);
+    kernels::softmax_f32(B.scores.ptr, n * H * T, T, scale);
+    tap(Tap::attn_probs, l, B.scores.ptr, n * H * T, T);
+    plan.av.run(stream_);
+    kernels::merge_heads_f32(B.attn_out.ptr, B.merged.ptr, n, H, T, dh);
+    blk.proj.run(stream_);  // x += attn · Wproj + b
+    kernels::layernorm_f32(B.x.ptr, B.h.ptr, n * T, D, blk.norm2_w, blk.norm2_b, c.ln_eps);
+    blk.fc1.run(stream_);  // gelu fused
+    blk.fc2.run(stream_);  // x += mlp · W2 + b
+    tap(Tap::block_out, l, B.x.ptr, n * T, D);
+  }
+
+  // Final norm only on the rows the heads read (LayerNorm is per row, so this equals timm's
+  // norm over all tokens followed by selection).
+  for (int64_t b = 0; b < n; ++b) {
+    std::memcpy(B.pooled.ptr + b * D, B.x.ptr + b * T * D, D * sizeof(float));
+    if (dist) std::memcpy(B.pooled_dist.ptr + b * D, B.x.ptr + (b * T + 1) * D, D * sizeof(float));
+  }
+  kernels::layernorm_f32(B.pooled.ptr, B.pooled.ptr, n, D, model_->weight("norm.weight"),
+                         model_->weight("norm.bias"), c.ln_eps);
+  tap(Tap::prelogits, -1, B.pooled.ptr, n, D);
+  plan.head.run(stream_);
+  const int64_t C = c.num_classes;
+  if (dist) {
+    kernels::layernorm_f32(B.pooled_dist.ptr, B.pooled_dist.ptr, n, D, model_->weight("norm.weight"),
+                           model_->weight("norm.bias"), c.ln_eps);
+    plan.head_dist.run(stream_);
+    for (int64_t i = 0; i < n * C; ++i) logits[i] = 0.5f * (B.logits.ptr[i] + B.logits_dist.ptr[i]);
+  } else {
+    std::memcpy(logits, B.logits.ptr, n * C * sizeof(float));
+  }
+  stream_.wait();
+}
+
+}  // namespace vqm

@@ -1,0 +1,59 @@
+// Image decode (stb_image) and the eval-time preprocessing of timm/torchvision:
+// resize the shorter side (PIL-style antialiased bicubic or bilinear), center crop, scale to
+// [0,1], normalise with mean/std, write planar CHW float.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "limits.h"
+
+namespace vqm {
+
+// 8-bit interleaved pixels, row-major HWC.
+struct Image {
+  int width = 0;
+  int height = 0;
+  int channels = 0;  // 1 (gray) or 3 (RGB)
+  std::vector<uint8_t> pixels;
+};
+
+// Decodes JPEG/PNG/BMP/GIF (first frame)/PNM with stb_image (TGA/PSD/PIC/HDR are compiled out)
+// and converts to `channels` (1 or 3) the way PIL's convert("L") / convert("RGB") does: L is
+// (R*19595 + G*38470 + B*7471 + 0x8000) >> 16, gray is replicated to RGB, alpha is dropped
+// without compositing. 16-bit PNGs keep the high byte of each sample (PIL does the same for
+// 16-bit RGB; for 16-bit gray PIL saturates at 255, which vqm does not copy). PNGs decode
+// bit-identically to PIL; JPEGs can differ by 1-2 levels in ~1% of samples (stb's IDCT/colour
+// rounding vs libjpeg-turbo's). Throws vqm::Error: io (missing/unreadable file, directory),
+// format (empty, not an image, truncated), limit (declared width/height 0, over max_image_side
+// or max_image_pixels: checked on the header, before any pixel memory is allocated).
+Image decode_image_file(const std::string &path, int channels,
+                        const Limits &limits = default_limits());
+Image decode_image_memory(const void *data, size_t size, int channels,
+                          const Limits &limits = default_limits(),
+                          const std::string &what = "<memory>");
+
+enum class Interpolation { bicubic, bilinear, nearest };
+// "bicubic" / "bilinear" / "nearest"; returns false for anything else.
+bool interpolation_from_name(const std::string &name, Interpolation *out);
+const char *interpolation_name(Interpolation i);
+
+struct PreprocessConfig {
+  int channels = 3;
+  int resize = 256;  // shorter side after resize (timm: int(crop / crop_pct))
+  int crop = 224;    // square center crop, the model's input size
+  Interpolation interpolation = Interpolation::bicubic;
+  std::vector<float> mean = {0.485f, 0.456f, 0.406f};  // one per channel
+  std::vector<float> std = {0.229f, 0.224f, 0.225f};
+};
+
+// Resize exactly as PIL's Image.resize (with its antialiasing filter support scaled by the
+// downscale factor, and PIL's rounding/clamping back to uint8 after each pass).
+Image resize_image(const Image &src, int out_width, int out_height, Interpolation interp);
+
+// Full eval transform: torchvision Resize(resize) (shorter side to `resize`, longer side
+// int(resize * long / short)), CenterCrop(crop) with offsets int(round((size - crop) / 2)),
+// /255, (x - mean) / std. Writes channels*crop*crop floats to `chw_out`.
+void preprocess_image(const Image &img, const PreprocessConfig &cfg, float *chw_out);
+
+}  // namespace vqm
