@@ -20,8 +20,10 @@ std::string Args::help_text() const {
   s << "usage: " << tool_ << " " << usage_ << "\n\noptions:\n";
   for (const auto &o : options_) {
     std::string left = "  " + o.name + (o.meta.empty() ? "" : " " + o.meta);
-    if (left.size() < 28) left.resize(28, ' ');
-    else left += "\n" + std::string(28, ' ');
+    if (left.size() < 28)
+      left.resize(28, ' ');
+    else
+      left += "\n" + std::string(28, ' ');
     s << left << o.help << "\n";
   }
   return s.str();
@@ -74,8 +76,8 @@ int Args::get_int(const std::string &name, int def, int lo, int hi) const {
   errno = 0;
   const long v = std::strtol(s.c_str(), &end, 10);
   if (s.empty() || *end || errno || v < lo || v > hi)
-    throw UsageError(name + " expects an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got '" +
-                     s + "'");
+    throw UsageError(name + " expects an integer in [" + std::to_string(lo) + ", " +
+                     std::to_string(hi) + "], got '" + s + "'");
   return static_cast<int>(v);
 }
 
@@ -85,8 +87,8 @@ double Args::get_double(const std::string &name, double def, double lo, double h
   char *end = nullptr;
   const double v = std::strtod(s.c_str(), &end);
   if (s.empty() || *end || !(v >= lo && v <= hi))
-    throw UsageError(name + " expects a number in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got '" +
-                     s + "'");
+    throw UsageError(name + " expects a number in [" + std::to_string(lo) + ", " +
+                     std::to_string(hi) + "], got '" + s + "'");
   return v;
 }
 
@@ -97,7 +99,8 @@ std::vector<float> parse_floats(const std::string &s, const std::string &what) {
   while (std::getline(in, item, ',')) {
     char *end = nullptr;
     const float v = std::strtof(item.c_str(), &end);
-    if (item.empty() || *end) throw UsageError(what + " expects comma-separated numbers, got '" + s + "'");
+    if (item.empty() || *end)
+      throw UsageError(what + " expects comma-separated numbers, got '" + s + "'");
     out.push_back(v);
   }
   if (out.empty()) throw UsageError(what + " expects comma-separated numbers, got '" + s + "'");

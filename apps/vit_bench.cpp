@@ -20,15 +20,16 @@ struct Timing {
   int runs;
 };
 
-Timing time_runs(vqm::VitSession &s, const float *input, int batch, float *logits, int min_runs, double min_time,
-                 double warmup_time) {
+Timing time_runs(vqm::VitSession &s, const float *input, int batch, float *logits, int min_runs,
+                 double min_time, double warmup_time) {
   using clock = std::chrono::steady_clock;
   auto t0 = clock::now();
   do s.run(input, batch, logits);
   while (std::chrono::duration<double>(clock::now() - t0).count() < warmup_time);
   std::vector<double> ms;
   t0 = clock::now();
-  while (static_cast<int>(ms.size()) < min_runs || std::chrono::duration<double>(clock::now() - t0).count() < min_time) {
+  while (static_cast<int>(ms.size()) < min_runs ||
+         std::chrono::duration<double>(clock::now() - t0).count() < min_time) {
     const auto a = clock::now();
     s.run(input, batch, logits);
     ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - a).count());
@@ -36,13 +37,15 @@ Timing time_runs(vqm::VitSession &s, const float *input, int batch, float *logit
   std::sort(ms.begin(), ms.end());
   const size_t n = ms.size();
   const double median = n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
-  return {median, ms[std::min(n - 1, static_cast<size_t>(0.9 * (n - 1) + 0.5))], ms[0], static_cast<int>(n)};
+  return {median, ms[std::min(n - 1, static_cast<size_t>(0.9 * (n - 1) + 0.5))], ms[0],
+          static_cast<int>(n)};
 }
 
 std::vector<int> parse_ints(const std::string &s, const char *what) {
   std::vector<int> out;
   for (float v : vqm::cli::parse_floats(s, what)) {
-    if (v < 1 || v > 1024 || v != static_cast<int>(v)) throw vqm::cli::UsageError(std::string(what) + " expects integers in [1, 1024]");
+    if (v < 1 || v > 1024 || v != static_cast<int>(v))
+      throw vqm::cli::UsageError(std::string(what) + " expects integers in [1, 1024]");
     out.push_back(static_cast<int>(v));
   }
   return out;
@@ -52,21 +55,25 @@ std::vector<int> parse_ints(const std::string &s, const char *what) {
 
 int main(int argc, char **argv) {
   return vqm::cli::run_tool("vit-bench", [&] {
-    vqm::cli::Args args("vit-bench", "(--model M.vqm | --arch NAME) [options]",
-                        {{"--model", "M.vqm", "model file to time"},
-                         {"--arch", "NAME", "random weights of deit_tiny|deit_small|deit_base_patch16_224"},
-                         {"--precision", "P", "fp32 (the only precision of this build)"},
-                         {"--batch", "N[,N..]", "batch sizes (default 1,8)"},
-                         {"--threads", "N", "OpenMP threads (default 2)"},
-                         {"--runs", "N", "at least this many timed runs (default 5)"},
-                         {"--min-time", "S", "and at least this many seconds (default 3)"},
-                         {"--warmup", "S", "warm-up seconds (default 1)"},
-                         {"--json", "", "one JSON line per configuration (peers' schema)"},
-                         {"--verbose", "", "list the oneDNN kernel chosen for every primitive"}});
+    vqm::cli::Args args(
+        "vit-bench", "(--model M.vqm | --arch NAME) [options]",
+        {{"--model", "M.vqm", "model file to time"},
+         {"--arch", "NAME", "random weights of deit_tiny|deit_small|deit_base_patch16_224"},
+         {"--precision", "P", "fp32 (the only precision of this build)"},
+         {"--batch", "N[,N..]", "batch sizes (default 1,8)"},
+         {"--threads", "N", "OpenMP threads (default 2)"},
+         {"--runs", "N", "at least this many timed runs (default 5)"},
+         {"--min-time", "S", "and at least this many seconds (default 3)"},
+         {"--warmup", "S", "warm-up seconds (default 1)"},
+         {"--json", "", "one JSON line per configuration (peers' schema)"},
+         {"--verbose", "", "list the oneDNN kernel chosen for every primitive"}});
     args.parse(argc, argv);
-    if (args.has("--model") == args.has("--arch")) throw vqm::cli::UsageError("give exactly one of --model or --arch");
+    if (args.has("--model") == args.has("--arch"))
+      throw vqm::cli::UsageError("give exactly one of --model or --arch");
     const std::string precision = args.get("--precision", "fp32");
-    if (precision != "fp32") throw vqm::cli::UsageError("--precision " + precision + " is not available in this build (fp32 only)");
+    if (precision != "fp32")
+      throw vqm::cli::UsageError("--precision " + precision +
+                                 " is not available in this build (fp32 only)");
     const auto batches = parse_ints(args.get("--batch", "1,8"), "--batch");
     const int threads = args.get_int("--threads", 2, 1, 1024);
     const int min_runs = args.get_int("--runs", 5, 1, 1000000);
@@ -91,13 +98,15 @@ int main(int argc, char **argv) {
       so.n_threads = threads;
       vqm::VitSession session(model, so);
       if (args.has("--verbose"))
-        for (const auto &line : session.kernel_report()) std::fprintf(stderr, "vit-bench: %s\n", line.c_str());
+        for (const auto &line : session.kernel_report())
+          std::fprintf(stderr, "vit-bench: %s\n", line.c_str());
       std::vector<float> input(static_cast<size_t>(batch) * c.input_size());
       std::mt19937 rng(1);
       std::normal_distribution<float> nd;
       for (auto &x : input) x = nd(rng);
       std::vector<float> logits(static_cast<size_t>(batch) * c.num_classes);
-      const Timing t = time_runs(session, input.data(), batch, logits.data(), min_runs, min_time, warmup);
+      const Timing t =
+          time_runs(session, input.data(), batch, logits.data(), min_runs, min_time, warmup);
       const double ips = batch * 1000.0 / t.median_ms;
       if (args.has("--json")) {
         nlohmann::json j = {{"runtime", std::string("vqm ") + VQM_VERSION_STRING},
@@ -114,9 +123,11 @@ int main(int argc, char **argv) {
                             {"isa", vqm::kernels::active_isa()}};
         std::printf("%s\n", j.dump().c_str());
       } else {
-        std::printf("%-22s %-5s batch %3d threads %d: median %8.2f ms  p90 %8.2f ms  %7.2f ms/image  %7.1f images/s (%d runs)\n",
-                    name.c_str(), precision.c_str(), batch, threads, t.median_ms, t.p90_ms, t.median_ms / batch, ips,
-                    t.runs);
+        std::printf(
+            "%-22s %-5s batch %3d threads %d: median %8.2f ms  p90 %8.2f ms  %7.2f ms/image  %7.1f "
+            "images/s (%d runs)\n",
+            name.c_str(), precision.c_str(), batch, threads, t.median_ms, t.p90_ms,
+            t.median_ms / batch, ips, t.runs);
       }
       std::fflush(stdout);
     }

@@ -9,20 +9,23 @@
 int main(int argc, char **argv) {
   return vqm::cli::run_tool("vit-convert", [&] {
     std::string presets;
-    for (const auto &p : vqm::presets()) presets += std::string(presets.empty() ? "" : ", ") + p.name;
-    vqm::cli::Args args("vit-convert", "IN.safetensors -o OUT.vqm [options]",
-                        {{"-o", "OUT.vqm", "output file (written atomically)"},
-                         {"--preset", "NAME", "timm preprocessing + ImageNet-1k labels: " + presets},
-                         {"--heads", "N", "number of attention heads (default: metadata, preset, or dim/64)"},
-                         {"--mean", "A,B,C", "normalisation mean per channel"},
-                         {"--std", "A,B,C", "normalisation std per channel"},
-                         {"--crop", "N", "center-crop size (must equal the model's input size)"},
-                         {"--crop-pct", "F", "resize shorter side to crop/crop_pct before cropping"},
-                         {"--interpolation", "NAME", "bicubic, bilinear or nearest"},
-                         {"--labels", "FILE", "class names, one per line"},
-                         {"--quiet", "", "print nothing on success"}});
+    for (const auto &p : vqm::presets())
+      presets += std::string(presets.empty() ? "" : ", ") + p.name;
+    vqm::cli::Args args(
+        "vit-convert", "IN.safetensors -o OUT.vqm [options]",
+        {{"-o", "OUT.vqm", "output file (written atomically)"},
+         {"--preset", "NAME", "timm preprocessing + ImageNet-1k labels: " + presets},
+         {"--heads", "N", "number of attention heads (default: metadata, preset, or dim/64)"},
+         {"--mean", "A,B,C", "normalisation mean per channel"},
+         {"--std", "A,B,C", "normalisation std per channel"},
+         {"--crop", "N", "center-crop size (must equal the model's input size)"},
+         {"--crop-pct", "F", "resize shorter side to crop/crop_pct before cropping"},
+         {"--interpolation", "NAME", "bicubic, bilinear or nearest"},
+         {"--labels", "FILE", "class names, one per line"},
+         {"--quiet", "", "print nothing on success"}});
     args.parse(argc, argv);
-    if (args.positional().size() != 1) throw vqm::cli::UsageError("expected one input .safetensors file");
+    if (args.positional().size() != 1)
+      throw vqm::cli::UsageError("expected one input .safetensors file");
     if (!args.has("-o")) throw vqm::cli::UsageError("missing -o OUT.vqm");
     const std::string in = args.positional()[0], out = args.get("-o");
 
@@ -32,7 +35,8 @@ int main(int argc, char **argv) {
     if (args.has("--mean")) opt.mean = vqm::cli::parse_floats(args.get("--mean"), "--mean");
     if (args.has("--std")) opt.std = vqm::cli::parse_floats(args.get("--std"), "--std");
     if (args.has("--crop")) opt.crop = args.get_int("--crop", 0, 1, 16384);
-    if (args.has("--crop-pct")) opt.crop_pct = static_cast<float>(args.get_double("--crop-pct", 1, 0.01, 1));
+    if (args.has("--crop-pct"))
+      opt.crop_pct = static_cast<float>(args.get_double("--crop-pct", 1, 0.01, 1));
     if (args.has("--interpolation")) opt.interpolation = args.get("--interpolation");
     opt.labels_file = args.get("--labels");
     opt.source_name = std::filesystem::path(in).filename().string();
@@ -47,10 +51,12 @@ int main(int argc, char **argv) {
     if (!args.has("--quiet")) {
       for (const auto &n : notes) std::fprintf(stderr, "vit-convert: note: %s\n", n.c_str());
       const auto &c = model->config();
-      std::printf("%s: %s, %dx%d x%d, patch %d, dim %d, depth %d, heads %d, mlp %d, %d classes%s -> %s (%.1f MB)\n",
-                  in.c_str(), c.arch.c_str(), c.image_size, c.image_size, c.in_chans, c.patch_size, c.embed_dim,
-                  c.depth, c.num_heads, c.mlp_hidden, c.num_classes, c.distilled ? ", distilled" : "", out.c_str(),
-                  bytes.size() / 1e6);
+      std::printf(
+          "%s: %s, %dx%d x%d, patch %d, dim %d, depth %d, heads %d, mlp %d, %d classes%s -> %s "
+          "(%.1f MB)\n",
+          in.c_str(), c.arch.c_str(), c.image_size, c.image_size, c.in_chans, c.patch_size,
+          c.embed_dim, c.depth, c.num_heads, c.mlp_hidden, c.num_classes,
+          c.distilled ? ", distilled" : "", out.c_str(), bytes.size() / 1e6);
     }
     return 0;
   });

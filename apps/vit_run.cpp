@@ -37,7 +37,8 @@ int main(int argc, char **argv) {
       for (; start < images.size() && static_cast<int>(names.size()) < batch; ++start) {
         try {
           const auto img = vqm::decode_image_file(images[start], c.in_chans);
-          vqm::preprocess_image(img, model->preprocess(), input.data() + names.size() * c.input_size());
+          vqm::preprocess_image(img, model->preprocess(),
+                                input.data() + names.size() * c.input_size());
           names.push_back(images[start]);
         } catch (const vqm::Error &e) {
           std::fprintf(stderr, "vit-run: error: %s\n", e.what());
@@ -52,7 +53,10 @@ int main(int argc, char **argv) {
         if (args.has("--json")) {
           nlohmann::json j = {{"image", names[i]}, {"top", nlohmann::json::array()}};
           for (int k : best)
-            j["top"].push_back({{"class", k}, {"label", model->labels()[k]}, {"prob", prob[k]}, {"logit", row[k]}});
+            j["top"].push_back({{"class", k},
+                                {"label", model->labels()[k]},
+                                {"prob", prob[k]},
+                                {"logit", row[k]}});
           std::printf("%s\n", j.dump().c_str());
         } else {
           std::printf("%s\n", names[i].c_str());

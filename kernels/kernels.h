@@ -39,7 +39,17 @@ void split_heads_f32(const float *src, float *dst, int64_t b, int64_t t, int64_t
 void merge_heads_f32(const float *src, float *dst, int64_t b, int64_t h, int64_t t, int64_t d);
 // Non-overlapping square patches: src [N, C, H, W] -> dst [N, (H/p)*(W/p), C*p*p] with each
 // patch flattened in (c, y, x) order, so a stride-p conv becomes one matmul. H, W multiples of p.
-void patchify_f32(const float *src, float *dst, int64_t n, int64_t c, int64_t height,
-                  int64_t width, int64_t p);
+void patchify_f32(const float *src, float *dst, int64_t n, int64_t c, int64_t height, int64_t width,
+                  int64_t p);
+
+}  // namespace vqm::kernels
+
+namespace vqm::kernels {
+
+// In place fake quantization on an affine b-bit grid held in [0, qmax] (qmax = 2^b - 1):
+// q = clamp(nearbyint(x / delta) + zero_point, 0, qmax); x = (q - zero_point) * delta.
+// This is the simulated (fp32) twin of the integer engine's activation quantization.
+void fake_quant_f32(float *x, int64_t n, float delta, int zero_point, int qmax);
+void fake_quant_f32_ref(float *x, int64_t n, float delta, int zero_point, int qmax);
 
 }  // namespace vqm::kernels

@@ -16,18 +16,102 @@ const std::vector<Preset> &presets() {
   // timm's default_cfg values: crop_pct, interpolation, mean/std (IMAGENET_DEFAULT for DeiT,
   // 0.5/0.5 "inception" normalisation for the augreg ViTs).
   static const std::vector<Preset> p = {
-      {"deit_tiny_patch16_224", 3, 224, 0.875f, "bicubic", {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}, false},
-      {"deit_small_patch16_224", 6, 224, 0.875f, "bicubic", {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}, false},
-      {"deit_base_patch16_224", 12, 224, 0.875f, "bicubic", {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}, false},
-      {"deit_base_patch16_384", 12, 384, 1.0f, "bicubic", {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}, false},
-      {"deit_tiny_distilled_patch16_224", 3, 224, 0.875f, "bicubic", {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}, true},
-      {"deit_small_distilled_patch16_224", 6, 224, 0.875f, "bicubic", {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}, true},
-      {"deit_base_distilled_patch16_224", 12, 224, 0.875f, "bicubic", {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}, true},
-      {"vit_tiny_patch16_224", 3, 224, 0.9f, "bicubic", {0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}, false},
-      {"vit_small_patch16_224", 6, 224, 0.9f, "bicubic", {0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}, false},
-      {"vit_base_patch16_224", 12, 224, 0.9f, "bicubic", {0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}, false},
-      {"vit_base_patch16_384", 12, 384, 1.0f, "bicubic", {0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}, false},
-      {"vit_large_patch16_224", 16, 224, 0.9f, "bicubic", {0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}, false},
+      {"deit_tiny_patch16_224",
+       3,
+       224,
+       0.875f,
+       "bicubic",
+       {0.485f, 0.456f, 0.406f},
+       {0.229f, 0.224f, 0.225f},
+       false},
+      {"deit_small_patch16_224",
+       6,
+       224,
+       0.875f,
+       "bicubic",
+       {0.485f, 0.456f, 0.406f},
+       {0.229f, 0.224f, 0.225f},
+       false},
+      {"deit_base_patch16_224",
+       12,
+       224,
+       0.875f,
+       "bicubic",
+       {0.485f, 0.456f, 0.406f},
+       {0.229f, 0.224f, 0.225f},
+       false},
+      {"deit_base_patch16_384",
+       12,
+       384,
+       1.0f,
+       "bicubic",
+       {0.485f, 0.456f, 0.406f},
+       {0.229f, 0.224f, 0.225f},
+       false},
+      {"deit_tiny_distilled_patch16_224",
+       3,
+       224,
+       0.875f,
+       "bicubic",
+       {0.485f, 0.456f, 0.406f},
+       {0.229f, 0.224f, 0.225f},
+       true},
+      {"deit_small_distilled_patch16_224",
+       6,
+       224,
+       0.875f,
+       "bicubic",
+       {0.485f, 0.456f, 0.406f},
+       {0.229f, 0.224f, 0.225f},
+       true},
+      {"deit_base_distilled_patch16_224",
+       12,
+       224,
+       0.875f,
+       "bicubic",
+       {0.485f, 0.456f, 0.406f},
+       {0.229f, 0.224f, 0.225f},
+       true},
+      {"vit_tiny_patch16_224",
+       3,
+       224,
+       0.9f,
+       "bicubic",
+       {0.5f, 0.5f, 0.5f},
+       {0.5f, 0.5f, 0.5f},
+       false},
+      {"vit_small_patch16_224",
+       6,
+       224,
+       0.9f,
+       "bicubic",
+       {0.5f, 0.5f, 0.5f},
+       {0.5f, 0.5f, 0.5f},
+       false},
+      {"vit_base_patch16_224",
+       12,
+       224,
+       0.9f,
+       "bicubic",
+       {0.5f, 0.5f, 0.5f},
+       {0.5f, 0.5f, 0.5f},
+       false},
+      {"vit_base_patch16_384",
+       12,
+       384,
+       1.0f,
+       "bicubic",
+       {0.5f, 0.5f, 0.5f},
+       {0.5f, 0.5f, 0.5f},
+       false},
+      {"vit_large_patch16_224",
+       16,
+       224,
+       0.9f,
+       "bicubic",
+       {0.5f, 0.5f, 0.5f},
+       {0.5f, 0.5f, 0.5f},
+       false},
   };
   return p;
 }
@@ -40,16 +124,19 @@ const Preset *find_preset(const std::string &name) {
   return nullptr;
 }
 
-int dim_of(const TensorInfo &t, size_t i) { return static_cast<int>(t.shape.at(i)); }
+int dim_of(const TensorInfo &t, size_t i) {
+  return static_cast<int>(t.shape.at(i));
+}
 
 void expect_rank(const TensorInfo &t, size_t rank) {
   if (t.shape.size() != rank)
-    fail(ErrorCode::format, "tensor '" + t.name + "' has shape " + shape_str(t.shape) + ", expected rank " +
-                                std::to_string(rank));
+    fail(ErrorCode::format, "tensor '" + t.name + "' has shape " + shape_str(t.shape) +
+                                ", expected rank " + std::to_string(rank));
 }
 
 // Metadata numbers are strings in safetensors; parse strictly.
-std::optional<double> meta_number(const std::map<std::string, std::string> &meta, const std::string &key) {
+std::optional<double> meta_number(const std::map<std::string, std::string> &meta,
+                                  const std::string &key) {
   auto it = meta.find(key);
   if (it == meta.end()) return std::nullopt;
   try {
@@ -78,14 +165,15 @@ std::optional<std::vector<float>> meta_vector(const std::map<std::string, std::s
     try {
       out.push_back(std::stof(s.substr(pos, end - pos)));
     } catch (const std::exception &) {
-      fail(ErrorCode::format, "metadata '" + key + "' = '" + it->second + "' is not a list of numbers");
+      fail(ErrorCode::format,
+           "metadata '" + key + "' = '" + it->second + "' is not a list of numbers");
     }
     pos = end + 1;
   }
   if (out.size() == 1) out.assign(channels, out[0]);
   if (out.size() != static_cast<size_t>(channels))
-    fail(ErrorCode::format, "metadata '" + key + "' has " + std::to_string(out.size()) + " values for " +
-                                std::to_string(channels) + " channels");
+    fail(ErrorCode::format, "metadata '" + key + "' has " + std::to_string(out.size()) +
+                                " values for " + std::to_string(channels) + " channels");
   return out;
 }
 
@@ -111,12 +199,14 @@ VitConfig infer_config(const SafetensorsFile &in, const ConvertOptions &opt, con
   const int patches = dim_of(pos, 1) - c.num_prefix_tokens();
   const int grid = static_cast<int>(std::lround(std::sqrt(std::max(patches, 0))));
   if (patches <= 0 || grid * grid != patches)
-    fail(ErrorCode::unsupported, "pos_embed " + shape_str(pos.shape) + " does not hold a square grid of patches after " +
+    fail(ErrorCode::unsupported, "pos_embed " + shape_str(pos.shape) +
+                                     " does not hold a square grid of patches after " +
                                      std::to_string(c.num_prefix_tokens()) + " prefix token(s)");
   c.image_size = grid * c.patch_size;
   c.depth = 0;
   while (in.find("blocks." + std::to_string(c.depth) + ".norm1.weight")) ++c.depth;
-  if (c.depth == 0) fail(ErrorCode::format, "no transformer blocks (blocks.0.norm1.weight missing)");
+  if (c.depth == 0)
+    fail(ErrorCode::format, "no transformer blocks (blocks.0.norm1.weight missing)");
   c.mlp_hidden = dim_of(in.get("blocks.0.mlp.fc1.weight"), 0);
   c.num_classes = dim_of(head, 0);
 
@@ -132,7 +222,8 @@ VitConfig infer_config(const SafetensorsFile &in, const ConvertOptions &opt, con
       notes->push_back("head count is not stored in the checkpoint: assuming head_dim 64, " +
                        std::to_string(c.num_heads) + " heads (override with --heads)");
   } else {
-    fail(ErrorCode::invalid_argument, "cannot infer the head count (embed_dim " + std::to_string(c.embed_dim) +
+    fail(ErrorCode::invalid_argument, "cannot infer the head count (embed_dim " +
+                                          std::to_string(c.embed_dim) +
                                           " is not a multiple of 64): pass --heads or --preset");
   }
   if (preset && preset->distilled != c.distilled)
@@ -140,12 +231,13 @@ VitConfig infer_config(const SafetensorsFile &in, const ConvertOptions &opt, con
                                           (preset->distilled ? " expects" : " does not expect") +
                                           " a distilled checkpoint (dist_token)");
   // Cross-check whatever geometry the metadata states against the shapes.
-  const std::pair<const char *, int> checks[] = {{"img_size", c.image_size},  {"patch_size", c.patch_size},
-                                                 {"in_chans", c.in_chans},    {"num_classes", c.num_classes},
-                                                 {"embed_dim", c.embed_dim}, {"depth", c.depth}};
+  const std::pair<const char *, int> checks[] = {
+      {"img_size", c.image_size},     {"patch_size", c.patch_size}, {"in_chans", c.in_chans},
+      {"num_classes", c.num_classes}, {"embed_dim", c.embed_dim},   {"depth", c.depth}};
   for (const auto &[key, value] : checks)
     if (auto v = meta_number(meta, key); v && static_cast<int>(*v) != value)
-      fail(ErrorCode::format, std::string("metadata ") + key + " = " + std::to_string(static_cast<int>(*v)) +
+      fail(ErrorCode::format, std::string("metadata ") + key + " = " +
+                                  std::to_string(static_cast<int>(*v)) +
                                   " contradicts the tensor shapes (" + std::to_string(value) + ")");
   c.arch = preset ? preset->name : meta.count("arch") ? meta.at("arch") : "vit";
   c.validate();
@@ -154,14 +246,16 @@ VitConfig infer_config(const SafetensorsFile &in, const ConvertOptions &opt, con
 
 }  // namespace
 
-VqmWriter convert_timm(const SafetensorsFile &in, const ConvertOptions &opt, std::vector<std::string> *notes) {
+VqmWriter convert_timm(const SafetensorsFile &in, const ConvertOptions &opt,
+                       std::vector<std::string> *notes) {
   const Preset *preset = nullptr;
   if (!opt.preset.empty()) {
     preset = find_preset(opt.preset);
     if (!preset) {
       std::string names;
       for (const auto &p : presets()) names += std::string(names.empty() ? "" : ", ") + p.name;
-      fail(ErrorCode::invalid_argument, "unknown preset '" + opt.preset + "' (known: " + names + ")");
+      fail(ErrorCode::invalid_argument,
+           "unknown preset '" + opt.preset + "' (known: " + names + ")");
     }
   }
   const VitConfig c = infer_config(in, opt, preset, notes);
@@ -192,14 +286,19 @@ VqmWriter convert_timm(const SafetensorsFile &in, const ConvertOptions &opt, std
   if (opt.std) p.std = *opt.std;
   if (opt.crop_pct) crop_pct = *opt.crop_pct;
   if (opt.crop && *opt.crop != c.image_size)
-    fail(ErrorCode::invalid_argument, "--crop " + std::to_string(*opt.crop) + " differs from the model's input size " +
+    fail(ErrorCode::invalid_argument, "--crop " + std::to_string(*opt.crop) +
+                                          " differs from the model's input size " +
                                           std::to_string(c.image_size));
   if (opt.interpolation && !interpolation_from_name(*opt.interpolation, &p.interpolation))
-    fail(ErrorCode::invalid_argument, "unknown interpolation '" + *opt.interpolation + "' (bicubic, bilinear, nearest)");
+    fail(ErrorCode::invalid_argument,
+         "unknown interpolation '" + *opt.interpolation + "' (bicubic, bilinear, nearest)");
   if (!(crop_pct > 0.f && crop_pct <= 1.f))
-    fail(ErrorCode::invalid_argument, "crop_pct must be in (0, 1], got " + std::to_string(crop_pct));
-  if (p.mean.size() != static_cast<size_t>(c.in_chans) || p.std.size() != static_cast<size_t>(c.in_chans))
-    fail(ErrorCode::invalid_argument, "mean/std need " + std::to_string(c.in_chans) + " values (one per channel)");
+    fail(ErrorCode::invalid_argument,
+         "crop_pct must be in (0, 1], got " + std::to_string(crop_pct));
+  if (p.mean.size() != static_cast<size_t>(c.in_chans) ||
+      p.std.size() != static_cast<size_t>(c.in_chans))
+    fail(ErrorCode::invalid_argument,
+         "mean/std need " + std::to_string(c.in_chans) + " values (one per channel)");
   for (float s : p.std)
     if (!(s > 0.f)) fail(ErrorCode::invalid_argument, "std values must be > 0");
   p.resize = static_cast<int>(std::floor(c.image_size / crop_pct));  // timm's scale_size
@@ -224,7 +323,9 @@ VqmWriter convert_timm(const SafetensorsFile &in, const ConvertOptions &opt, std
   for (const auto &e : expected) wanted.insert(e.name);
   for (const auto &t : in.tensors())
     if (!wanted.count(t.name))
-      fail(ErrorCode::unsupported, "tensor '" + t.name + "' is not part of a plain ViT/DeiT; this architecture is not supported");
+      fail(ErrorCode::unsupported,
+           "tensor '" + t.name +
+               "' is not part of a plain ViT/DeiT; this architecture is not supported");
 
   VqmWriter w;
   json doc;
@@ -232,15 +333,17 @@ VqmWriter convert_timm(const SafetensorsFile &in, const ConvertOptions &opt, std
   doc["preprocess"] = preprocess_to_json(p);
   doc["preprocess"]["crop_pct"] = crop_pct;
   if (!labels.empty()) doc["labels"] = labels;
-  doc["producer"] = {{"name", "vqm"}, {"version", VQM_VERSION_STRING}, {"tool", "vit-convert"},
+  doc["producer"] = {{"name", "vqm"},
+                     {"version", VQM_VERSION_STRING},
+                     {"tool", "vit-convert"},
                      {"source", opt.source_name}};
   if (!meta.empty()) doc["source_metadata"] = meta;
   w.set_meta(doc);
   for (const auto &e : expected) {
     const TensorInfo &t = in.get(e.name);
     if (t.shape != e.shape)
-      fail(ErrorCode::format, "tensor '" + e.name + "': expected shape " + shape_str(e.shape) + ", found " +
-                                  shape_str(t.shape));
+      fail(ErrorCode::format, "tensor '" + e.name + "': expected shape " + shape_str(e.shape) +
+                                  ", found " + shape_str(t.shape));
     const std::vector<float> data = to_f32(t);
     w.add_f32(e.name, e.shape, data.data());
   }

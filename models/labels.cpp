@@ -30,8 +30,9 @@ const std::vector<std::string> &imagenet1k_labels() {
 }
 
 const std::vector<std::string> &fashion_mnist_labels() {
-  static const std::vector<std::string> labels = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                                  "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+  static const std::vector<std::string> labels = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                                  "Coat",        "Sandal",    "Shirt",    "Sneaker",
+                                                  "Bag",         "Ankle boot"};
   return labels;
 }
 

@@ -24,7 +24,8 @@ VitConfig arch_config(const std::string &arch) {
     }
   }
   fail(ErrorCode::invalid_argument,
-       "unknown --arch '" + arch + "' (known: deit_tiny_patch16_224, deit_small_patch16_224, deit_base_patch16_224)");
+       "unknown --arch '" + arch +
+           "' (known: deit_tiny_patch16_224, deit_small_patch16_224, deit_base_patch16_224)");
 }
 
 VqmWriter make_random_vit(const VitConfig &cfg, uint32_t seed) {
@@ -41,15 +42,18 @@ VqmWriter make_random_vit(const VitConfig &cfg, uint32_t seed) {
   p.mean.assign(cfg.in_chans, 0.5f);
   p.std.assign(cfg.in_chans, 0.5f);
   doc["preprocess"] = preprocess_to_json(p);
-  doc["producer"] = {{"name", "vqm"}, {"version", VQM_VERSION_STRING}, {"tool", "random"}, {"seed", seed}};
+  doc["producer"] = {
+      {"name", "vqm"}, {"version", VQM_VERSION_STRING}, {"tool", "random"}, {"seed", seed}};
   w.set_meta(doc);
   for (const auto &t : expected_tensors(cfg)) {
     int64_t n = 1;
     for (auto d : t.shape) n *= d;
     std::vector<float> v(static_cast<size_t>(n));
-    const bool is_norm_weight = t.name.find("norm") != std::string::npos && t.name.find(".weight") != std::string::npos;
+    const bool is_norm_weight =
+        t.name.find("norm") != std::string::npos && t.name.find(".weight") != std::string::npos;
     const bool is_bias = t.name.size() > 5 && t.name.compare(t.name.size() - 5, 5, ".bias") == 0;
-    for (auto &x : v) x = is_norm_weight ? 1.f : is_bias ? 0.f : std::max(-0.04f, std::min(0.04f, normal(rng)));
+    for (auto &x : v)
+      x = is_norm_weight ? 1.f : is_bias ? 0.f : std::max(-0.04f, std::min(0.04f, normal(rng)));
     w.add_f32(t.name, t.shape, v.data());
   }
   return w;

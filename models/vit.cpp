@@ -21,6 +21,50 @@ using dnnl::memory;
 // Model
 
 std::shared_ptr<const VitModel> VitModel::load(VqmFile file) {
+  return load_mutable(std::move(file));
+}
+
+namespace {
+bool is_linear_weight(const std::string &name) {
+  auto ends_with = [&](const char *suffix) {
+    const size_t n = std::strlen(suffix);
+    return name.size() >= n && name.compare(name.size() - n, n, suffix) == 0;
+  };
+  return ends_with("qkv.weight") || ends_with("proj.weight") || ends_with("fc1.weight") ||
+         ends_with("fc2.weight") || name == "head.weight" || name == "head_dist.weight";
+}
+
+// q * scale[row] for an i8/q4/q6 tensor with a per-row (or single) f32 scale.
+std::vector<float> dequantize(const VqmFile &f, const TensorInfo &t) {
+  const std::string &src = f.source();
+  if (t.scale.empty())
+    fail(ErrorCode::format, src + ": quantized tensor '" + t.name + "' has no scale tensor");
+  const TensorInfo &s = f.get(t.scale);
+  const int64_t rows = t.shape.empty() ? 1 : t.shape[0];
+  if (s.dtype != DType::f32 || (s.numel() != rows && s.numel() != 1))
+    fail(ErrorCode::format, src + ": scale of '" + t.name + "' must be f32 with " +
+                                std::to_string(rows) + " or 1 values, found " +
+                                dtype_name(s.dtype) + " " + shape_str(s.shape));
+  if (s.numel() == rows && rows > 1 && t.quant_axis != 0)
+    fail(ErrorCode::format, src + ": per-channel scale of '" + t.name + "' needs quant_axis 0");
+  const int64_t n = t.numel(), k = t.shape.back();
+  std::vector<int8_t> q(static_cast<size_t>(n));
+  unpack_int_rows(t.data, t.dtype, n / k, k, q.data());
+  const float *scale = reinterpret_cast<const float *>(s.data);
+  std::vector<float> out(static_cast<size_t>(n));
+  const int64_t per_row = n / rows;
+  for (int64_t i = 0; i < n; ++i) {
+    const float sc = scale[s.numel() == 1 ? 0 : i / per_row];
+    if (!(std::isfinite(sc) && sc > 0))
+      fail(ErrorCode::format,
+           src + ": scale of '" + t.name + "' holds a non-positive or non-finite value");
+    out[i] = q[i] * sc;
+  }
+  return out;
+}
+}  // namespace
+
+std::shared_ptr<VitModel> VitModel::load_mutable(VqmFile file) {
   auto m = std::shared_ptr<VitModel>(new VitModel());
   m->file_ = std::move(file);
   const auto &meta = m->file_.meta();
@@ -29,7 +73,8 @@ std::shared_ptr<const VitModel> VitModel::load(VqmFile file) {
     if (!meta.contains("model")) fail(ErrorCode::format, "no 'model' section");
     m->config_ = VitConfig::from_json(meta["model"]);
     if (!meta.contains("preprocess")) fail(ErrorCode::format, "no 'preprocess' section");
-    m->preprocess_ = preprocess_from_json(meta["preprocess"], m->config_.in_chans, m->config_.image_size);
+    m->preprocess_ =
+        preprocess_from_json(meta["preprocess"], m->config_.in_chans, m->config_.image_size);
     if (meta.contains("labels")) {
       const auto &labels = meta["labels"];
       if (!labels.is_array() || labels.size() != static_cast<size_t>(m->config_.num_classes))
@@ -40,7 +85,8 @@ std::shared_ptr<const VitModel> VitModel::load(VqmFile file) {
         m->labels_.push_back(l.get<std::string>());
       }
     } else {
-      for (int i = 0; i < m->config_.num_classes; ++i) m->labels_.push_back("class " + std::to_string(i));
+      for (int i = 0; i < m->config_.num_classes; ++i)
+        m->labels_.push_back("class " + std::to_string(i));
     }
   } catch (const Error &e) {
     fail(e.code(), src + ": " + e.what());
@@ -54,15 +100,20 @@ std::shared_ptr<const VitModel> VitModel::load(VqmFile file) {
     names.insert(e.name);
     const TensorInfo &t = m->file_.get(e.name);
     if (t.shape != e.shape)
-      fail(ErrorCode::format, src + ": tensor '" + e.name + "': expected shape " + shape_str(e.shape) +
-                                  ", found " + shape_str(t.shape));
+      fail(ErrorCode::format, src + ": tensor '" + e.name + "': expected shape " +
+                                  shape_str(e.shape) + ", found " + shape_str(t.shape));
     if (t.dtype == DType::f32) {
       m->weights_.emplace_back(e.name, reinterpret_cast<const float *>(t.data));
     } else if (t.dtype == DType::f16 || t.dtype == DType::bf16) {
-      m->converted_.push_back(to_f32(t));
-      m->weights_.emplace_back(e.name, m->converted_.back().data());
+      m->weights_.emplace_back(e.name, (m->converted_[e.name] = to_f32(t)).data());
+    } else if ((t.dtype == DType::i8 || t.dtype == DType::q4 || t.dtype == DType::q6) &&
+               is_linear_weight(e.name)) {
+      // Simulated execution: integer weights become exactly q * scale in fp32.
+      m->weights_.emplace_back(e.name, (m->converted_[e.name] = dequantize(m->file_, t)).data());
+      names.insert(t.scale);
     } else {
-      fail(ErrorCode::unsupported, src + ": tensor '" + e.name + "' has dtype " + dtype_name(t.dtype) +
+      fail(ErrorCode::unsupported, src + ": tensor '" + e.name + "' has dtype " +
+                                       dtype_name(t.dtype) +
                                        "; this build runs f32/f16/bf16 weights");
     }
   }
@@ -73,9 +124,29 @@ std::shared_ptr<const VitModel> VitModel::load(VqmFile file) {
   return m;
 }
 
+void VitModel::set_weight(const std::string &name, std::vector<float> values) {
+  auto it = std::lower_bound(weights_.begin(), weights_.end(),
+                             std::make_pair(name, (const float *)nullptr));
+  if (it == weights_.end() || it->first != name)
+    fail(ErrorCode::internal, "no weight '" + name + "'");
+  const TensorInfo &t = file_.get(name);
+  if (static_cast<int64_t>(values.size()) != t.numel())
+    fail(ErrorCode::internal, "set_weight '" + name + "': " + std::to_string(values.size()) +
+                                  " values for " + shape_str(t.shape));
+  std::vector<float> &owned = converted_[name];
+  owned = std::move(values);
+  it->second = owned.data();
+  std::lock_guard<std::mutex> lock(pack_mutex_);
+  packed_.erase(std::remove_if(packed_.begin(), packed_.end(),
+                               [&](const auto &p) { return p.first == name; }),
+                packed_.end());
+}
+
 const float *VitModel::weight(const std::string &name) const {
-  auto it = std::lower_bound(weights_.begin(), weights_.end(), std::make_pair(name, (const float *)nullptr));
-  if (it == weights_.end() || it->first != name) fail(ErrorCode::internal, "no weight '" + name + "'");
+  auto it = std::lower_bound(weights_.begin(), weights_.end(),
+                             std::make_pair(name, (const float *)nullptr));
+  if (it == weights_.end() || it->first != name)
+    fail(ErrorCode::internal, "no weight '" + name + "'");
   return it->second;
 }
 
@@ -85,7 +156,8 @@ memory VitModel::packed_weight(const std::string &name, const memory::desc &layo
     if (n == name && mem.get_desc() == layout) return mem;
   const TensorInfo &t = file_.get(name);
   // Conv weights [D, C, p, p] are linear weights [D, C*p*p] (see patchify_f32).
-  memory mem = dn::pack_linear_weights_f32(weight(name), t.shape[0], t.numel() / t.shape[0], layout);
+  memory mem =
+      dn::pack_linear_weights_f32(weight(name), t.shape[0], t.numel() / t.shape[0], layout);
   packed_.emplace_back(name, mem);
   return mem;
 }
@@ -136,15 +208,19 @@ struct VitSession::Plan {
 };
 
 namespace {
-size_t scratch_size(const dnnl::matmul::primitive_desc &pd) { return pd.scratchpad_desc().get_size(); }
+size_t scratch_size(const dnnl::matmul::primitive_desc &pd) {
+  return pd.scratchpad_desc().get_size();
+}
 }  // namespace
 
 VitSession::VitSession(std::shared_ptr<const VitModel> model, const SessionOptions &options)
     : model_(std::move(model)), options_(options), stream_(dn::cpu_engine()) {
   if (options_.max_batch < 1 || options_.max_batch > 4096)
-    fail(ErrorCode::invalid_argument, "max_batch must be in [1, 4096], got " + std::to_string(options_.max_batch));
+    fail(ErrorCode::invalid_argument,
+         "max_batch must be in [1, 4096], got " + std::to_string(options_.max_batch));
   if (options_.n_threads < 0 || options_.n_threads > 1024)
-    fail(ErrorCode::invalid_argument, "n_threads must be in [0, 1024], got " + std::to_string(options_.n_threads));
+    fail(ErrorCode::invalid_argument,
+         "n_threads must be in [0, 1024], got " + std::to_string(options_.n_threads));
   const VitConfig &c = model_->config();
   const int64_t T = c.tokens(), D = c.embed_dim, H = c.num_heads, dh = c.head_dim();
 
@@ -174,12 +250,12 @@ VitSession::VitSession(std::shared_ptr<const VitModel> model, const SessionOptio
   }
   buf_ = std::make_unique<Buffers>(c, options_.max_batch, scratch);
   Buffers &B = *buf_;
-  const memory scratch_mem = dn::wrap(memory::desc({static_cast<int64_t>(scratch)}, memory::data_type::u8,
-                                                   memory::format_tag::a),
-                                      B.scratchpad.data());
+  const memory scratch_mem = dn::wrap(
+      memory::desc({static_cast<int64_t>(scratch)}, memory::data_type::u8, memory::format_tag::a),
+      B.scratchpad.data());
 
-  auto bind_linear = [&](const dnnl::matmul::primitive_desc &pd, const float *src, const std::string &w,
-                         const std::string &bias, float *dst) {
+  auto bind_linear = [&](const dnnl::matmul::primitive_desc &pd, const float *src,
+                         const std::string &w, const std::string &bias, float *dst) {
     dn::BoundPrimitive bp;
     bp.prim = dnnl::matmul(pd);
     bp.impl = pd.impl_info_str();
@@ -190,7 +266,8 @@ VitSession::VitSession(std::shared_ptr<const VitModel> model, const SessionOptio
                {DNNL_ARG_SCRATCHPAD, scratch_mem}};
     return bp;
   };
-  auto bind_batched = [&](const dnnl::matmul::primitive_desc &pd, const float *a, const float *b, float *dst) {
+  auto bind_batched = [&](const dnnl::matmul::primitive_desc &pd, const float *a, const float *b,
+                          float *dst) {
     dn::BoundPrimitive bp;
     bp.prim = dnnl::matmul(pd);
     bp.impl = pd.impl_info_str();
@@ -206,8 +283,8 @@ VitSession::VitSession(std::shared_ptr<const VitModel> model, const SessionOptio
     const Pds &p = pds[i];
     auto plan = std::make_unique<Plan>();
     plan->batch = b;
-    plan->patch = bind_linear(p.patch, B.patches.ptr, "patch_embed.proj.weight", "patch_embed.proj.bias",
-                              B.patch_out.ptr);
+    plan->patch = bind_linear(p.patch, B.patches.ptr, "patch_embed.proj.weight",
+                              "patch_embed.proj.bias", B.patch_out.ptr);
     // Q, K, V sit one after another in `heads` ([3, b, H, T, dh]); Kᵀ is read in place.
     const int64_t qkv_size = int64_t{b} * H * T * dh;
     plan->qk = bind_batched(p.qk, B.heads.ptr, B.heads.ptr + qkv_size, B.scores.ptr);
@@ -219,10 +296,14 @@ VitSession::VitSession(std::shared_ptr<const VitModel> model, const SessionOptio
     for (int l = 0; l < c.depth; ++l) {
       const std::string pre = "blocks." + std::to_string(l) + ".";
       Plan::Block blk;
-      blk.qkv = bind_linear(p.qkv, B.h.ptr, pre + "attn.qkv.weight", pre + "attn.qkv.bias", B.qkv.ptr);
-      blk.proj = bind_linear(p.proj, B.merged.ptr, pre + "attn.proj.weight", pre + "attn.proj.bias", B.x.ptr);
-      blk.fc1 = bind_linear(p.fc1, B.h.ptr, pre + "mlp.fc1.weight", pre + "mlp.fc1.bias", B.mlp.ptr);
-      blk.fc2 = bind_linear(p.fc2, B.mlp.ptr, pre + "mlp.fc2.weight", pre + "mlp.fc2.bias", B.x.ptr);
+      blk.qkv =
+          bind_linear(p.qkv, B.h.ptr, pre + "attn.qkv.weight", pre + "attn.qkv.bias", B.qkv.ptr);
+      blk.proj = bind_linear(p.proj, B.merged.ptr, pre + "attn.proj.weight", pre + "attn.proj.bias",
+                             B.x.ptr);
+      blk.fc1 =
+          bind_linear(p.fc1, B.h.ptr, pre + "mlp.fc1.weight", pre + "mlp.fc1.bias", B.mlp.ptr);
+      blk.fc2 =
+          bind_linear(p.fc2, B.mlp.ptr, pre + "mlp.fc2.weight", pre + "mlp.fc2.bias", B.x.ptr);
       blk.norm1_w = model_->weight(pre + "norm1.weight");
       blk.norm1_b = model_->weight(pre + "norm1.bias");
       blk.norm2_w = model_->weight(pre + "norm2.weight");
@@ -267,7 +348,8 @@ void VitSession::run(const float *nchw, int64_t n, float *logits, const TapFn *t
   const VitConfig &c = model_->config();
   int64_t done = 0;
   while (done < n) {
-    const int chunk = plan_for(static_cast<int>(std::min<int64_t>(n - done, options_.max_batch))).batch;
+    const int chunk =
+        plan_for(static_cast<int>(std::min<int64_t>(n - done, options_.max_batch))).batch;
     forward(nchw + done * c.input_size(), chunk, logits + done * c.num_classes, taps);
     done += chunk;
   }
@@ -282,9 +364,20 @@ void VitSession::forward(const float *nchw, int n, float *logits, const TapFn *t
   auto tap = [&](Tap t, int block, const float *data, int64_t rows, int64_t cols) {
     if (taps) (*taps)(TapEvent{t, block, data, rows, cols});
   };
+  // Simulated quantization: round activations onto their grid right before the product that
+  // consumes them (weights were dequantized at load), so fp32 arithmetic reproduces the integer
+  // engine up to float rounding.
+  const ModelQuant *mq = model_->quant();
+  auto quantize = [&](const ActQuant *a, float *data, int64_t count) {
+    if (a && a->enabled) kernels::fake_quant_f32(data, count, a->delta, a->zero_point, a->qmax());
+  };
+  auto point = [&](int l, ActQuant BlockQuant::*member) -> const ActQuant * {
+    return mq ? &(mq->blocks[l].*member) : nullptr;
+  };
 
   // Patch embedding: a stride-p conv is one matmul over flattened patches.
-  kernels::patchify_f32(nchw, B.patches.ptr, n, c.in_chans, c.image_size, c.image_size, c.patch_size);
+  kernels::patchify_f32(nchw, B.patches.ptr, n, c.in_chans, c.image_size, c.image_size,
+                        c.patch_size);
   plan.patch.run(stream_);
   const float *pos = model_->weight("pos_embed");
   const float *cls = model_->weight("cls_token");
@@ -292,7 +385,9 @@ void VitSession::forward(const float *nchw, int n, float *logits, const TapFn *t
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t b = 0; b < n; ++b)
     for (int64_t t = 0; t < T; ++t) {
-      const float *src = t == 0 ? cls : (t == 1 && dist) ? dist : B.patch_out.ptr + (b * P + t - prefix) * D;
+      const float *src = t == 0             ? cls
+                         : (t == 1 && dist) ? dist
+                                            : B.patch_out.ptr + (b * P + t - prefix) * D;
       float *dst = B.x.ptr + (b * T + t) * D;
       const float *pe = pos + t * D;
       for (int64_t k = 0; k < D; ++k) dst[k] = src[k] + pe[k];
@@ -302,17 +397,34 @@ void VitSession::forward(const float *nchw, int n, float *logits, const TapFn *t
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
   for (int l = 0; l < c.depth; ++l) {
     const Plan::Block &blk = plan.blocks[l];
-    kernels::layernorm_f32(B.x.ptr, B.h.ptr, n * T, D, blk.norm1_w, blk.norm1_b, c.ln_eps);
+    const int64_t rows = n * T, head_rows = n * H * T, per_head = head_rows * dh;
+    float *q = B.heads.ptr, *k = q + per_head, *v = k + per_head;
+    kernels::layernorm_f32(B.x.ptr, B.h.ptr, rows, D, blk.norm1_w, blk.norm1_b, c.ln_eps);
+    quantize(point(l, &BlockQuant::qkv_in), B.h.ptr, rows * D);
+    tap(Tap::qkv_in, l, B.h.ptr, rows, D);
     blk.qkv.run(stream_);
     kernels::split_heads_f32(B.qkv.ptr, B.heads.ptr, n, T, 3, H, dh);
+    quantize(point(l, &BlockQuant::q), q, per_head);
+    quantize(point(l, &BlockQuant::k), k, per_head);
+    quantize(point(l, &BlockQuant::v), v, per_head);
+    tap(Tap::q, l, q, head_rows, dh);
+    tap(Tap::k, l, k, head_rows, dh);
+    tap(Tap::v, l, v, head_rows, dh);
     plan.qk.run(stream_);
-    kernels::softmax_f32(B.scores.ptr, n * H * T, T, scale);
-    tap(Tap::attn_probs, l, B.scores.ptr, n * H * T, T);
+    kernels::softmax_f32(B.scores.ptr, head_rows, T, scale);
+    quantize(point(l, &BlockQuant::attn), B.scores.ptr, head_rows * T);
+    tap(Tap::attn_probs, l, B.scores.ptr, head_rows, T);
     plan.av.run(stream_);
     kernels::merge_heads_f32(B.attn_out.ptr, B.merged.ptr, n, H, T, dh);
+    quantize(point(l, &BlockQuant::proj_in), B.merged.ptr, rows * D);
+    tap(Tap::proj_in, l, B.merged.ptr, rows, D);
     blk.proj.run(stream_);  // x += attn · Wproj + b
-    kernels::layernorm_f32(B.x.ptr, B.h.ptr, n * T, D, blk.norm2_w, blk.norm2_b, c.ln_eps);
+    kernels::layernorm_f32(B.x.ptr, B.h.ptr, rows, D, blk.norm2_w, blk.norm2_b, c.ln_eps);
+    quantize(point(l, &BlockQuant::fc1_in), B.h.ptr, rows * D);
+    tap(Tap::fc1_in, l, B.h.ptr, rows, D);
     blk.fc1.run(stream_);  // gelu fused
+    quantize(point(l, &BlockQuant::fc2_in), B.mlp.ptr, rows * c.mlp_hidden);
+    tap(Tap::fc2_in, l, B.mlp.ptr, rows, c.mlp_hidden);
     blk.fc2.run(stream_);  // x += mlp · W2 + b
     tap(Tap::block_out, l, B.x.ptr, n * T, D);
   }
@@ -325,12 +437,14 @@ void VitSession::forward(const float *nchw, int n, float *logits, const TapFn *t
   }
   kernels::layernorm_f32(B.pooled.ptr, B.pooled.ptr, n, D, model_->weight("norm.weight"),
                          model_->weight("norm.bias"), c.ln_eps);
+  quantize(mq ? &mq->head_in : nullptr, B.pooled.ptr, n * D);
   tap(Tap::prelogits, -1, B.pooled.ptr, n, D);
   plan.head.run(stream_);
   const int64_t C = c.num_classes;
   if (dist) {
-    kernels::layernorm_f32(B.pooled_dist.ptr, B.pooled_dist.ptr, n, D, model_->weight("norm.weight"),
-                           model_->weight("norm.bias"), c.ln_eps);
+    kernels::layernorm_f32(B.pooled_dist.ptr, B.pooled_dist.ptr, n, D,
+                           model_->weight("norm.weight"), model_->weight("norm.bias"), c.ln_eps);
+    quantize(mq ? &mq->head_in : nullptr, B.pooled_dist.ptr, n * D);
     plan.head_dist.run(stream_);
     for (int64_t i = 0; i < n * C; ++i) logits[i] = 0.5f * (B.logits.ptr[i] + B.logits_dist.ptr[i]);
   } else {

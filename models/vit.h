@@ -5,11 +5,14 @@
 #include <cstdint>
 #include <dnnl.hpp>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "models/quant_spec.h"
 #include "models/vit_config.h"
 #include "runtime/format.h"
 
@@ -17,10 +20,19 @@ namespace vqm {
 
 // Points of the forward that can be observed. Data is valid only during the callback.
 enum class Tap {
-  embed,       // [B*T, D] tokens after position embedding
+  embed,     // [B*T, D] tokens after position embedding
+  patch_in,  // [B*P, C*p*p] flattened patches (input of the patch-embedding matmul)
+  qkv_in,    // [B*T, D] input of qkv (after norm1)
+  q,
+  k,
+  v,           // [B*H*T, dh] head-major, before their products
+  proj_in,     // [B*T, D] input of proj (merged heads)
+  fc1_in,      // [B*T, D] input of fc1 (after norm2)
+  fc2_in,      // [B*T, hidden] input of fc2 (after GELU)
   attn_probs,  // [B*H*T, T] softmax output of block `block`
   block_out,   // [B*T, D] residual stream after block `block`
   prelogits,   // [B, D] final-norm class token (the head's input)
+  // Every tap sees the data as the next op will: after fake quantization when the model has it.
 };
 struct TapEvent {
   Tap tap;
@@ -36,6 +48,9 @@ class VitModel {
   // Validates the document and every tensor the geometry needs (dtype and exact shape), and
   // rejects unexpected tensors so nothing in a file is silently ignored. Throws vqm::Error.
   static std::shared_ptr<const VitModel> load(VqmFile file);
+  // The same, mutable: for the quantizer, which edits weights and activation grids between
+  // calibration passes. Sessions see edits made before they are created.
+  static std::shared_ptr<VitModel> load_mutable(VqmFile file);
 
   const VitConfig &config() const { return config_; }
   const PreprocessConfig &preprocess() const { return preprocess_; }
@@ -47,6 +62,12 @@ class VitModel {
   // The linear weight `name` ([N,K]) reordered to `layout`; packed once per distinct layout and
   // shared by every session of this model. Thread-safe.
   dnnl::memory packed_weight(const std::string &name, const dnnl::memory::desc &layout) const;
+  // Activation quantization of a quantized model (simulated in fp32); nullptr for fp32 models.
+  const ModelQuant *quant() const { return quant_.has_value() ? &*quant_ : nullptr; }
+
+  // Quantizer-only mutators (not thread-safe; no session may be running).
+  void set_weight(const std::string &name, std::vector<float> values);
+  void set_quant(std::optional<ModelQuant> q) { quant_ = std::move(q); }
 
  private:
   VqmFile file_;
@@ -54,7 +75,8 @@ class VitModel {
   PreprocessConfig preprocess_;
   std::vector<std::string> labels_;
   std::vector<std::pair<std::string, const float *>> weights_;  // sorted by name
-  std::vector<std::vector<float>> converted_;                    // owners of non-f32 tensors
+  std::map<std::string, std::vector<float>> converted_;  // owners of non-f32 / edited tensors
+  std::optional<ModelQuant> quant_;
   mutable std::mutex pack_mutex_;
   mutable std::vector<std::pair<std::string, dnnl::memory>> packed_;
 };

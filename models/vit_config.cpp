@@ -14,11 +14,13 @@ int get_int(const json &j, const char *key, int lo, int hi) {
   if (!j.contains(key)) fail(ErrorCode::format, std::string("model config: missing '") + key + "'");
   const json &v = j.at(key);
   if (!v.is_number_integer())
-    fail(ErrorCode::format, std::string("model config: '") + key + "' must be an integer, got " + v.dump());
+    fail(ErrorCode::format,
+         std::string("model config: '") + key + "' must be an integer, got " + v.dump());
   const int64_t x = v.get<int64_t>();
   if (x < lo || x > hi)
     fail(ErrorCode::format, std::string("model config: '") + key + "' = " + std::to_string(x) +
-                                " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+                                " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                                "]");
   return static_cast<int>(x);
 }
 }  // namespace
@@ -46,11 +48,13 @@ VitConfig VitConfig::from_json(const json &j) {
   c.mlp_hidden = get_int(j, "mlp_hidden", 1, 65536);
   c.num_classes = get_int(j, "num_classes", 1, 1000000);
   if (j.contains("ln_eps")) {
-    if (!j["ln_eps"].is_number()) fail(ErrorCode::format, "model config: 'ln_eps' must be a number");
+    if (!j["ln_eps"].is_number())
+      fail(ErrorCode::format, "model config: 'ln_eps' must be a number");
     c.ln_eps = j["ln_eps"].get<float>();
   }
   if (j.contains("distilled")) {
-    if (!j["distilled"].is_boolean()) fail(ErrorCode::format, "model config: 'distilled' must be true or false");
+    if (!j["distilled"].is_boolean())
+      fail(ErrorCode::format, "model config: 'distilled' must be true or false");
     c.distilled = j["distilled"].get<bool>();
   }
   if (j.contains("class_token") && j["class_token"] != true)
@@ -72,12 +76,9 @@ void VitConfig::validate() const {
 }
 
 json preprocess_to_json(const PreprocessConfig &p) {
-  return json{{"channels", p.channels},
-              {"resize", p.resize},
-              {"crop", p.crop},
-              {"interpolation", interpolation_name(p.interpolation)},
-              {"mean", p.mean},
-              {"std", p.std}};
+  return json{{"channels", p.channels}, {"resize", p.resize},
+              {"crop", p.crop},         {"interpolation", interpolation_name(p.interpolation)},
+              {"mean", p.mean},         {"std", p.std}};
 }
 
 PreprocessConfig preprocess_from_json(const json &j, int expected_channels, int crop) {
@@ -88,7 +89,8 @@ PreprocessConfig preprocess_from_json(const json &j, int expected_channels, int 
   p.crop = get_int(j, "crop", 1, 16384);
   if (p.channels != expected_channels)
     fail(ErrorCode::format, "preprocess: channels " + std::to_string(p.channels) +
-                                " differ from the model's in_chans " + std::to_string(expected_channels));
+                                " differ from the model's in_chans " +
+                                std::to_string(expected_channels));
   if (p.crop != crop)
     fail(ErrorCode::format, "preprocess: crop " + std::to_string(p.crop) +
                                 " differs from the model's image_size " + std::to_string(crop));
@@ -102,14 +104,16 @@ PreprocessConfig preprocess_from_json(const json &j, int expected_channels, int 
                                   std::to_string(p.channels) + " numbers");
     std::vector<float> vals;
     for (const auto &x : v) {
-      if (!x.is_number()) fail(ErrorCode::format, std::string("preprocess: '") + key + "' holds a non-number");
+      if (!x.is_number())
+        fail(ErrorCode::format, std::string("preprocess: '") + key + "' holds a non-number");
       vals.push_back(x.get<float>());
     }
     if (std::string(key) == "mean") {
       p.mean = vals;
     } else {
       for (float s : vals)
-        if (!(s > 0.f) || !std::isfinite(s)) fail(ErrorCode::format, "preprocess: 'std' values must be > 0");
+        if (!(s > 0.f) || !std::isfinite(s))
+          fail(ErrorCode::format, "preprocess: 'std' values must be > 0");
       p.std = vals;
     }
   }

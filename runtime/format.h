@@ -22,8 +22,7 @@ class VqmFile {
   // Reads and validates. Throws vqm::Error (io / format / limit / unsupported) naming the
   // problem: the field, the tensor and the numbers involved.
   static VqmFile from_file(const std::string &path, const Limits &limits = default_limits());
-  static VqmFile from_memory(const void *data, size_t size,
-                             const Limits &limits = default_limits(),
+  static VqmFile from_memory(const void *data, size_t size, const Limits &limits = default_limits(),
                              const std::string &what = "<memory>");
 
   // The JSON document without its "tensors" array: model, preprocess, labels, quantization,

@@ -6,14 +6,14 @@
 namespace vqm {
 
 struct Limits {
-  uint64_t max_file_bytes = uint64_t{8} << 30;      // 8 GiB: DeiT-B fp32 is 350 MB
-  uint64_t max_json_bytes = uint64_t{64} << 20;     // header JSON of a .vqm / safetensors
-  uint64_t max_tensor_bytes = uint64_t{4} << 30;    // one tensor
+  uint64_t max_file_bytes = uint64_t{8} << 30;    // 8 GiB: DeiT-B fp32 is 350 MB
+  uint64_t max_json_bytes = uint64_t{64} << 20;   // header JSON of a .vqm / safetensors
+  uint64_t max_tensor_bytes = uint64_t{4} << 30;  // one tensor
   uint32_t max_tensors = 100000;
   uint32_t max_rank = 8;
-  int64_t max_dim = int64_t{1} << 31;               // one dimension
-  uint32_t max_image_side = 16384;                  // decoded image width or height (pixels)
-  uint64_t max_image_pixels = uint64_t{64} << 20;   // width * height
+  int64_t max_dim = int64_t{1} << 31;              // one dimension
+  uint32_t max_image_side = 16384;                 // decoded image width or height (pixels)
+  uint64_t max_image_pixels = uint64_t{64} << 20;  // width * height
 };
 
 inline const Limits &default_limits() {

@@ -15,7 +15,8 @@ namespace vqm {
 class SafetensorsFile {
  public:
   // Reads and validates the whole file. Throws vqm::Error (io / format / limit / unsupported).
-  static SafetensorsFile from_file(const std::string &path, const Limits &limits = default_limits());
+  static SafetensorsFile from_file(const std::string &path,
+                                   const Limits &limits = default_limits());
   // Copies `size` bytes; `what` names the buffer in error messages.
   static SafetensorsFile from_memory(const void *data, size_t size,
                                      const Limits &limits = default_limits(),

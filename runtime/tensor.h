@@ -39,6 +39,11 @@ struct TensorInfo {
 // Converts f32/f16/bf16 data to f32. Throws vqm::Error(unsupported) for other dtypes.
 std::vector<float> to_f32(const TensorInfo &t);
 
+// Unpacks `rows` rows of `k` signed integers stored as i8 (plain), q4 or q6 (see
+// docs/vqm-format.md: q4 = two's-complement nibbles, element 2j low, 2j+1 high; q6 = element j at
+// bits [6j, 6j+6) of the row's little-endian bit stream; rows padded to whole bytes).
+void unpack_int_rows(const uint8_t *packed, DType t, int64_t rows, int64_t k, int8_t *out);
+
 float f16_to_f32(uint16_t h);
 float bf16_to_f32(uint16_t b);
 

@@ -3,15 +3,21 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <nlohmann/json.hpp>
 
 namespace vqm::test {
 
-std::string data_path(const std::string &rel) { return std::string(VQM_TEST_DATA_DIR) + "/" + rel; }
+std::string data_path(const std::string &rel) {
+  return std::string(VQM_TEST_DATA_DIR) + "/" + rel;
+}
 
-std::string fmnist_dir() { return VQM_FMNIST_DIR; }
+std::string fmnist_dir() {
+  return VQM_FMNIST_DIR;
+}
 
 std::string scratch_dir() {
   const auto *info = ::testing::UnitTest::GetInstance()->current_test_info();
@@ -32,6 +38,34 @@ std::vector<uint8_t> read_bytes(const std::string &path) {
 void write_bytes(const std::string &path, const std::vector<uint8_t> &bytes) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   f.write(reinterpret_cast<const char *>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+std::vector<uint8_t> make_safetensors(
+    const std::vector<StTensor> &tensors,
+    const std::vector<std::pair<std::string, std::string>> &metadata) {
+  nlohmann::json header = nlohmann::json::object();
+  size_t offset = 0;
+  for (const auto &t : tensors) {
+    header[t.name] = {
+        {"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.data.size()}}};
+    offset += t.data.size();
+  }
+  if (!metadata.empty()) {
+    header["__metadata__"] = nlohmann::json::object();
+    for (const auto &[k, v] : metadata) header["__metadata__"][k] = v;
+  }
+  const std::string text = header.dump();
+  // Sized up front and filled with memcpy (vector::insert here trips a GCC 12 -Warray-bounds
+  // false positive).
+  std::vector<uint8_t> out(8 + text.size() + offset);
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(uint64_t{text.size()} >> (8 * i));
+  std::memcpy(out.data() + 8, text.data(), text.size());
+  size_t pos = 8 + text.size();
+  for (const auto &t : tensors) {
+    if (!t.data.empty()) std::memcpy(out.data() + pos, t.data.data(), t.data.size());
+    pos += t.data.size();
+  }
+  return out;
 }
 
 }  // namespace vqm::test

@@ -1,7 +1,12 @@
 // Helpers shared by the gtest binaries: where the fixtures are, scratch files.
 #pragma once
+#include <gtest/gtest.h>
+
+#include <cstdint>
 #include <string>
 #include <vector>
+
+#include "runtime/error.h"
 
 namespace vqm::test {
 
@@ -15,4 +20,36 @@ std::string scratch_dir();
 std::vector<uint8_t> read_bytes(const std::string &path);
 void write_bytes(const std::string &path, const std::vector<uint8_t> &bytes);
 
+// Asserts that f() throws vqm::Error with `code` and a message containing `substr`.
+template <class F>
+void expect_error(F &&f, ErrorCode code, const std::string &substr) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected one containing \"" << substr << "\"";
+  } catch (const Error &e) {
+    EXPECT_EQ(static_cast<int>(e.code()), static_cast<int>(code)) << e.what();
+    EXPECT_NE(std::string(e.what()).find(substr), std::string::npos)
+        << "message: " << e.what() << "\nexpected substring: " << substr;
+  } catch (const std::exception &e) {
+    ADD_FAILURE() << "non-vqm exception: " << e.what();
+  }
+}
+
+// A safetensors file built in memory: tensors in the order given, data packed back to back.
+struct StTensor {
+  std::string name;
+  std::string dtype;  // "F32", "F16", "BF16", ...
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> data;
+};
+std::vector<uint8_t> make_safetensors(
+    const std::vector<StTensor> &tensors,
+    const std::vector<std::pair<std::string, std::string>> &metadata = {});
+
 }  // namespace vqm::test
+
+#define EXPECT_VQM_ERROR(stmt, code, substr)                                  \
+  do {                                                                        \
+    SCOPED_TRACE(#stmt);                                                      \
+    ::vqm::test::expect_error([&] { stmt; }, ::vqm::ErrorCode::code, substr); \
+  } while (0)

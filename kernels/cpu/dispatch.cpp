@@ -20,7 +20,9 @@ bool use_avx512() {
 }
 }  // namespace
 
-const char *active_isa() { return use_avx512() ? "avx512" : "ref"; }
+const char *active_isa() {
+  return use_avx512() ? "avx512" : "ref";
+}
 
 void layernorm_f32(const float *x, float *y, int64_t rows, int64_t cols, const float *gamma,
                    const float *beta, float eps) {
@@ -36,6 +38,15 @@ void softmax_f32(float *x, int64_t rows, int64_t cols, float scale) {
 void gelu_erf_f32(float *x, int64_t n) {
   if (use_avx512()) return avx512::gelu_erf_f32(x, n);
   gelu_erf_f32_ref(x, n);
+}
+
+}  // namespace vqm::kernels
+
+namespace vqm::kernels {
+
+void fake_quant_f32(float *x, int64_t n, float delta, int zero_point, int qmax) {
+  if (use_avx512()) return avx512::fake_quant_f32(x, n, delta, zero_point, qmax);
+  fake_quant_f32_ref(x, n, delta, zero_point, qmax);
 }
 
 }  // namespace vqm::kernels

@@ -72,8 +72,28 @@ void gelu_erf_f32(float *x, int64_t n) {
     const __mmask16 m = tail_mask(n - i);
     const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
     const __m512 e = erf_ps(_mm512_mul_ps(v, rsqrt2));
-    const __m512 out = _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+    const __m512 out =
+        _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
     _mm512_mask_storeu_ps(x + i, m, out);
+  }
+}
+
+}  // namespace vqm::kernels::avx512
+
+namespace vqm::kernels::avx512 {
+
+void fake_quant_f32(float *x, int64_t n, float delta, int zero_point, int qmax) {
+  // Division, not multiplication by 1/delta, so results equal the scalar reference (and the
+  // quantizer's own fake quantization) bit for bit, including ties at .5.
+  const __m512 vd = _mm512_set1_ps(delta), vz = _mm512_set1_ps(static_cast<float>(zero_point));
+  const __m512 lo = _mm512_setzero_ps(), hi = _mm512_set1_ps(static_cast<float>(qmax));
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    __m512 q = _mm512_roundscale_ps(_mm512_div_ps(_mm512_maskz_loadu_ps(m, x + i), vd),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    q = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(q, vz), lo), hi);
+    _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_sub_ps(q, vz), vd));
   }
 }
 

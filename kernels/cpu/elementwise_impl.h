@@ -9,3 +9,7 @@ void layernorm_f32(const float *x, float *y, int64_t rows, int64_t cols, const f
 void softmax_f32(float *x, int64_t rows, int64_t cols, float scale);
 void gelu_erf_f32(float *x, int64_t n);
 }  // namespace vqm::kernels::avx512
+
+namespace vqm::kernels::avx512 {
+void fake_quant_f32(float *x, int64_t n, float delta, int zero_point, int qmax);
+}  // namespace vqm::kernels::avx512

@@ -26,8 +26,8 @@ void merge_heads_f32(const float *src, float *dst, int64_t b, int64_t h, int64_t
         std::memcpy(dst + ((bi * t + ti) * h + hi) * d, src + ((bi * h + hi) * t + ti) * d, row);
 }
 
-void patchify_f32(const float *src, float *dst, int64_t n, int64_t c, int64_t height,
-                  int64_t width, int64_t p) {
+void patchify_f32(const float *src, float *dst, int64_t n, int64_t c, int64_t height, int64_t width,
+                  int64_t p) {
   const int64_t gh = height / p, gw = width / p;
   const size_t row = static_cast<size_t>(p) * sizeof(float);
 #pragma omp parallel for collapse(2) schedule(static)

@@ -12,13 +12,13 @@
 static int g_failures = 0;
 static int g_checks = 0;
 
-#define CHECK(cond)                                                     \
-  do {                                                                  \
-    ++g_checks;                                                         \
-    if (!(cond)) {                                                      \
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    ++g_checks;                                                                \
+    if (!(cond)) {                                                             \
       fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      ++g_failures;                                                     \
-    }                                                                   \
+      ++g_failures;                                                            \
+    }                                                                          \
   } while (0)
 
 static void *read_file(const char *path, size_t *size) {
@@ -125,9 +125,12 @@ int main(int argc, char **argv) {
   sp.max_batch = kImages;
   sp.n_threads = 1;
   CHECK(vqm_session_create(model, &sp, &session) == VQM_OK);
-  CHECK(vqm_session_run(session, input, kImages, logits, kImages * kClasses - 1) == VQM_ERR_BUFFER_TOO_SMALL);
-  CHECK(vqm_session_run(session, input, -1, logits, kImages * kClasses) == VQM_ERR_INVALID_ARGUMENT);
-  CHECK(vqm_session_run(session, NULL, kImages, logits, kImages * kClasses) == VQM_ERR_INVALID_ARGUMENT);
+  CHECK(vqm_session_run(session, input, kImages, logits, kImages * kClasses - 1) ==
+        VQM_ERR_BUFFER_TOO_SMALL);
+  CHECK(vqm_session_run(session, input, -1, logits, kImages * kClasses) ==
+        VQM_ERR_INVALID_ARGUMENT);
+  CHECK(vqm_session_run(session, NULL, kImages, logits, kImages * kClasses) ==
+        VQM_ERR_INVALID_ARGUMENT);
   CHECK(vqm_session_run_image_file(session, "/nonexistent.png", logits, kClasses) == VQM_ERR_IO);
   /* The session still works after errors. */
   CHECK(vqm_session_run(session, input, kImages, logits, kImages * kClasses) == VQM_OK);

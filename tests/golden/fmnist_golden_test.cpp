@@ -7,8 +7,8 @@
 
 #include "golden/golden_util.h"
 #include "runtime/idx.h"
-#include "runtime/safetensors.h"
 #include "runtime/image.h"
+#include "runtime/safetensors.h"
 #include "test_util.h"
 
 namespace vqm::test {
@@ -47,14 +47,19 @@ TEST_F(FmnistGolden, IntermediateActivationsOfFirstFourImages) {
   struct Case {
     const char *name;
     const std::vector<float> &ours;
-  } cases[] = {{"embed_first4", embed},     {"block0_first4", block0},       {"block11_first4", block11},
-               {"attn0_first4", attn0},     {"prelogits_first4", prelogits}};
+  } cases[] = {{"embed_first4", embed},
+               {"block0_first4", block0},
+               {"block11_first4", block11},
+               {"attn0_first4", attn0},
+               {"prelogits_first4", prelogits}};
   for (const auto &c : cases) {
     const auto ref = reference_tensor(kRef, c.name);
     ASSERT_EQ(c.ours.size(), ref.size()) << c.name;
     const Diff d = compare(c.ours.data(), ref.data(), ref.size());
-    EXPECT_LE(d.max_abs, 1e-4 * d.ref_scale) << c.name << ": max abs diff " << d.max_abs << ", scale " << d.ref_scale;
-    std::printf("[ measured ] %-18s max abs diff %.3g (scale %.3g)\n", c.name, d.max_abs, d.ref_scale);
+    EXPECT_LE(d.max_abs, 1e-4 * d.ref_scale)
+        << c.name << ": max abs diff " << d.max_abs << ", scale " << d.ref_scale;
+    std::printf("[ measured ] %-18s max abs diff %.3g (scale %.3g)\n", c.name, d.max_abs,
+                d.ref_scale);
   }
   const auto ref_logits = reference_tensor(kRef, "logits");
   const Diff d = compare(logits.data(), ref_logits.data(), 40);
@@ -66,7 +71,8 @@ TEST_F(FmnistGolden, AllTestLogitsAndTop1) {
   const auto labels = load_idx_labels(find_idx_file(fmnist_dir(), "t10k", "labels"));
   ASSERT_EQ(images.count, 10000);
   const auto ref = reference_tensor(kRef, "logits");
-  const auto ref_labels = SafetensorsFile::from_file(data_path(kRef)).get("labels");
+  const auto ref_file = SafetensorsFile::from_file(data_path(kRef));  // owns the bytes
+  const TensorInfo &ref_labels = ref_file.get("labels");
   ASSERT_EQ(ref.size(), 100000u);
 
   const int batch = 64;
@@ -81,7 +87,8 @@ TEST_F(FmnistGolden, AllTestLogitsAndTop1) {
       Image img;
       img.width = img.height = 28;
       img.channels = 1;
-      img.pixels.assign(images.pixels.begin() + (start + i) * pixels, images.pixels.begin() + (start + i + 1) * pixels);
+      img.pixels.assign(images.pixels.begin() + (start + i) * pixels,
+                        images.pixels.begin() + (start + i + 1) * pixels);
       preprocess_image(img, model_->preprocess(), input.data() + i * pixels);
     }
     session.run(input.data(), count, logits.data() + start * 10);

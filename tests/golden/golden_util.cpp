@@ -9,7 +9,8 @@
 
 namespace vqm::test {
 
-std::shared_ptr<const VitModel> convert_fixture(const std::string &name, const std::string &preset) {
+std::shared_ptr<const VitModel> convert_fixture(const std::string &name,
+                                                const std::string &preset) {
   const auto st = SafetensorsFile::from_file(data_path("models/" + name + ".safetensors"));
   ConvertOptions opt;
   opt.preset = preset;

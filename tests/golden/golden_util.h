@@ -9,7 +9,8 @@
 namespace vqm::test {
 
 // Converts tests/data/models/<name>.safetensors with vit-convert's code path (in memory).
-std::shared_ptr<const VitModel> convert_fixture(const std::string &name, const std::string &preset = "");
+std::shared_ptr<const VitModel> convert_fixture(const std::string &name,
+                                                const std::string &preset = "");
 // An f32 tensor from a reference safetensors file under tests/data.
 std::vector<float> reference_tensor(const std::string &file, const std::string &tensor);
 // max |a - b| and max |b|.

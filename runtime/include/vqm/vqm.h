@@ -65,7 +65,8 @@ VQM_API vqm_session_params vqm_session_default_params(void);
 
 /* Loads and fully validates a .vqm file. `params` may be NULL for defaults. On success *out owns
  * a new model. Returns OK, INVALID_ARGUMENT, IO, FORMAT, UNSUPPORTED, LIMIT, OUT_OF_MEMORY. */
-VQM_API vqm_status vqm_model_load(const char *path, const vqm_model_params *params, vqm_model **out);
+VQM_API vqm_status vqm_model_load(const char *path, const vqm_model_params *params,
+                                  vqm_model **out);
 /* Same from a buffer; the bytes are copied, so `data` may be freed after the call. */
 VQM_API vqm_status vqm_model_load_from_memory(const void *data, size_t size,
                                               const vqm_model_params *params, vqm_model **out);
@@ -90,8 +91,8 @@ VQM_API void vqm_session_free(vqm_session *session);
 VQM_API vqm_status vqm_session_run(vqm_session *session, const float *nchw, int32_t n,
                                    float *logits, size_t n_logits);
 /* Decodes an image file (JPEG/PNG/BMP), preprocesses it as the model specifies and runs it. */
-VQM_API vqm_status vqm_session_run_image_file(vqm_session *session, const char *path,
-                                              float *logits, size_t n_logits);
+VQM_API vqm_status vqm_session_run_image_file(vqm_session *session, const char *path, float *logits,
+                                              size_t n_logits);
 
 #ifdef __cplusplus
 }

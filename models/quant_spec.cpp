@@ -1,0 +1,102 @@
+#include "models/quant_spec.h"
+
+#include <cmath>
+
+#include "runtime/error.h"
+
+namespace vqm {
+
+using nlohmann::json;
+
+const std::vector<BlockPoint> &block_points() {
+  static const std::vector<BlockPoint> points = {
+      {"attn.qkv.input", &BlockQuant::qkv_in},
+      {"attn.q", &BlockQuant::q},
+      {"attn.k", &BlockQuant::k},
+      {"attn.softmax", &BlockQuant::attn},
+      {"attn.v", &BlockQuant::v},
+      {"attn.proj.input", &BlockQuant::proj_in},
+      {"mlp.fc1.input", &BlockQuant::fc1_in},
+      {"mlp.fc2.input", &BlockQuant::fc2_in},
+  };
+  return points;
+}
+
+namespace {
+
+ActQuant act_from_json(const json &acts, const std::string &name) {
+  auto bad = [&](const std::string &why) {
+    fail(ErrorCode::format, "quantization: activation '" + name + "' " + why);
+  };
+  if (!acts.contains(name)) bad("is missing");
+  const json &j = acts.at(name);
+  if (!j.is_object()) bad("must be an object");
+  for (const char *key : {"bits", "delta", "zero_point"})
+    if (!j.contains(key) || !j[key].is_number()) bad(std::string("needs a numeric '") + key + "'");
+  if (!j["bits"].is_number_integer() || !j["zero_point"].is_number_integer())
+    bad("bits and zero_point must be integers");
+  ActQuant a;
+  a.enabled = true;
+  const int64_t bits = j["bits"].get<int64_t>(), zp = j["zero_point"].get<int64_t>();
+  const double delta = j["delta"].get<double>();
+  if (bits < 2 || bits > 8) bad("has bits " + std::to_string(bits) + ", expected 2..8");
+  a.bits = static_cast<int>(bits);
+  if (zp < 0 || zp > a.qmax())
+    bad("has zero_point " + std::to_string(zp) + " outside [0, " + std::to_string(a.qmax()) + "]");
+  if (!(delta > 0 && std::isfinite(delta) && delta < 1e30))
+    bad("has delta " + std::to_string(delta) + ", expected > 0");
+  a.zero_point = static_cast<int>(zp);
+  a.delta = static_cast<float>(delta);
+  return a;
+}
+
+json act_to_json(const ActQuant &a) {
+  return json{{"bits", a.bits}, {"delta", a.delta}, {"zero_point", a.zero_point}};
+}
+
+int module_bits(const json &modules, const std::string &name) {
+  if (!modules.contains(name) || !modules[name].is_object() || !modules[name].contains("bits") ||
+      !modules[name]["bits"].is_number_integer())
+    fail(ErrorCode::format, "quantization: module '" + name + "' needs integer 'bits'");
+  const int64_t b = modules[name]["bits"].get<int64_t>();
+  if (b < 2 || b > 8)
+    fail(ErrorCode::format, "quantization: module '" + name + "' has bits " + std::to_string(b));
+  return static_cast<int>(b);
+}
+
+}  // namespace
+
+ModelQuant quant_from_json(const json &q, int depth) {
+  if (!q.is_object() || !q.contains("activations") || !q["activations"].is_object() ||
+      !q.contains("modules") || !q["modules"].is_object())
+    fail(ErrorCode::format, "quantization: needs 'activations' and 'modules' objects");
+  const json &acts = q["activations"];
+  ModelQuant m;
+  m.patch_in = act_from_json(acts, "patch_embed.input");
+  m.head_in = act_from_json(acts, "head.input");
+  for (int b = 0; b < depth; ++b) {
+    const std::string pre = "blocks." + std::to_string(b) + ".";
+    BlockQuant bq;
+    for (const auto &p : block_points()) bq.*p.member = act_from_json(acts, pre + p.key);
+    bq.attn_bits = module_bits(q["modules"], pre + "attn");
+    bq.mlp_bits = module_bits(q["modules"], pre + "mlp");
+    m.blocks.push_back(bq);
+  }
+  return m;
+}
+
+void quant_to_json(const ModelQuant &m, json &q) {
+  json acts = json::object(), modules = json::object();
+  acts["patch_embed.input"] = act_to_json(m.patch_in);
+  acts["head.input"] = act_to_json(m.head_in);
+  for (size_t b = 0; b < m.blocks.size(); ++b) {
+    const std::string pre = "blocks." + std::to_string(b) + ".";
+    for (const auto &p : block_points()) acts[pre + p.key] = act_to_json(m.blocks[b].*p.member);
+    modules[pre + "attn"] = {{"bits", m.blocks[b].attn_bits}};
+    modules[pre + "mlp"] = {{"bits", m.blocks[b].mlp_bits}};
+  }
+  q["activations"] = acts;
+  q["modules"] = modules;
+}
+
+}  // namespace vqm

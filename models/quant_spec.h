@@ -1,0 +1,47 @@
+// What a quantized .vqm says about activations: for every point where the forward quantizes an
+// activation (the inputs of every linear layer and of both attention products), the grid
+// (bits, delta, zero point), plus the bits of each module. Stored in the JSON "quantization"
+// section; the weights themselves are i8/q4/q6 tensors with f32 per-channel scales.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace vqm {
+
+// Affine grid inside [0, 2^bits - 1]: q = clamp(round(x / delta) + zero_point), x^ = (q - zp) *
+// delta. zero_point = 2^(bits-1) is the symmetric signed grid; 0 the unsigned one (softmax output).
+struct ActQuant {
+  bool enabled = false;
+  int bits = 8;
+  int zero_point = 128;
+  float delta = 1.f;
+  int qmax() const { return (1 << bits) - 1; }
+};
+
+struct BlockQuant {
+  ActQuant qkv_in, q, k, attn, v, proj_in, fc1_in, fc2_in;
+  int attn_bits = 8;  // all of the MSA module (weights and inputs)
+  int mlp_bits = 8;   // all of the MLP module
+};
+
+struct ModelQuant {
+  ActQuant patch_in, head_in;
+  std::vector<BlockQuant> blocks;
+};
+
+// The per-block activation points: JSON key suffix ("blocks.N." + key) and member.
+struct BlockPoint {
+  const char *key;
+  ActQuant BlockQuant::*member;
+};
+const std::vector<BlockPoint> &block_points();
+
+// "quantization": {"activations": {name: {bits, delta, zero_point}}, "modules": {"blocks.N.attn":
+// {"bits": b}, ...}, ...}. Throws vqm::Error(format) naming the entry on anything missing or out
+// of range (bits 2..8, delta finite > 0, zero point in [0, 2^bits - 1]).
+ModelQuant quant_from_json(const nlohmann::json &q, int depth);
+// Writes "activations" and "modules" into `q` (other keys are left as they are).
+void quant_to_json(const ModelQuant &m, nlohmann::json &q);
+
+}  // namespace vqm

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages vqm needs (only those missing; apt-get update first) and builds
+# Release into build/ (tools in build/bin/). Extra CMake flags: VQM_CMAKE_ARGS="...".
+# Usage: bash scripts/setup.sh [BUILD_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build_dir=${1:-build}
+
+packages=(build-essential cmake pkg-config libdnnl-dev nlohmann-json3-dev libstb-dev libgtest-dev
+          dataset-fashion-mnist clang clang-format)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo=sudo
+  echo "setup: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# shellcheck disable=SC2086
+cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release ${VQM_CMAKE_ARGS:-} >/dev/null
+cmake --build "$build_dir" -j"$(nproc)"
+echo "setup: built into $build_dir/bin"
