@@ -378,6 +378,8 @@ void VitSession::forward(const float *nchw, int n, float *logits, const TapFn *t
   // Patch embedding: a stride-p conv is one matmul over flattened patches.
   kernels::patchify_f32(nchw, B.patches.ptr, n, c.in_chans, c.image_size, c.image_size,
                         c.patch_size);
+  quantize(mq ? &mq->patch_in : nullptr, B.patches.ptr, n * P * c.patch_dim());
+  tap(Tap::patch_in, -1, B.patches.ptr, n * P, c.patch_dim());
   plan.patch.run(stream_);
   const float *pos = model_->weight("pos_embed");
   const float *cls = model_->weight("cls_token");
@@ -419,6 +421,7 @@ void VitSession::forward(const float *nchw, int n, float *logits, const TapFn *t
     quantize(point(l, &BlockQuant::proj_in), B.merged.ptr, rows * D);
     tap(Tap::proj_in, l, B.merged.ptr, rows, D);
     blk.proj.run(stream_);  // x += attn · Wproj + b
+    tap(Tap::attn_residual, l, B.x.ptr, rows, D);
     kernels::layernorm_f32(B.x.ptr, B.h.ptr, rows, D, blk.norm2_w, blk.norm2_b, c.ln_eps);
     quantize(point(l, &BlockQuant::fc1_in), B.h.ptr, rows * D);
     tap(Tap::fc1_in, l, B.h.ptr, rows, D);

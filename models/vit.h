@@ -25,13 +25,14 @@ enum class Tap {
   qkv_in,    // [B*T, D] input of qkv (after norm1)
   q,
   k,
-  v,           // [B*H*T, dh] head-major, before their products
-  proj_in,     // [B*T, D] input of proj (merged heads)
-  fc1_in,      // [B*T, D] input of fc1 (after norm2)
-  fc2_in,      // [B*T, hidden] input of fc2 (after GELU)
-  attn_probs,  // [B*H*T, T] softmax output of block `block`
-  block_out,   // [B*T, D] residual stream after block `block`
-  prelogits,   // [B, D] final-norm class token (the head's input)
+  v,              // [B*H*T, dh] head-major, before their products
+  proj_in,        // [B*T, D] input of proj (merged heads)
+  attn_residual,  // [B*T, D] residual stream after the attention branch was added
+  fc1_in,         // [B*T, D] input of fc1 (after norm2)
+  fc2_in,         // [B*T, hidden] input of fc2 (after GELU)
+  attn_probs,     // [B*H*T, T] softmax output of block `block`
+  block_out,      // [B*T, D] residual stream after block `block`
+  prelogits,      // [B, D] final-norm class token (the head's input)
   // Every tap sees the data as the next op will: after fake quantization when the model has it.
 };
 struct TapEvent {

@@ -1,0 +1,107 @@
+// Mixed precision (PTQ.md): Omega_l(b) = nuclear norm of the module's attention map (MSA) or
+// output feature (MLP) times the squared error of the module's output when that module alone is
+// quantized at b bits; then the Pareto-frontier choice within the budget.
+#include <algorithm>
+#include <cmath>
+
+#include "quantizer/ptq_internal.h"
+#include "runtime/error.h"
+
+namespace vqm::quant {
+
+namespace {
+
+// Nuclear norms are averaged over at most this many calibration images (and all heads): the
+// ranking of modules is stable long before 32 images, and an SVD of a 197x197 map is not free.
+constexpr int kNuclearImages = 8;
+
+double squared_error(const std::vector<float> &a, const std::vector<float> &b) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+  return s;
+}
+
+}  // namespace
+
+std::vector<std::pair<int, int>> choose_mixed_bits(PtqContext &c, double budget_bits) {
+  const VitConfig &cfg = c.model->config();
+  const int depth = cfg.depth;
+  const int64_t T = cfg.tokens(), D = cfg.embed_dim, H = cfg.num_heads;
+  const SearchOptions &so = c.opt.sensitivity_search;
+  const auto &cands = c.opt.candidate_bits;
+  std::vector<std::vector<BitOption>> options;  // module order: blocks.0.attn, blocks.0.mlp, ...
+  const int total = depth * 2 * static_cast<int>(cands.size());
+  int done = 0;
+
+  for (int l = 0; l < depth; ++l) {
+    // fp32 activations of this block (everything else fp32 too: sensitivity is per module).
+    auto fp = capture(c, {{Tap::qkv_in, l},
+                          {Tap::q, l},
+                          {Tap::k, l},
+                          {Tap::v, l},
+                          {Tap::attn_probs, l},
+                          {Tap::proj_in, l},
+                          {Tap::attn_residual, l},
+                          {Tap::fc1_in, l},
+                          {Tap::fc2_in, l},
+                          {Tap::block_out, l}});
+    const auto &attn = fp[{Tap::attn_probs, l}];
+    const auto &resid = fp[{Tap::attn_residual, l}];
+    const auto &out = fp[{Tap::block_out, l}];
+    const int images = std::min(c.calib.n, kNuclearImages);
+    double nn_attn = 0, nn_mlp = 0;
+    for (int i = 0; i < images; ++i) {
+      for (int64_t h = 0; h < H; ++h)
+        nn_attn += nuclear_norm(attn.data() + (i * H + h) * T * T, T, T);
+      std::vector<float> y(
+          static_cast<size_t>(T * D));  // the MLP's own output: block_out - residual
+      for (int64_t j = 0; j < T * D; ++j) y[j] = out[i * T * D + j] - resid[i * T * D + j];
+      nn_mlp += nuclear_norm(y.data(), T, D);
+    }
+    nn_attn /= double(images) * double(H);
+    nn_mlp /= images;
+
+    const std::string pre = "blocks." + std::to_string(l) + ".";
+    for (bool is_attn : {true, false}) {
+      std::vector<BitOption> opts;
+      ModuleReport mr;
+      mr.name = pre + (is_attn ? "attn" : "mlp");
+      mr.params = module_params(cfg, is_attn);
+      mr.nuclear_norm = is_attn ? nn_attn : nn_mlp;
+      for (int b : cands) {
+        BlockQuant &bq = c.q.blocks[l];
+        if (is_attn) {
+          quantize_linear(c, pre + "attn.qkv", fp[{Tap::qkv_in, l}], &bq.qkv_in, b, so, false);
+          quantize_qk(c, l, fp[{Tap::q, l}], fp[{Tap::k, l}], b, so, false);
+          quantize_av(c, l, attn, fp[{Tap::v, l}], b, so, false);
+          quantize_linear(c, pre + "attn.proj", fp[{Tap::proj_in, l}], &bq.proj_in, b, so, false);
+        } else {
+          quantize_linear(c, pre + "mlp.fc1", fp[{Tap::fc1_in, l}], &bq.fc1_in, b, so, false);
+          quantize_linear(c, pre + "mlp.fc2", fp[{Tap::fc2_in, l}], &bq.fc2_in, b, so, false);
+        }
+        // With everything upstream in fp32, the residual stream after the module differs from
+        // the fp32 one by exactly the module's output error.
+        const TapKey key = is_attn ? TapKey{Tap::attn_residual, l} : TapKey{Tap::block_out, l};
+        const auto quantized = capture(c, {key});
+        const double omega =
+            mr.nuclear_norm * squared_error(quantized.at(key), is_attn ? resid : out);
+        restore_module(c, l, is_attn);
+        opts.push_back({b, double(mr.params) * b, omega});
+        mr.sensitivity[b] = omega;
+        if (c.progress) c.progress("sensitivity " + mr.name, ++done, total);
+      }
+      options.push_back(opts);
+      if (c.report) c.report->modules.push_back(mr);
+    }
+  }
+  c.model->set_quant(c.q);
+  const std::vector<int> choice = pareto_choose(options, budget_bits);
+  if (c.report) c.report->frontier = pareto_frontier(options);
+  std::vector<std::pair<int, int>> bits;
+  for (int l = 0; l < depth; ++l)
+    bits.emplace_back(options[2 * l][choice[2 * l]].bits,
+                      options[2 * l + 1][choice[2 * l + 1]].bits);
+  return bits;
+}
+
+}  // namespace vqm::quant

@@ -1,0 +1,429 @@
+#include "quantizer/ptq.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <functional>
+#include <numeric>
+
+#include "quantizer/ptq_internal.h"
+#include "runtime/error.h"
+
+namespace vqm::quant {
+
+using nlohmann::json;
+
+PtqContext::PtqContext(std::shared_ptr<VitModel> m, const CalibrationSet &c, const PtqOptions &o)
+    : model(std::move(m)), calib(c), opt(o) {
+  q.blocks.resize(static_cast<size_t>(model->config().depth));
+  for (auto &b : q.blocks) b.attn_bits = b.mlp_bits = o.bits;
+  q.patch_in.enabled = q.head_in.enabled = false;
+  // Originals of everything the quantizer replaces: searches always start from fp32 weights.
+  for (const auto &e : expected_tensors(model->config())) {
+    const int64_t n =
+        std::accumulate(e.shape.begin(), e.shape.end(), int64_t{1}, std::multiplies<int64_t>());
+    fp32[e.name] = std::vector<float>(model->weight(e.name), model->weight(e.name) + n);
+  }
+}
+
+std::map<TapKey, std::vector<float>> capture(PtqContext &c, const std::vector<TapKey> &taps) {
+  c.model->set_quant(c.q);
+  std::map<TapKey, std::vector<float>> out;
+  for (const auto &t : taps) out[t];
+  const StopAt stop{taps.back().first, taps.back().second};
+  run_calibration(
+      *c.model, c.calib, c.opt.calib_batch,
+      [&](const TapEvent &e, int, int) {
+        auto it = out.find({e.tap, e.block});
+        if (it != out.end()) it->second.insert(it->second.end(), e.data, e.data + e.rows * e.cols);
+      },
+      &stop);
+  return out;
+}
+
+int choose_zero_point(const std::vector<float> &x, int bits) {
+  const int qmax = (1 << bits) - 1;
+  float lo = 0.f, hi = 0.f;
+  for (float v : x) {
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+  }
+  if (!(hi > lo)) return 1 << (bits - 1);
+  return std::clamp(static_cast<int>(std::lround(qmax * -lo / (hi - lo))), 0, qmax);
+}
+
+namespace {
+
+// Per-row deltas of a search result (a per-tensor delta is broadcast).
+std::vector<float> row_deltas(const std::vector<float> &d, int64_t n) {
+  return d.size() == 1 ? std::vector<float>(static_cast<size_t>(n), d[0]) : d;
+}
+
+void install_weights(PtqContext &c, const std::string &name, const std::vector<float> &deltas,
+                     int bits, bool record) {
+  const std::vector<float> &w = c.fp32.at(name);
+  const int64_t n = static_cast<int64_t>(deltas.size()), k = static_cast<int64_t>(w.size()) / n;
+  std::vector<float> w_hat(w.size());
+  fake_quant_weights(w.data(), n, k, deltas.data(), bits, w_hat.data());
+  c.model->set_weight(name, std::move(w_hat));
+  if (record) {
+    PtqContext::IntWeight iw{std::vector<int8_t>(w.size()), deltas, bits};
+    quantize_weights(w.data(), n, k, deltas.data(), bits, iw.values.data());
+    c.int_weights[name] = std::move(iw);
+  }
+}
+
+ActQuant to_act(const ActGrid &g) {
+  ActQuant a;
+  a.enabled = true;
+  a.bits = g.bits;
+  a.zero_point = g.zero_point;
+  a.delta = g.delta;
+  return a;
+}
+
+bool use_search(const PtqOptions &o) {
+  return o.method == "ptq";
+}
+double baseline_percentile(const PtqOptions &o) {
+  return o.method == "minmax" ? 1.0 : o.percentile;
+}
+
+}  // namespace
+
+void quantize_linear(PtqContext &c, const std::string &layer, const std::vector<float> &x,
+                     ActQuant *point, int bits, const SearchOptions &so, bool record) {
+  const std::vector<float> &w = c.fp32.at(layer + ".weight");
+  const std::vector<float> &b = c.fp32.at(layer + ".bias");
+  const int64_t n = static_cast<int64_t>(b.size()), k = static_cast<int64_t>(w.size()) / n;
+  const int64_t rows = static_cast<int64_t>(x.size()) / k;
+  LinearProblem p{x.data(), c.calib.n, rows / c.calib.n,          k, w.data(), b.data(), n,
+                  bits,     bits,      choose_zero_point(x, bits)};
+  const LinearResult r =
+      use_search(c.opt) ? search_linear(p, so) : minmax_linear(p, baseline_percentile(c.opt));
+  install_weights(c, layer + ".weight", row_deltas(r.w_delta, n), bits, record);
+  std::vector<float> bias = b;
+  if (c.opt.bias_correction)
+    for (int64_t j = 0; j < n; ++j) bias[j] -= r.bias_correction[j];
+  c.model->set_weight(layer + ".bias", std::move(bias));
+  *point = to_act(r.x_grid);
+  if (record && c.report) {
+    LayerReport row;
+    row.name = layer;
+    row.kind = "linear";
+    row.w_bits = row.x_bits = bits;
+    row.x_delta = r.x_grid.delta;
+    row.x_zero_point = r.x_grid.zero_point;
+    row.similarity_init = r.similarity_init;
+    row.similarity = c.opt.bias_correction ? r.similarity_corrected : r.similarity;
+    row.curve = r.curve;
+    c.report->layers.push_back(row);
+  }
+}
+
+namespace {
+void record_matmul(PtqContext &c, const std::string &name, const MatmulResult &r, int bits) {
+  if (!c.report) return;
+  LayerReport row;
+  row.name = name;
+  row.kind = "matmul";
+  row.x_bits = bits;
+  row.x_delta = r.a_grid.delta;
+  row.x_zero_point = r.a_grid.zero_point;
+  row.b_delta = r.b_grid.delta;
+  row.b_zero_point = r.b_grid.zero_point;
+  row.similarity_init = r.similarity_init;
+  row.similarity = r.similarity;
+  row.rank_loss_init = r.rank_loss_init;
+  row.rank_loss = r.rank_loss;
+  row.curve = r.curve;
+  c.report->layers.push_back(row);
+}
+}  // namespace
+
+void quantize_qk(PtqContext &c, int l, const std::vector<float> &q, const std::vector<float> &k,
+                 int bits, const SearchOptions &so, bool record) {
+  const VitConfig &cfg = c.model->config();
+  const int64_t T = cfg.tokens(), dh = cfg.head_dim(),
+                batch = static_cast<int64_t>(q.size()) / (T * dh);
+  MatmulProblem p{q.data(),
+                  k.data(),
+                  batch,
+                  T,
+                  dh,
+                  T,
+                  true,
+                  c.calib.n,
+                  bits,
+                  bits,
+                  choose_zero_point(q, bits),
+                  choose_zero_point(k, bits),
+                  1.0f / std::sqrt(static_cast<float>(dh))};
+  const MatmulResult r = use_search(c.opt) ? search_matmul(p, so, c.opt.ranking)
+                                           : minmax_matmul(p, baseline_percentile(c.opt));
+  c.q.blocks[l].q = to_act(r.a_grid);
+  c.q.blocks[l].k = to_act(r.b_grid);
+  if (record) record_matmul(c, "blocks." + std::to_string(l) + ".attn.q@k", r, bits);
+}
+
+void quantize_av(PtqContext &c, int l, const std::vector<float> &a, const std::vector<float> &v,
+                 int bits, const SearchOptions &so, bool record) {
+  const VitConfig &cfg = c.model->config();
+  const int64_t T = cfg.tokens(), dh = cfg.head_dim(),
+                batch = static_cast<int64_t>(v.size()) / (T * dh);
+  // The softmax output is never negative: an unsigned grid (zero point 0) uses every level.
+  MatmulProblem p{a.data(), v.data(),  batch, T,    T, dh,
+                  false,    c.calib.n, bits,  bits, 0, choose_zero_point(v, bits),
+                  1.0f};
+  const MatmulResult r = use_search(c.opt) ? search_matmul(p, so, false)
+                                           : minmax_matmul(p, baseline_percentile(c.opt));
+  c.q.blocks[l].attn = to_act(r.a_grid);
+  c.q.blocks[l].v = to_act(r.b_grid);
+  if (record) record_matmul(c, "blocks." + std::to_string(l) + ".attn.a@v", r, bits);
+}
+
+void restore_module(PtqContext &c, int l, bool attn) {
+  const std::string pre = "blocks." + std::to_string(l) + (attn ? ".attn." : ".mlp.");
+  for (const char *layer :
+       attn ? std::vector<const char *>{"qkv", "proj"} : std::vector<const char *>{"fc1", "fc2"})
+    for (const char *part : {".weight", ".bias"})
+      c.model->set_weight(pre + layer + part, c.fp32.at(pre + layer + part));
+  BlockQuant &b = c.q.blocks[l];
+  for (ActQuant *a : attn
+                         ? std::vector<ActQuant *>{&b.qkv_in, &b.q, &b.k, &b.attn, &b.v, &b.proj_in}
+                         : std::vector<ActQuant *>{&b.fc1_in, &b.fc2_in})
+    a->enabled = false;
+}
+
+int64_t module_params(const VitConfig &cfg, bool attn) {
+  const int64_t d = cfg.embed_dim;
+  return attn ? 4 * d * d : 2 * d * cfg.mlp_hidden;
+}
+
+namespace {
+
+void check_options(const PtqOptions &o) {
+  if (o.method != "ptq" && o.method != "minmax" && o.method != "percentile")
+    fail(ErrorCode::invalid_argument,
+         "unknown method '" + o.method + "' (ptq, minmax, percentile)");
+  auto valid_bits = [](int b) { return b >= 2 && b <= 8; };
+  if (!valid_bits(o.bits))
+    fail(ErrorCode::invalid_argument, "bits must be in [2, 8], got " + std::to_string(o.bits));
+  if (!valid_bits(o.edge_bits))
+    fail(ErrorCode::invalid_argument,
+         "edge bits must be in [2, 8], got " + std::to_string(o.edge_bits));
+  for (int b : o.candidate_bits)
+    if (!valid_bits(b)) fail(ErrorCode::invalid_argument, "candidate bits must be in [2, 8]");
+  if (o.mixed_avg_bits < 0 || o.size_budget_bytes < 0)
+    fail(ErrorCode::invalid_argument, "budgets must be positive");
+}
+
+// Storage dtype of b-bit integers: the smallest packed type that holds them.
+DType storage_dtype(int bits) {
+  return bits <= 4 ? DType::q4 : bits <= 6 ? DType::q6 : DType::i8;
+}
+
+VqmWriter write_model(PtqContext &c, const VqmFile &fp32) {
+  VqmWriter w;
+  json meta = fp32.meta();
+  json qj = json::object();
+  qj["method"] = c.opt.method;
+  quant_to_json(c.q, qj);
+  json settings = {
+      {"alpha", c.opt.search.alpha},
+      {"beta", c.opt.search.beta},
+      {"candidates", c.opt.search.candidates},
+      {"rounds", c.opt.search.rounds},
+      {"per_channel", c.opt.search.per_channel},
+      {"refine_channels", c.opt.search.refine_channels},
+      {"gamma", c.opt.search.gamma},
+      {"theta", c.opt.search.theta},
+      {"rank_pairs", c.opt.search.rank_pairs},
+      {"max_rows", c.opt.search.max_rows},
+      {"seed", c.opt.search.seed},
+      {"ranking", c.opt.ranking},
+      {"bias_correction", c.opt.bias_correction},
+      {"edge_bits", c.opt.edge_bits},
+      {"candidate_bits", c.opt.candidate_bits},
+      {"percentile", c.opt.percentile},
+      {"zero_point_rule", "range"},
+      {"order",
+       "sequential: each layer searched on the outputs of the quantized layers before it"}};
+  qj["settings"] = settings;
+  qj["calibration"] = c.calib.description;
+  if (c.opt.mixed_avg_bits > 0 || c.opt.size_budget_bytes > 0) {
+    qj["mixed"] = {{"avg_bits", c.opt.mixed_avg_bits},
+                   {"size_budget_bytes", c.opt.size_budget_bytes}};
+  } else {
+    qj["bits"] = c.opt.bits;
+  }
+  if (c.report) qj["avg_bits"] = c.report->avg_bits;
+  meta["quantization"] = qj;
+  meta["producer"] = {
+      {"name", "vqm"},
+      {"version", VQM_VERSION_STRING},
+      {"tool", "vit-quantize"},
+      {"source", fp32.meta().value("producer", json::object()).value("source", "")}};
+  w.set_meta(meta);
+  for (const auto &t : fp32.tensors()) {
+    auto it = c.int_weights.find(t.name);
+    if (it == c.int_weights.end()) {
+      const float *data = c.model->weight(t.name);  // corrected biases, untouched others
+      w.add_f32(t.name, t.shape, data);
+      continue;
+    }
+    const auto &iw = it->second;
+    const int64_t k = t.shape.back(), rows = static_cast<int64_t>(iw.values.size()) / k;
+    const DType dt = storage_dtype(iw.bits);
+    const int pack_bits = dt == DType::q4 ? 4 : dt == DType::q6 ? 6 : 8;
+    const std::vector<uint8_t> packed = pack_rows(iw.values.data(), rows, k, pack_bits);
+    w.add_tensor(t.name, dt, t.shape, packed.data(), packed.size(), t.name + ".scale", 0);
+    w.add_f32(t.name + ".scale", {static_cast<int64_t>(iw.scale.size())}, iw.scale.data());
+  }
+  return w;
+}
+
+}  // namespace
+
+VqmWriter quantize(const VqmFile &fp32, const CalibrationSet &calib, const PtqOptions &opt,
+                   PtqReport *report, const Progress &progress) {
+  check_options(opt);
+  const auto t0 = std::chrono::steady_clock::now();
+  PtqContext c(VitModel::load_mutable(fp32), calib, opt);
+  if (c.model->quant() || fp32.meta().contains("quantization"))
+    fail(ErrorCode::invalid_argument,
+         fp32.source() + " is already quantized: quantize the fp32 model instead");
+  c.report = report;
+  c.progress = progress;
+  const VitConfig &cfg = c.model->config();
+  const int depth = cfg.depth;
+
+  // Bits per module.
+  std::vector<std::pair<int, int>> bits(static_cast<size_t>(depth), {opt.bits, opt.bits});
+  if (opt.mixed_avg_bits > 0 || opt.size_budget_bytes > 0) {
+    double total = 0;
+    for (int l = 0; l < depth; ++l) total += module_params(cfg, true) + module_params(cfg, false);
+    const double budget =
+        opt.size_budget_bytes > 0 ? opt.size_budget_bytes * 8.0 : opt.mixed_avg_bits * total;
+    bits = choose_mixed_bits(c, budget);
+  }
+  double weighted = 0, params = 0;
+  for (int l = 0; l < depth; ++l) {
+    c.q.blocks[l].attn_bits = bits[l].first;
+    c.q.blocks[l].mlp_bits = bits[l].second;
+    weighted += bits[l].first * double(module_params(cfg, true)) +
+                bits[l].second * double(module_params(cfg, false));
+    params += double(module_params(cfg, true) + module_params(cfg, false));
+  }
+  if (report) report->avg_bits = weighted / params;
+
+  // Sequential search in network order.
+  const SearchOptions &so = opt.search;
+  const int steps = 2 + 6 * depth;
+  int step = 0;
+  auto tick = [&](const std::string &what) {
+    if (progress) progress(what, ++step, steps);
+  };
+  {
+    auto caps = capture(c, {{Tap::patch_in, -1}});
+    quantize_linear(c, "patch_embed.proj", caps.begin()->second, &c.q.patch_in, opt.edge_bits, so,
+                    true);
+    tick("patch_embed");
+  }
+  for (int l = 0; l < depth; ++l) {
+    const std::string pre = "blocks." + std::to_string(l) + ".";
+    BlockQuant &bq = c.q.blocks[l];
+    const int ab = bq.attn_bits, mb = bq.mlp_bits;
+    quantize_linear(c, pre + "attn.qkv", capture(c, {{Tap::qkv_in, l}})[{Tap::qkv_in, l}],
+                    &bq.qkv_in, ab, so, true);
+    tick(pre + "attn.qkv");
+    auto qkv = capture(c, {{Tap::q, l}, {Tap::k, l}, {Tap::v, l}});
+    quantize_qk(c, l, qkv[{Tap::q, l}], qkv[{Tap::k, l}], ab, so, true);
+    tick(pre + "attn.q@k");
+    auto probs = capture(c, {{Tap::attn_probs, l}});
+    quantize_av(c, l, probs[{Tap::attn_probs, l}], qkv[{Tap::v, l}], ab, so, true);
+    tick(pre + "attn.a@v");
+    quantize_linear(c, pre + "attn.proj", capture(c, {{Tap::proj_in, l}})[{Tap::proj_in, l}],
+                    &bq.proj_in, ab, so, true);
+    tick(pre + "attn.proj");
+    quantize_linear(c, pre + "mlp.fc1", capture(c, {{Tap::fc1_in, l}})[{Tap::fc1_in, l}],
+                    &bq.fc1_in, mb, so, true);
+    tick(pre + "mlp.fc1");
+    quantize_linear(c, pre + "mlp.fc2", capture(c, {{Tap::fc2_in, l}})[{Tap::fc2_in, l}],
+                    &bq.fc2_in, mb, so, true);
+    tick(pre + "mlp.fc2");
+  }
+  {
+    auto caps = capture(c, {{Tap::prelogits, -1}});
+    quantize_linear(c, "head", caps.begin()->second, &c.q.head_in, opt.edge_bits, so, true);
+    if (cfg.distilled) {
+      // The distillation head shares the head's input grid; its weights take max-based
+      // per-channel deltas (8-bit by default, where searching gains nothing measurable).
+      const auto &w = c.fp32.at("head_dist.weight");
+      const int64_t n = cfg.num_classes, k = cfg.embed_dim;
+      std::vector<float> deltas(static_cast<size_t>(n));
+      for (int64_t r = 0; r < n; ++r) {
+        float mx = 0;
+        for (int64_t j = 0; j < k; ++j) mx = std::max(mx, std::fabs(w[r * k + j]));
+        deltas[r] = mx > 0 ? mx / ((1 << (opt.edge_bits - 1)) - 0.5f) : 1.f;
+      }
+      install_weights(c, "head_dist.weight", deltas, opt.edge_bits, true);
+    }
+    tick("head");
+  }
+  c.model->set_quant(c.q);
+
+  if (report) {
+    for (int l = 0; l < depth; ++l) {
+      for (bool attn : {true, false}) {
+        const std::string name = "blocks." + std::to_string(l) + (attn ? ".attn" : ".mlp");
+        auto it = std::find_if(report->modules.begin(), report->modules.end(),
+                               [&](const ModuleReport &m) { return m.name == name; });
+        if (it == report->modules.end()) {
+          report->modules.push_back({name, 0, 0, 0, {}});
+          it = report->modules.end() - 1;
+        }
+        it->bits = attn ? c.q.blocks[l].attn_bits : c.q.blocks[l].mlp_bits;
+        it->params = module_params(cfg, attn);
+      }
+    }
+    report->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  return write_model(c, fp32);
+}
+
+json PtqReport::to_json() const {
+  json j = {{"seconds", seconds}, {"avg_bits", avg_bits}};
+  j["layers"] = json::array();
+  for (const auto &l : layers) {
+    json row = {{"name", l.name},
+                {"kind", l.kind},
+                {"bits", l.x_bits},
+                {"x_delta", l.x_delta},
+                {"x_zero_point", l.x_zero_point},
+                {"similarity_init", l.similarity_init},
+                {"similarity", l.similarity},
+                {"curve", l.curve}};
+    if (l.kind == "matmul") {
+      row["b_delta"] = l.b_delta;
+      row["b_zero_point"] = l.b_zero_point;
+      row["rank_loss_init"] = l.rank_loss_init;
+      row["rank_loss"] = l.rank_loss;
+    }
+    j["layers"].push_back(row);
+  }
+  j["modules"] = json::array();
+  for (const auto &m : modules) {
+    json s = json::object();
+    for (const auto &[b, v] : m.sensitivity) s[std::to_string(b)] = v;
+    j["modules"].push_back({{"name", m.name},
+                            {"bits", m.bits},
+                            {"params", m.params},
+                            {"nuclear_norm", m.nuclear_norm},
+                            {"sensitivity", s}});
+  }
+  j["pareto_frontier"] = frontier;
+  return j;
+}
+
+}  // namespace vqm::quant

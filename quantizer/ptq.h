@@ -1,0 +1,78 @@
+// Post-training quantization of a whole ViT (PTQ.md): calibration through the runtime's own
+// forward, per-layer interval search in network order (each layer sees the already-quantized
+// layers before it), bias correction, and nuclear-norm mixed precision on a Pareto frontier.
+#pragma once
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "quantizer/calibrate.h"
+#include "quantizer/search.h"
+#include "runtime/format.h"
+
+namespace vqm::quant {
+
+struct PtqOptions {
+  std::string method = "ptq";    // ptq | minmax | percentile
+  int bits = 8;                  // uniform bit-width of every MSA and MLP module
+  double mixed_avg_bits = 0;     // > 0: mixed precision, parameter-weighted average weight bits
+  double size_budget_bytes = 0;  // > 0: mixed precision within this many bytes of block weights
+  std::vector<int> candidate_bits = {3, 4, 5, 6, 8};
+  bool ranking = true;
+  bool bias_correction = true;
+  int edge_bits = 8;  // patch embedding and classifier head (PTQ.md: 8 by default)
+  double percentile = 0.9999;
+  SearchOptions search;
+  // Sensitivity estimation for mixed precision only needs the error's order of magnitude per
+  // module and bit-width, so it uses a coarser search (ours): 20 candidates, one round.
+  SearchOptions sensitivity_search = [] {
+    SearchOptions s;
+    s.candidates = 20;
+    s.rounds = 1;
+    s.refine_channels = false;
+    return s;
+  }();
+  int calib_batch = 32;
+};
+
+struct LayerReport {
+  std::string name;  // e.g. "blocks.3.attn.qkv" or "blocks.3.attn.q@k"
+  std::string kind;  // "linear" or "matmul"
+  int w_bits = 0, x_bits = 0;
+  float x_delta = 0;
+  int x_zero_point = 0;
+  float b_delta = 0;  // matmul: second operand
+  int b_zero_point = 0;
+  double similarity_init = 0, similarity = 0;
+  double rank_loss_init = 0, rank_loss = 0;
+  std::vector<std::pair<float, double>> curve;
+};
+
+struct ModuleReport {
+  std::string name;  // "blocks.3.attn" / "blocks.3.mlp"
+  int bits = 0;
+  int64_t params = 0;
+  double nuclear_norm = 0;
+  std::map<int, double> sensitivity;  // bits -> Omega (mixed precision only)
+};
+
+struct PtqReport {
+  std::vector<LayerReport> layers;
+  std::vector<ModuleReport> modules;
+  std::vector<std::pair<double, double>> frontier;  // (bits of block weights, predicted error)
+  double seconds = 0;
+  double avg_bits = 0;  // parameter-weighted over the block weights
+  nlohmann::json to_json() const;
+};
+
+// stage, done, total: called as work progresses (for progress bars).
+using Progress = std::function<void(const std::string &, int, int)>;
+
+// Quantizes the fp32 model in `fp32` and returns the quantized .vqm, ready to write.
+// Throws vqm::Error on bad options or an already-quantized input.
+VqmWriter quantize(const VqmFile &fp32, const CalibrationSet &calib, const PtqOptions &opt,
+                   PtqReport *report, const Progress &progress = nullptr);
+
+}  // namespace vqm::quant

@@ -1,0 +1,64 @@
+// Shared state and steps of the PTQ driver (ptq.cpp) and the mixed-precision sensitivity
+// analysis (mixed_precision.cpp). Internal to quantizer/.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "models/vit.h"
+#include "quantizer/ptq.h"
+
+namespace vqm::quant {
+
+struct PtqContext {
+  std::shared_ptr<VitModel> model;
+  const CalibrationSet &calib;
+  const PtqOptions &opt;
+  ModelQuant q;                                    // decided so far (undecided points disabled)
+  std::map<std::string, std::vector<float>> fp32;  // original weights and biases
+  // Results for the writer: integer weights, per-row deltas and bits, by weight name.
+  struct IntWeight {
+    std::vector<int8_t> values;
+    std::vector<float> scale;
+    int bits;
+  };
+  std::map<std::string, IntWeight> int_weights;
+  PtqReport *report = nullptr;
+  Progress progress;
+
+  PtqContext(std::shared_ptr<VitModel> m, const CalibrationSet &c, const PtqOptions &o);
+};
+
+// Activations at several taps in one calibration pass (stopping after the last one), each as
+// the concatenation over all calibration images, in image order.
+using TapKey = std::pair<Tap, int>;  // (tap, block)
+std::map<TapKey, std::vector<float>> capture(PtqContext &c, const std::vector<TapKey> &taps);
+
+// Zero point of a b-bit activation grid from the data's range (ours, see docs/quantization.md):
+// 0 for non-negative data (softmax), about 2^(b-1) for symmetric data, in between for skewed
+// data such as GELU outputs.
+int choose_zero_point(const std::vector<float> &x, int bits);
+
+// One linear layer `layer` ("blocks.3.mlp.fc1", "patch_embed.proj", "head"): search on input
+// `x`, install fake-quant weights, corrected bias and the input grid in `point`. With `record`,
+// keep integer weights for the writer and a report row.
+void quantize_linear(PtqContext &c, const std::string &layer, const std::vector<float> &x,
+                     ActQuant *point, int bits, const SearchOptions &so, bool record);
+// Q·Kᵀ and A·V of block l (q, k, v: [n*H*T, dh]; a: [n*H*T, T]).
+void quantize_qk(PtqContext &c, int l, const std::vector<float> &q, const std::vector<float> &k,
+                 int bits, const SearchOptions &so, bool record);
+void quantize_av(PtqContext &c, int l, const std::vector<float> &a, const std::vector<float> &v,
+                 int bits, const SearchOptions &so, bool record);
+
+// Back to fp32 for one module of block l (weights, biases, activation points).
+void restore_module(PtqContext &c, int l, bool attn);
+
+// Mixed precision: Omega_l(b) for every module and candidate, then the Pareto choice within
+// `budget_bits` (bits of block weights). Returns (attn bits, mlp bits) per block.
+std::vector<std::pair<int, int>> choose_mixed_bits(PtqContext &c, double budget_bits);
+
+int64_t module_params(const VitConfig &cfg, bool attn);
+
+}  // namespace vqm::quant

@@ -1,0 +1,665 @@
+#include "quantizer/quant_math.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+
+#include "runtime/error.h"
+#include "runtime/tensor.h"
+
+// Hot element-wise kernels are compiled for AVX-512, AVX2 and baseline x86-64 and picked at load
+// time (GCC/Clang function multiversioning): the project's baseline target has only SSE2, where
+// the double-precision reductions of a search run 2 lanes wide.
+#if defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define VQM_MULTIVERSION \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+#endif
+#ifndef VQM_MULTIVERSION
+#define VQM_MULTIVERSION
+#endif
+
+namespace vqm::quant {
+
+namespace {
+
+// Element-wise loops below this size are not worth waking the OpenMP team for.
+constexpr int64_t kParallelMin = int64_t{1} << 15;
+// Chunk of an element-wise loop handed to one thread (a few L1-sized blocks).
+constexpr int64_t kChunk = int64_t{1} << 14;
+
+[[noreturn]] void bad(const std::string &what) {
+  fail(ErrorCode::invalid_argument, what);
+}
+
+void check_sizes(const char *fn, int64_t a, int64_t b = 0) {
+  if (a < 0 || b < 0)
+    bad(std::string(fn) + ": negative size (" + std::to_string(a) + ", " + std::to_string(b) + ")");
+}
+
+// Round half to even of v, |v| <= 2^22, in the default rounding mode: adding 1.5 * 2^23 lands in
+// [2^23, 2^24) where the float spacing is exactly 1, so the addition itself rounds to an integer.
+// Unlike std::nearbyint this compiles to two vector adds (the baseline x86-64 target has no
+// roundps), which matters for the ~10^9 elements a search quantizes. Callers clamp first.
+inline float round_half_even_small(float v) {
+  constexpr float kMagic = 12582912.f;  // 1.5 * 2^23
+  return (v + kMagic) - kMagic;
+}
+
+// x / delta clamped to [lo, hi] (integers) and rounded: equal to clamp(round(x / delta), lo, hi)
+// because rounding is monotone and fixes integers. The result is the integer level as a float.
+inline float quant_level(float x, float delta, float lo, float hi) {
+  const float v = std::min(std::max(x / delta, lo), hi);
+  return round_half_even_small(v);
+}
+
+// y = quant_level(x) * delta over a span. Every clone computes bit-identical results (division,
+// min/max, add, multiply: no contraction possible), so the ISA only changes the speed.
+VQM_MULTIVERSION void fake_quant_span(const float *x, float *y, int64_t n, float delta, float lo,
+                                      float hi) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] = quant_level(x[i], delta, lo, hi) * delta;
+}
+
+struct Sums {
+  double sa = 0, sb = 0;
+  float amin = 0, amax = 0, bmin = 0, bmax = 0;
+};
+
+// First Pearson pass: sums and ranges. omp simd fixes one summation order per build and ISA
+// clone, so results are reproducible on a machine.
+VQM_MULTIVERSION Sums pearson_sums(const float *a, const float *b, int64_t n) {
+  double sa = 0, sb = 0;
+  float amin = a[0], amax = a[0], bmin = b[0], bmax = b[0];
+#pragma omp simd reduction(+ : sa, sb) reduction(min : amin, bmin) reduction(max : amax, bmax)
+  for (int64_t i = 0; i < n; ++i) {
+    sa += a[i];
+    sb += b[i];
+    amin = std::min(amin, a[i]);
+    amax = std::max(amax, a[i]);
+    bmin = std::min(bmin, b[i]);
+    bmax = std::max(bmax, b[i]);
+  }
+  Sums r;
+  r.sa = sa, r.sb = sb, r.amin = amin, r.amax = amax, r.bmin = bmin, r.bmax = bmax;
+  return r;
+}
+
+struct Moments {
+  double ab = 0, aa = 0, bb = 0;
+};
+
+// Second pass: centred products.
+VQM_MULTIVERSION Moments centred_products(const float *a, const float *b, int64_t n, double ma,
+                                          double mb) {
+  double sab = 0, saa = 0, sbb = 0;
+#pragma omp simd reduction(+ : sab, saa, sbb)
+  for (int64_t i = 0; i < n; ++i) {
+    const double da = a[i] - ma, db = b[i] - mb;
+    sab += da * db;
+    saa += da * da;
+    sbb += db * db;
+  }
+  Moments m;
+  m.ab = sab, m.aa = saa, m.bb = sbb;
+  return m;
+}
+
+void check_weight_args(const char *fn, const float *w, int64_t n, int64_t k,
+                       const float *delta_per_row, int bits, const void *out) {
+  check_sizes(fn, n, k);
+  if (bits < 2 || bits > 8)
+    bad(std::string(fn) + ": bits must be in [2, 8], got " + std::to_string(bits));
+  if ((n > 0 && !delta_per_row) || (n * k > 0 && (!w || !out)))
+    bad(std::string(fn) + ": null pointer");
+  for (int64_t r = 0; r < n; ++r) {
+    const float d = delta_per_row[r];
+    if (!(std::isfinite(d) && d > 0.f))
+      bad(std::string(fn) + ": delta of row " + std::to_string(r) + " is " + std::to_string(d) +
+          " (must be finite and > 0)");
+  }
+}
+
+// Sum of f(block) over fixed blocks of `n` items, added in block order: the same result for any
+// thread count (an OpenMP reduction would combine partial sums in an unspecified order).
+template <class F>
+double ordered_block_sum(int64_t n, int64_t block, F &&f) {
+  const int64_t blocks = (n + block - 1) / block;
+  std::vector<double> partial(static_cast<size_t>(blocks));
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t b = 0; b < blocks; ++b) partial[b] = f(b * block, std::min(n, (b + 1) * block));
+  double s = 0;
+  for (double p : partial) s += p;
+  return s;
+}
+
+}  // namespace
+
+void check_grid(const ActGrid &g) {
+  if (g.bits < 1 || g.bits > 16)
+    bad("activation grid: bits must be in [1, 16], got " + std::to_string(g.bits));
+  const int qmax = (1 << g.bits) - 1;
+  if (g.zero_point < 0 || g.zero_point > qmax)
+    bad("activation grid: zero point " + std::to_string(g.zero_point) + " outside [0, " +
+        std::to_string(qmax) + "]");
+  if (!(std::isfinite(g.delta) && g.delta > 0.f))
+    bad("activation grid: delta " + std::to_string(g.delta) + " must be finite and > 0");
+}
+
+float fake_quant_act(float x, const ActGrid &g) {
+  check_grid(g);
+  const float lo = static_cast<float>(-g.zero_point);
+  const float hi = static_cast<float>((1 << g.bits) - 1 - g.zero_point);
+  return quant_level(x, g.delta, lo, hi) * g.delta;
+}
+
+void fake_quant_act(const float *x, float *y, int64_t n, const ActGrid &g) {
+  check_grid(g);
+  check_sizes("fake_quant_act", n);
+  if (n > 0 && (!x || !y)) bad("fake_quant_act: null pointer");
+  const float lo = static_cast<float>(-g.zero_point);
+  const float hi = static_cast<float>((1 << g.bits) - 1 - g.zero_point);
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t c = 0; c < chunks; ++c)
+    fake_quant_span(x + c * kChunk, y + c * kChunk, std::min(kChunk, n - c * kChunk), g.delta, lo,
+                    hi);
+}
+
+void quantize_weights(const float *w, int64_t n, int64_t k, const float *delta_per_row, int bits,
+                      int8_t *q_out) {
+  check_weight_args("quantize_weights", w, n, k, delta_per_row, bits, q_out);
+  const float lo = static_cast<float>(-(1 << (bits - 1)));
+  const float hi = static_cast<float>((1 << (bits - 1)) - 1);
+#pragma omp parallel for schedule(static) if (n * k >= kParallelMin)
+  for (int64_t r = 0; r < n; ++r) {
+    const float d = delta_per_row[r];
+    for (int64_t j = 0; j < k; ++j)
+      q_out[r * k + j] = static_cast<int8_t>(quant_level(w[r * k + j], d, lo, hi));
+  }
+}
+
+void fake_quant_weights(const float *w, int64_t n, int64_t k, const float *delta_per_row, int bits,
+                        float *w_hat_out) {
+  check_weight_args("fake_quant_weights", w, n, k, delta_per_row, bits, w_hat_out);
+  const float lo = static_cast<float>(-(1 << (bits - 1)));
+  const float hi = static_cast<float>((1 << (bits - 1)) - 1);
+#pragma omp parallel for schedule(static) if (n * k >= kParallelMin)
+  for (int64_t r = 0; r < n; ++r)
+    fake_quant_span(w + r * k, w_hat_out + r * k, k, delta_per_row[r], lo, hi);
+}
+
+double pearson(const float *a, const float *b, int64_t n) {
+  check_sizes("pearson", n);
+  if (n == 0) return 1.0;
+  if (!a || !b) bad("pearson: null pointer");
+  const Sums s = pearson_sums(a, b, n);
+  const bool const_a = s.amin == s.amax, const_b = s.bmin == s.bmax;
+  if (const_a && const_b) return a[0] == b[0] ? 1.0 : 0.0;
+  if (const_a || const_b) return 0.0;
+  const double ma = s.sa / static_cast<double>(n), mb = s.sb / static_cast<double>(n);
+  const Moments m = centred_products(a, b, n, ma, mb);
+  if (!(m.aa > 0 && m.bb > 0)) return 0.0;  // NaN data, or values equal up to double rounding
+  return std::clamp(m.ab / std::sqrt(m.aa * m.bb), -1.0, 1.0);
+}
+
+double mean_pearson(const float *o, const float *o_hat, int64_t samples, int64_t per_sample) {
+  check_sizes("mean_pearson", samples, per_sample);
+  if (samples == 0) bad("mean_pearson: no samples");
+  std::vector<double> r(static_cast<size_t>(samples));
+#pragma omp parallel for schedule(static) if (samples * per_sample >= kParallelMin)
+  for (int64_t s = 0; s < samples; ++s)
+    r[s] = pearson(o + s * per_sample, o_hat + s * per_sample, per_sample);
+  double sum = 0;
+  for (double v : r) sum += v;
+  return sum / static_cast<double>(samples);
+}
+
+namespace {
+
+struct ShiftedMoments {
+  double s1 = 0, s2 = 0, c = 0;
+};
+
+// With d = o_hat - mean(o): sum d, sum d^2, sum centred_o * d. Shifting by the reference mean
+// keeps the one-pass variance free of cancellation, since o_hat tracks o.
+VQM_MULTIVERSION ShiftedMoments shifted_moments(const float *centred, const float *o_hat, int64_t n,
+                                                double shift) {
+  double s1 = 0, s2 = 0, c = 0;
+#pragma omp simd reduction(+ : s1, s2, c)
+  for (int64_t i = 0; i < n; ++i) {
+    const double d = o_hat[i] - shift;
+    s1 += d;
+    s2 += d * d;
+    c += centred[i] * d;
+  }
+  ShiftedMoments m;
+  m.s1 = s1, m.s2 = s2, m.c = c;
+  return m;
+}
+
+}  // namespace
+
+PearsonReference::PearsonReference(const float *o, int64_t samples, int64_t per_sample)
+    : o_(o), samples_(samples), per_sample_(per_sample) {
+  check_sizes("PearsonReference", samples, per_sample);
+  if (samples == 0) bad("PearsonReference: no samples");
+  if (per_sample > 0 && !o) bad("PearsonReference: null pointer");
+  const size_t ns = static_cast<size_t>(samples);
+  centred_.resize(static_cast<size_t>(samples * per_sample));
+  mean_.resize(ns);
+  sum_centred_.resize(ns);
+  var_.resize(ns);
+  constant_.resize(ns);
+#pragma omp parallel for schedule(static) if (samples * per_sample >= kParallelMin)
+  for (int64_t s = 0; s < samples; ++s) {
+    const float *os = o + s * per_sample;
+    float *cs = centred_.data() + s * per_sample;
+    if (per_sample == 0) {
+      constant_[s] = 1;
+      continue;
+    }
+    const Sums sums = pearson_sums(os, os, per_sample);
+    const double m = sums.sa / static_cast<double>(per_sample);
+    double sc = 0, sc2 = 0;
+    for (int64_t i = 0; i < per_sample; ++i) {
+      cs[i] = static_cast<float>(os[i] - m);
+      sc += cs[i];
+      sc2 += static_cast<double>(cs[i]) * cs[i];
+    }
+    mean_[s] = m;
+    sum_centred_[s] = sc;
+    var_[s] = sc2 - sc * sc / static_cast<double>(per_sample);
+    constant_[s] = sums.amin == sums.amax || !(var_[s] > 0);
+  }
+}
+
+double PearsonReference::mean(const float *o_hat) const {
+  if (per_sample_ > 0 && !o_hat) bad("PearsonReference: null pointer");
+  // Work items are (sample, chunk) so that a few large samples still use every thread; partial
+  // moments are combined in a fixed order.
+  const int64_t chunks = std::max<int64_t>(1, (per_sample_ + kChunk - 1) / kChunk);
+  std::vector<ShiftedMoments> part(static_cast<size_t>(samples_ * chunks));
+#pragma omp parallel for schedule(static) if (samples_ * per_sample_ >= kParallelMin)
+  for (int64_t item = 0; item < samples_ * chunks; ++item) {
+    const int64_t s = item / chunks, c0 = (item % chunks) * kChunk;
+    const int64_t len = std::min(kChunk, per_sample_ - c0);
+    if (constant_[s] || len <= 0) continue;
+    const int64_t off = s * per_sample_ + c0;
+    part[item] = shifted_moments(centred_.data() + off, o_hat + off, len, mean_[s]);
+  }
+  double total = 0;
+  for (int64_t s = 0; s < samples_; ++s) {
+    const float *os = o_ + s * per_sample_, *hs = o_hat + s * per_sample_;
+    if (constant_[s]) {
+      total += pearson(os, hs, per_sample_);
+      continue;
+    }
+    ShiftedMoments m;
+    for (int64_t c = 0; c < chunks; ++c) {
+      m.s1 += part[s * chunks + c].s1;
+      m.s2 += part[s * chunks + c].s2;
+      m.c += part[s * chunks + c].c;
+    }
+    const double n = static_cast<double>(per_sample_);
+    const double var_h = m.s2 - m.s1 * m.s1 / n;
+    // A (nearly) constant o_hat leaves only rounding noise in var_h: use the exact two-pass form.
+    if (!(var_h > 1e-12 * m.s2)) {
+      total += pearson(os, hs, per_sample_);
+      continue;
+    }
+    const double cov = m.c - sum_centred_[s] * m.s1 / n;
+    total += std::clamp(cov / std::sqrt(var_[s] * var_h), -1.0, 1.0);
+  }
+  return total / static_cast<double>(samples_);
+}
+
+std::vector<std::pair<int64_t, int64_t>> sample_ranking_pairs(const float *a, int64_t rows,
+                                                              int64_t cols, int pairs_per_row,
+                                                              uint64_t seed) {
+  check_sizes("sample_ranking_pairs", rows, cols);
+  if (pairs_per_row <= 0) bad("sample_ranking_pairs: pairs_per_row must be > 0");
+  std::vector<std::pair<int64_t, int64_t>> pairs;
+  if (cols < 2) return pairs;
+  if (!a) bad("sample_ranking_pairs: null pointer");
+  pairs.reserve(static_cast<size_t>(rows) * static_cast<size_t>(pairs_per_row));
+  std::mt19937_64 rng(seed);
+  const uint64_t c = static_cast<uint64_t>(cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int p = 0; p < pairs_per_row; ++p) {
+      // i uniform, j uniform among the others: a uniform unordered pair (the modulo bias of a
+      // 64-bit draw is negligible, and mt19937_64 makes the sequence identical everywhere).
+      const int64_t i = static_cast<int64_t>(rng() % c);
+      int64_t j = static_cast<int64_t>(rng() % (c - 1));
+      if (j >= i) ++j;
+      const int64_t ii = r * cols + i, jj = r * cols + j;
+      if (a[ii] > a[jj])
+        pairs.emplace_back(ii, jj);
+      else if (a[jj] > a[ii])
+        pairs.emplace_back(jj, ii);
+      // Ties (and NaN) carry no order: skipped, not counted.
+    }
+  }
+  return pairs;
+}
+
+double ranking_loss_on_pairs(const std::vector<std::pair<int64_t, int64_t>> &pairs,
+                             const float *a_hat, float theta) {
+  if (pairs.empty()) return 0.0;
+  if (!a_hat) bad("ranking_loss: null pointer");
+  const int64_t n = static_cast<int64_t>(pairs.size());
+  const double th = theta;
+  const double sum = ordered_block_sum(n, 4096, [&](int64_t b, int64_t e) {
+    double s = 0;
+    for (int64_t p = b; p < e; ++p) {
+      const double d = static_cast<double>(a_hat[pairs[p].first]) - a_hat[pairs[p].second];
+      s += std::max(th - d, 0.0);
+    }
+    return s;
+  });
+  return sum / static_cast<double>(n);
+}
+
+double ranking_loss(const float *a, const float *a_hat, int64_t rows, int64_t cols, float theta,
+                    int pairs_per_row, uint64_t seed) {
+  check_sizes("ranking_loss", rows, cols);
+  if (pairs_per_row < 0) bad("ranking_loss: pairs_per_row must be >= 0");
+  if (pairs_per_row > 0)
+    return ranking_loss_on_pairs(sample_ranking_pairs(a, rows, cols, pairs_per_row, seed), a_hat,
+                                 theta);
+  if (cols < 2 || rows == 0) return 0.0;
+  if (!a || !a_hat) bad("ranking_loss: null pointer");
+  std::vector<double> sums(static_cast<size_t>(rows));
+  std::vector<int64_t> counts(static_cast<size_t>(rows));
+  const double th = theta;
+#pragma omp parallel for schedule(static) if (rows * cols * cols >= kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *ar = a + r * cols, *hr = a_hat + r * cols;
+    double s = 0;
+    int64_t cnt = 0;
+    for (int64_t i = 0; i < cols; ++i) {
+      for (int64_t j = i + 1; j < cols; ++j) {
+        double sign;
+        if (ar[i] > ar[j])
+          sign = 1.0;
+        else if (ar[i] < ar[j])
+          sign = -1.0;
+        else
+          continue;
+        s += std::max(th - (static_cast<double>(hr[i]) - hr[j]) * sign, 0.0);
+        ++cnt;
+      }
+    }
+    sums[r] = s;
+    counts[r] = cnt;
+  }
+  double s = 0;
+  int64_t cnt = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    s += sums[r];
+    cnt += counts[r];
+  }
+  return cnt ? s / static_cast<double>(cnt) : 0.0;
+}
+
+namespace {
+
+// Eigenvalues of the symmetric p x p matrix g (row-major, destroyed) by cyclic Jacobi rotations
+// (Rutishauser's variant, as in Numerical Recipes): simple, unconditionally convergent and
+// accurate in the absolute sense the nuclear norm needs.
+std::vector<double> jacobi_eigenvalues(std::vector<double> &g, int64_t p) {
+  auto at = [&](int64_t i, int64_t j) -> double & { return g[i * p + j]; };
+  double frob = 0;
+  for (double v : g) frob += v * v;
+  for (int sweep = 0; sweep < 100; ++sweep) {
+    double off = 0;
+    for (int64_t i = 0; i < p; ++i)
+      for (int64_t j = i + 1; j < p; ++j) off += at(i, j) * at(i, j);
+    // Off-diagonal mass below (1e-15)^2 of the total: eigenvalues are exact to ~1e-15 * |G|.
+    if (off <= 1e-30 * frob || off == 0) break;
+    // Early sweeps skip small elements (cheap progress first); later sweeps rotate everything.
+    const double thresh = sweep < 3 ? 0.2 * std::sqrt(off) / static_cast<double>(p * p) : 0.0;
+    for (int64_t ip = 0; ip < p; ++ip) {
+      for (int64_t iq = ip + 1; iq < p; ++iq) {
+        const double apq = at(ip, iq);
+        if (apq == 0 || std::fabs(apq) <= thresh) continue;
+        const double app = at(ip, ip), aqq = at(iq, iq);
+        const double theta = 0.5 * (aqq - app) / apq;
+        double t = 1.0 / (std::fabs(theta) + std::sqrt(1.0 + theta * theta));
+        if (std::fabs(theta) > 1e150) t = 0.5 / std::fabs(theta);
+        if (theta < 0) t = -t;
+        const double c = 1.0 / std::sqrt(1.0 + t * t), s = t * c;
+        at(ip, ip) = app - t * apq;
+        at(iq, iq) = aqq + t * apq;
+        at(ip, iq) = at(iq, ip) = 0;
+        double *rp = &g[ip * p], *rq = &g[iq * p];
+        for (int64_t k = 0; k < p; ++k) {
+          if (k == ip || k == iq) continue;
+          const double gp = rp[k], gq = rq[k];
+          rp[k] = c * gp - s * gq;
+          rq[k] = s * gp + c * gq;
+        }
+        for (int64_t k = 0; k < p; ++k) {  // the mirrored columns
+          if (k == ip || k == iq) continue;
+          g[k * p + ip] = rp[k];
+          g[k * p + iq] = rq[k];
+        }
+      }
+    }
+  }
+  std::vector<double> ev(static_cast<size_t>(p));
+  for (int64_t i = 0; i < p; ++i) ev[i] = at(i, i);
+  return ev;
+}
+
+}  // namespace
+
+double nuclear_norm(const float *a, int64_t m, int64_t n) {
+  check_sizes("nuclear_norm", m, n);
+  if (m == 0 || n == 0) return 0.0;
+  if (!a) bad("nuclear_norm: null pointer");
+  const int64_t p = std::min(m, n);
+  std::vector<double> g(static_cast<size_t>(p * p));
+  if (m <= n) {  // A A^T: dot products of rows
+#pragma omp parallel for schedule(dynamic, 4) if (m * m * n >= kParallelMin)
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = i; j < m; ++j) {
+        double s = 0;
+#pragma omp simd reduction(+ : s)
+        for (int64_t k = 0; k < n; ++k) s += static_cast<double>(a[i * n + k]) * a[j * n + k];
+        g[i * p + j] = g[j * p + i] = s;
+      }
+    }
+  } else {  // A^T A: each thread owns rows i of G, accumulating over the rows of A
+#pragma omp parallel for schedule(dynamic, 4) if (m * n * n >= kParallelMin)
+    for (int64_t i = 0; i < n; ++i) {
+      double *gi = &g[i * p];
+      for (int64_t r = 0; r < m; ++r) {
+        const double ari = a[r * n + i];
+        const float *ar = a + r * n;
+        for (int64_t j = i; j < n; ++j) gi[j] += ari * ar[j];
+      }
+    }
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < i; ++j) g[i * p + j] = g[j * p + i];
+  }
+  const std::vector<double> ev = jacobi_eigenvalues(g, p);
+  double s = 0;
+  for (double v : ev) s += v > 0 ? std::sqrt(v) : 0.0;
+  return s;
+}
+
+std::vector<float> mean_output_error(const float *o, const float *o_hat, int64_t rows,
+                                     int64_t cols) {
+  check_sizes("mean_output_error", rows, cols);
+  if (rows == 0) bad("mean_output_error: no rows");
+  if (cols > 0 && (!o || !o_hat)) bad("mean_output_error: null pointer");
+  std::vector<float> out(static_cast<size_t>(cols));
+  constexpr int64_t kBlock = 64;  // columns per task: contiguous reads, private accumulators
+  const int64_t blocks = (cols + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t c0 = b * kBlock, c1 = std::min(cols, c0 + kBlock);
+    double acc[kBlock] = {};
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = c0; c < c1; ++c)
+        acc[c - c0] += static_cast<double>(o_hat[r * cols + c]) - o[r * cols + c];
+    for (int64_t c = c0; c < c1; ++c)
+      out[c] = static_cast<float>(acc[c - c0] / static_cast<double>(rows));
+  }
+  return out;
+}
+
+namespace {
+
+struct FrontierPoint {
+  double cost, sens;
+  int32_t prev;    // index in the previous stage's frontier
+  int32_t option;  // option of the module merged at this stage
+};
+
+constexpr size_t kMaxFrontier = size_t{1} << 22;
+
+// stages[m] is the frontier after merging modules 0..m-1 (stages[0] = the empty configuration).
+std::vector<std::vector<FrontierPoint>> build_frontier(
+    const std::vector<std::vector<BitOption>> &modules) {
+  std::vector<std::vector<FrontierPoint>> stages;
+  stages.push_back({{0.0, 0.0, -1, -1}});
+  for (size_t m = 0; m < modules.size(); ++m) {
+    const auto &opts = modules[m];
+    if (opts.empty()) bad("mixed precision: module " + std::to_string(m) + " has no options");
+    for (size_t o = 0; o < opts.size(); ++o)
+      if (!std::isfinite(opts[o].cost) || !std::isfinite(opts[o].sensitivity))
+        bad("mixed precision: module " + std::to_string(m) + " option " + std::to_string(o) +
+            " has a non-finite cost or sensitivity");
+    const auto &prev = stages.back();
+    if (prev.size() * opts.size() > kMaxFrontier)
+      fail(ErrorCode::limit, "mixed precision: frontier of " +
+                                 std::to_string(prev.size() * opts.size()) + " points at module " +
+                                 std::to_string(m) + " exceeds " + std::to_string(kMaxFrontier));
+    std::vector<FrontierPoint> cand;
+    cand.reserve(prev.size() * opts.size());
+    for (size_t i = 0; i < prev.size(); ++i)
+      for (size_t o = 0; o < opts.size(); ++o)
+        cand.push_back({prev[i].cost + opts[o].cost, prev[i].sens + opts[o].sensitivity,
+                        static_cast<int32_t>(i), static_cast<int32_t>(o)});
+    // A total order, so ties resolve the same way everywhere (lowest previous index, option).
+    std::sort(cand.begin(), cand.end(), [](const FrontierPoint &x, const FrontierPoint &y) {
+      if (x.cost != y.cost) return x.cost < y.cost;
+      if (x.sens != y.sens) return x.sens < y.sens;
+      if (x.prev != y.prev) return x.prev < y.prev;
+      return x.option < y.option;
+    });
+    // Walking up in cost, a point survives only if it is strictly better than every cheaper one.
+    std::vector<FrontierPoint> next;
+    for (const auto &c : cand)
+      if (next.empty() || c.sens < next.back().sens) next.push_back(c);
+    stages.push_back(std::move(next));
+  }
+  return stages;
+}
+
+}  // namespace
+
+std::vector<std::pair<double, double>> pareto_frontier(
+    const std::vector<std::vector<BitOption>> &modules) {
+  const auto stages = build_frontier(modules);
+  std::vector<std::pair<double, double>> out;
+  for (const auto &pt : stages.back()) out.emplace_back(pt.cost, pt.sens);
+  return out;
+}
+
+std::vector<int> pareto_choose(const std::vector<std::vector<BitOption>> &modules, double budget) {
+  if (!std::isfinite(budget)) bad("mixed precision: budget must be finite");
+  const auto stages = build_frontier(modules);
+  const auto &last = stages.back();
+  const double limit = budget + 1e-9 * std::max(1.0, std::fabs(budget));
+  // Ascending cost with strictly decreasing sensitivity: the best feasible point is the last one
+  // within the budget.
+  int64_t best = -1;
+  for (size_t i = 0; i < last.size() && last[i].cost <= limit; ++i) best = static_cast<int64_t>(i);
+  if (best < 0)
+    bad("mixed precision: the cheapest configuration costs " + std::to_string(last[0].cost) +
+        " bits, above the budget of " + std::to_string(budget));
+  std::vector<int> choice(modules.size());
+  for (size_t m = modules.size(); m > 0; --m) {
+    const FrontierPoint &pt = stages[m][static_cast<size_t>(best)];
+    choice[m - 1] = pt.option;
+    best = pt.prev;
+  }
+  return choice;
+}
+
+int64_t packed_row_size(int64_t k, int bits) {
+  check_sizes("packed_row_size", k);
+  switch (bits) {
+    case 4:
+      return static_cast<int64_t>(packed_row_bytes(DType::q4, static_cast<uint64_t>(k)));
+    case 6:
+      return static_cast<int64_t>(packed_row_bytes(DType::q6, static_cast<uint64_t>(k)));
+    case 8:
+      return k;
+    default:
+      bad("packing: bits must be 4, 6 or 8, got " + std::to_string(bits));
+  }
+}
+
+std::vector<uint8_t> pack_rows(const int8_t *q, int64_t rows, int64_t k, int bits) {
+  check_sizes("pack_rows", rows, k);
+  const int64_t row_bytes = packed_row_size(k, bits);
+  std::vector<uint8_t> out(static_cast<size_t>(rows * row_bytes), 0);
+  if (rows * k == 0) return out;
+  if (!q) bad("pack_rows: null pointer");
+  if (bits == 8) {
+    std::memcpy(out.data(), q, static_cast<size_t>(rows * k));
+    return out;
+  }
+  const int lo = -(1 << (bits - 1)), hi = (1 << (bits - 1)) - 1;
+  const unsigned mask = (1u << bits) - 1;
+  for (int64_t r = 0; r < rows; ++r) {
+    uint8_t *dst = out.data() + r * row_bytes;
+    for (int64_t j = 0; j < k; ++j) {
+      const int v = q[r * k + j];
+      if (v < lo || v > hi)
+        bad("pack_rows: value " + std::to_string(v) + " at row " + std::to_string(r) + ", column " +
+            std::to_string(j) + " does not fit in " + std::to_string(bits) + " bits");
+      // LSB-first bit stream: a value spans at most two bytes (bits <= 8).
+      const unsigned pattern = static_cast<unsigned>(v) & mask;
+      const int64_t bit = j * bits;
+      const unsigned shifted = pattern << (bit % 8);
+      dst[bit / 8] |= static_cast<uint8_t>(shifted & 0xffu);
+      if (shifted > 0xffu) dst[bit / 8 + 1] |= static_cast<uint8_t>(shifted >> 8);
+    }
+  }
+  return out;
+}
+
+void unpack_rows(const uint8_t *packed, int64_t rows, int64_t k, int bits, int8_t *q_out) {
+  check_sizes("unpack_rows", rows, k);
+  const int64_t row_bytes = packed_row_size(k, bits);
+  if (rows * k == 0) return;
+  if (!packed || !q_out) bad("unpack_rows: null pointer");
+  if (bits == 8) {
+    std::memcpy(q_out, packed, static_cast<size_t>(rows * k));
+    return;
+  }
+  const unsigned mask = (1u << bits) - 1, sign = 1u << (bits - 1);
+#pragma omp parallel for schedule(static) if (rows * k >= kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t *src = packed + r * row_bytes;
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t bit = j * bits, byte = bit / 8;
+      unsigned word = src[byte];
+      if (byte + 1 < row_bytes) word |= static_cast<unsigned>(src[byte + 1]) << 8;
+      const unsigned pattern = (word >> (bit % 8)) & mask;
+      // Sign extension of a b-bit two's complement pattern.
+      q_out[r * k + j] =
+          static_cast<int8_t>(static_cast<int>(pattern ^ sign) - static_cast<int>(sign));
+    }
+  }
+}
+
+}  // namespace vqm::quant

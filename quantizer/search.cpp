@@ -1,0 +1,645 @@
+#include "quantizer/search.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <optional>
+#include <random>
+#include <string>
+#include <unordered_map>
+
+#include "kernels/onednn/matmul.h"
+#include "runtime/error.h"
+
+// See quant_math.cpp: hot loops get AVX-512 / AVX2 clones picked at load time.
+#if defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define VQM_MULTIVERSION \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+#endif
+#ifndef VQM_MULTIVERSION
+#define VQM_MULTIVERSION
+#endif
+
+namespace vqm::quant {
+
+namespace {
+
+namespace dn = vqm::kernels::onednn;
+using dnnl::memory;
+
+constexpr int64_t kParallelMin = int64_t{1} << 15;
+
+[[noreturn]] void bad(const std::string &what) {
+  fail(ErrorCode::invalid_argument, what);
+}
+
+void check_bits(const char *what, int bits) {
+  if (bits < 2 || bits > 8)
+    bad(std::string(what) + " bits must be in [2, 8], got " + std::to_string(bits));
+}
+
+void check_zero_point(const char *what, int zp, int bits) {
+  if (zp < 0 || zp > (1 << bits) - 1)
+    bad(std::string(what) + " zero point " + std::to_string(zp) + " outside [0, " +
+        std::to_string((1 << bits) - 1) + "]");
+}
+
+void check_options(const SearchOptions &o) {
+  if (!(std::isfinite(o.alpha) && std::isfinite(o.beta) && o.alpha > 0 && o.beta >= o.alpha))
+    bad("search: need 0 < alpha <= beta (got " + std::to_string(o.alpha) + ", " +
+        std::to_string(o.beta) + ")");
+  if (o.candidates < 1) bad("search: candidates must be >= 1");
+  if (o.rounds < 0) bad("search: rounds must be >= 0");
+  if (o.rank_pairs < 0) bad("search: rank_pairs must be >= 0");
+  if (o.max_rows < 0) bad("search: max_rows must be >= 0");
+  if (!(o.init_percentile > 0.5f && o.init_percentile <= 1.f))
+    bad("search: init_percentile must be in (0.5, 1], got " + std::to_string(o.init_percentile));
+  if (!std::isfinite(o.gamma) || !std::isfinite(o.theta)) bad("search: gamma/theta not finite");
+}
+
+// C factors linearly spaced over [alpha, beta].
+std::vector<float> candidate_factors(const SearchOptions &o) {
+  std::vector<float> f(static_cast<size_t>(o.candidates), o.alpha);
+  for (int c = 1; c < o.candidates; ++c)
+    f[c] = o.alpha + (o.beta - o.alpha) * static_cast<float>(c) / (o.candidates - 1);
+  return f;
+}
+
+// Indices of the calibration samples the objective is measured on: all of them, or a seeded
+// random subset of whole samples holding at most max_rows rows (at least one sample), in order.
+std::vector<int64_t> kept_samples(int64_t samples, int64_t rows_per_sample, int max_rows,
+                                  uint64_t seed) {
+  std::vector<int64_t> keep(static_cast<size_t>(samples));
+  std::iota(keep.begin(), keep.end(), int64_t{0});
+  if (max_rows == 0 || samples * rows_per_sample <= max_rows) return keep;
+  const int64_t n_keep = std::max<int64_t>(1, max_rows / rows_per_sample);
+  std::mt19937_64 rng(seed);
+  for (int64_t i = 0; i < n_keep; ++i)  // partial Fisher-Yates
+    std::swap(keep[i], keep[i + static_cast<int64_t>(rng() % static_cast<uint64_t>(samples - i))]);
+  keep.resize(static_cast<size_t>(n_keep));
+  std::sort(keep.begin(), keep.end());
+  return keep;
+}
+
+// Copies the kept samples' blocks of `block` floats; empty when everything is kept.
+std::vector<float> gather_blocks(const float *src, const std::vector<int64_t> &keep,
+                                 int64_t samples, int64_t block) {
+  if (static_cast<int64_t>(keep.size()) == samples) return {};
+  std::vector<float> out(keep.size() * static_cast<size_t>(block));
+  for (size_t i = 0; i < keep.size(); ++i)
+    std::copy(src + keep[i] * block, src + (keep[i] + 1) * block, out.begin() + i * block);
+  return out;
+}
+
+// The q-quantile of the data (linear interpolation between order statistics); `v` is scratch.
+float quantile(std::vector<float> &v, double q) {
+  const double pos = q * static_cast<double>(v.size() - 1);
+  const size_t i = static_cast<size_t>(std::floor(pos));
+  std::nth_element(v.begin(), v.begin() + i, v.end());
+  const float lo = v[i];
+  const double frac = pos - static_cast<double>(i);
+  if (frac <= 0 || i + 1 >= v.size()) return lo;
+  const float hi = *std::min_element(v.begin() + i + 1, v.end());
+  return static_cast<float>(lo + frac * (static_cast<double>(hi) - lo));
+}
+
+struct Range {
+  float lo, hi;
+};
+
+// min/max (percentile = 1) or the (1-p, p) quantiles of the data, which must be finite.
+Range data_range(const char *what, const float *x, int64_t n, double percentile) {
+  float lo = x[0], hi = x[0];
+  bool finite = true;
+#pragma omp parallel for reduction(min : lo) reduction(max : hi) reduction(&& : finite) \
+    if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    lo = std::min(lo, x[i]);
+    hi = std::max(hi, x[i]);
+    finite = finite && std::isfinite(x[i]);
+  }
+  if (!finite) bad(std::string(what) + " holds non-finite values");
+  if (percentile >= 1.0) return {lo, hi};
+  std::vector<float> scratch(x, x + n);
+  const float qhi = quantile(scratch, percentile);
+  const float qlo = quantile(scratch, 1.0 - percentile);
+  return {qlo, qhi};
+}
+
+// D0 = max(hi / (2^b - 1 - zp), -lo / zp), each term only where its denominator is positive: the
+// smallest delta whose grid still reaches both ends of the data. Data the grid cannot hold at all
+// (all zero, or only on the side the zero point excludes) gets delta 1: any delta is then as good.
+float act_d0(Range r, int bits, int zp) {
+  const int qmax = (1 << bits) - 1;
+  double d = 0;
+  if (qmax - zp > 0) d = std::max(d, static_cast<double>(r.hi) / (qmax - zp));
+  if (zp > 0) d = std::max(d, -static_cast<double>(r.lo) / zp);
+  const float df = static_cast<float>(d);
+  return df > 0 && std::isfinite(df) ? df : 1.f;
+}
+
+// D0 = max|w| / (2^(b-1) - 0.5) per row (or one for the tensor, repeated per row). The -0.5
+// lets the largest weight round onto the last level instead of being cut half a step early.
+std::vector<float> weight_d0(const float *w, int64_t n, int64_t k, int bits, bool per_channel) {
+  std::vector<float> d(static_cast<size_t>(n));
+  bool finite = true;
+#pragma omp parallel for reduction(&& : finite) if (n * k >= kParallelMin)
+  for (int64_t r = 0; r < n; ++r) {
+    float m = 0;
+    for (int64_t j = 0; j < k; ++j) {
+      m = std::max(m, std::fabs(w[r * k + j]));
+      finite = finite && std::isfinite(w[r * k + j]);
+    }
+    d[r] = m;
+  }
+  if (!finite) bad("search: weights hold non-finite values");
+  if (!per_channel) std::fill(d.begin(), d.end(), *std::max_element(d.begin(), d.end()));
+  const float denom = static_cast<float>(1 << (bits - 1)) - 0.5f;
+  for (float &v : d) v = v > 0 ? v / denom : 1.f;  // an all-zero row: any delta is exact
+  return d;
+}
+
+std::vector<float> scaled(const std::vector<float> &d0, const std::vector<float> &f) {
+  std::vector<float> d(d0.size());
+  for (size_t i = 0; i < d0.size(); ++i) d[i] = d0[i] * f[i];
+  return d;
+}
+
+// y = x W^T + b through one oneDNN primitive created for the problem's shape; the weights are
+// swapped per candidate by one reorder (plain [N,K] -> the primitive's packed layout).
+class LinearGemm {
+ public:
+  LinearGemm(int64_t m, int64_t k, int64_t n, const float *bias)
+      : bias_(bias),
+        pd_(dn::linear_f32_pd(m, k, n, bias != nullptr, dn::Epilogue::none)),
+        prim_(pd_),
+        packed_(pd_.weights_desc(), dn::cpu_engine()),
+        plain_(memory::desc({k, n}, memory::data_type::f32, memory::format_tag::ba),
+               dn::cpu_engine(), DNNL_MEMORY_NONE),
+        reorder_(plain_, packed_),
+        scratch_(pd_.scratchpad_desc().get_size() / sizeof(float) + 1),
+        stream_(dn::cpu_engine()) {}
+
+  void set_weights(const float *w_nk) {
+    plain_.set_data_handle(const_cast<float *>(w_nk));
+    reorder_.execute(stream_, plain_, packed_);
+    stream_.wait();
+  }
+
+  void run(const float *x, float *y) {
+    std::unordered_map<int, memory> args{
+        {DNNL_ARG_SRC, dn::wrap(pd_.src_desc(), x)},
+        {DNNL_ARG_WEIGHTS, packed_},
+        {DNNL_ARG_DST, dn::wrap(pd_.dst_desc(), y)},
+        {DNNL_ARG_SCRATCHPAD, dn::wrap(pd_.scratchpad_desc(), scratch_.data())}};
+    if (bias_) args.emplace(DNNL_ARG_BIAS, dn::wrap(pd_.bias_desc(), bias_));
+    prim_.execute(stream_, args);
+    stream_.wait();
+  }
+
+ private:
+  const float *bias_;
+  dnnl::matmul::primitive_desc pd_;
+  dnnl::matmul prim_;
+  memory packed_, plain_;
+  dnnl::reorder reorder_;
+  std::vector<float> scratch_;
+  dnnl::stream stream_;
+};
+
+// c = scale * a . b (batched), one primitive per problem.
+class BatchedGemm {
+ public:
+  BatchedGemm(int64_t batch, int64_t m, int64_t k, int64_t n, bool b_is_nk, float scale)
+      : scale_(scale),
+        size_(batch * m * n),
+        pd_(dn::batched_f32_pd(batch, m, k, n, b_is_nk)),
+        prim_(pd_),
+        scratch_(pd_.scratchpad_desc().get_size() / sizeof(float) + 1),
+        stream_(dn::cpu_engine()) {}
+
+  void run(const float *a, const float *b, float *c) {
+    prim_.execute(stream_,
+                  {{DNNL_ARG_SRC, dn::wrap(pd_.src_desc(), a)},
+                   {DNNL_ARG_WEIGHTS, dn::wrap(pd_.weights_desc(), b)},
+                   {DNNL_ARG_DST, dn::wrap(pd_.dst_desc(), c)},
+                   {DNNL_ARG_SCRATCHPAD, dn::wrap(pd_.scratchpad_desc(), scratch_.data())}});
+    stream_.wait();
+    if (scale_ == 1.f) return;
+    const float s = scale_;
+    const int64_t n = size_;
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+    for (int64_t i = 0; i < n; ++i) c[i] *= s;
+  }
+
+ private:
+  float scale_;
+  int64_t size_;
+  dnnl::matmul::primitive_desc pd_;
+  dnnl::matmul prim_;
+  std::vector<float> scratch_;
+  dnnl::stream stream_;
+};
+
+constexpr int64_t kColBlock = 64;
+
+// Squared differences of columns [c0, c0 + width) summed over rows into acc.
+VQM_MULTIVERSION void column_block_sse(const float *o, const float *o_hat, int64_t rows,
+                                       int64_t cols, int64_t c0, int64_t width, double *acc) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *orow = o + r * cols + c0, *hrow = o_hat + r * cols + c0;
+#pragma omp simd
+    for (int64_t c = 0; c < width; ++c) {
+      const double e = static_cast<double>(hrow[c]) - orow[c];
+      acc[c] += e * e;
+    }
+  }
+}
+
+// Per-column sum of squared differences, deterministic for any thread count.
+void column_sse(const float *o, const float *o_hat, int64_t rows, int64_t cols, double *out) {
+  const int64_t blocks = (cols + kColBlock - 1) / kColBlock;
+#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t c0 = b * kColBlock, width = std::min(cols - c0, kColBlock);
+    double acc[kColBlock] = {};
+    column_block_sse(o, o_hat, rows, cols, c0, width, acc);
+    std::copy(acc, acc + width, out + c0);
+  }
+}
+
+void check_linear(const LinearProblem &p) {
+  if (!p.x || !p.w) bad("linear search: null x or w");
+  if (p.samples <= 0 || p.tokens <= 0 || p.k <= 0 || p.n <= 0)
+    bad("linear search: samples, tokens, k and n must be > 0 (got " + std::to_string(p.samples) +
+        ", " + std::to_string(p.tokens) + ", " + std::to_string(p.k) + ", " + std::to_string(p.n) +
+        ")");
+  check_bits("linear search: weight", p.w_bits);
+  check_bits("linear search: input", p.x_bits);
+  check_zero_point("linear search: input", p.x_zero_point, p.x_bits);
+}
+
+// Everything a linear-layer objective evaluation needs, built once per problem: the searched rows,
+// the fp32 reference output, the primitive and the fake-quant buffers.
+struct LinearCtx {
+  const LinearProblem &p;
+  std::vector<float> x_copy;
+  const float *x;
+  int64_t samples, rows;
+  LinearGemm gemm;
+  std::vector<float> o, o_hat, x_hat, w_hat;
+  std::optional<PearsonReference> ref;  // scores candidates against o
+
+  LinearCtx(const LinearProblem &prob, const std::vector<int64_t> &keep)
+      : p(prob),
+        x_copy(gather_blocks(prob.x, keep, prob.samples, prob.tokens * prob.k)),
+        x(x_copy.empty() ? prob.x : x_copy.data()),
+        samples(static_cast<int64_t>(keep.size())),
+        rows(samples * prob.tokens),
+        gemm(rows, prob.k, prob.n, prob.bias),
+        o(static_cast<size_t>(rows * prob.n)),
+        o_hat(o.size()),
+        x_hat(static_cast<size_t>(rows * prob.k)),
+        w_hat(static_cast<size_t>(prob.n * prob.k)) {
+    gemm.set_weights(p.w);
+    gemm.run(x, o.data());
+    ref.emplace(o.data(), samples, p.tokens * p.n);
+  }
+  void set_w(const std::vector<float> &delta_rows) {
+    fake_quant_weights(p.w, p.n, p.k, delta_rows.data(), p.w_bits, w_hat.data());
+    gemm.set_weights(w_hat.data());
+  }
+  void set_x(const ActGrid &g) { fake_quant_act(x, x_hat.data(), rows * p.k, g); }
+  double eval() {
+    gemm.run(x_hat.data(), o_hat.data());
+    return ref->mean(o_hat.data());
+  }
+  // Fills the result's final statistics from o_hat at the final deltas.
+  void finish(LinearResult &r) {
+    r.similarity = eval();
+    r.bias_correction = mean_output_error(o.data(), o_hat.data(), rows, p.n);
+    const int64_t n = p.n;
+#pragma omp parallel for schedule(static) if (rows * n >= kParallelMin)
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t c = 0; c < n; ++c) o_hat[i * n + c] -= r.bias_correction[c];
+    r.similarity_corrected = ref->mean(o_hat.data());
+    r.rows_used = rows;
+  }
+};
+
+ActGrid make_grid(int bits, int zp, float delta) {
+  ActGrid g;
+  g.bits = bits;
+  g.zero_point = zp;
+  g.delta = delta;
+  return g;
+}
+
+}  // namespace
+
+LinearResult search_linear(const LinearProblem &p, const SearchOptions &opt) {
+  check_linear(p);
+  check_options(opt);
+  // Initial deltas from all rows; the objective on the (possibly) subsampled rows.
+  const std::vector<float> d0w = weight_d0(p.w, p.n, p.k, p.w_bits, opt.per_channel);
+  const int64_t x_size = p.samples * p.tokens * p.k;
+  const float d0x_max =
+      act_d0(data_range("linear search: x", p.x, x_size, 1.0), p.x_bits, p.x_zero_point);
+  LinearCtx ctx(p, kept_samples(p.samples, p.tokens, opt.max_rows, opt.seed));
+  const std::vector<float> factors = candidate_factors(opt);
+
+  std::vector<float> fw(static_cast<size_t>(p.n), 1.f);  // current weight factor per channel
+  float fx = 1.f;
+  ctx.set_w(d0w);
+  ctx.set_x(make_grid(p.x_bits, p.x_zero_point, d0x_max));
+  LinearResult r;
+  r.similarity_init = ctx.eval();
+  double best = r.similarity_init;
+  // The percentile start (ours, see SearchOptions::init_percentile): the search is centred on
+  // whichever initial x delta scores better.
+  float d0x = d0x_max;
+  if (opt.init_percentile < 1.f) {
+    const float d0x_pct = act_d0(data_range("linear search: x", p.x, x_size, opt.init_percentile),
+                                 p.x_bits, p.x_zero_point);
+    ctx.set_x(make_grid(p.x_bits, p.x_zero_point, d0x_pct));
+    const double s = ctx.eval();
+    if (s > best) {
+      best = s;
+      d0x = d0x_pct;
+      r.percentile_start = true;
+    } else {
+      ctx.set_x(make_grid(p.x_bits, p.x_zero_point, d0x_max));
+    }
+  }
+
+  for (int round = 0; round < opt.rounds; ++round) {
+    // Weights with x fixed: one shared factor on every channel's D0.
+    float best_f = fw[0];
+    for (float f : factors) {
+      ctx.set_w(scaled(d0w, std::vector<float>(fw.size(), f)));
+      const double s = ctx.eval();
+      if (s > best) {
+        best = s;
+        best_f = f;
+      }
+    }
+    std::fill(fw.begin(), fw.end(), best_f);
+    ctx.set_w(scaled(d0w, fw));
+    // Input with w fixed.
+    r.curve.clear();
+    float best_fx = fx;
+    for (float f : factors) {
+      ctx.set_x(make_grid(p.x_bits, p.x_zero_point, d0x * f));
+      const double s = ctx.eval();
+      r.curve.emplace_back(d0x * f, s);
+      if (s > best) {
+        best = s;
+        best_fx = f;
+      }
+    }
+    fx = best_fx;
+    ctx.set_x(make_grid(p.x_bits, p.x_zero_point, d0x * fx));
+  }
+
+  // Per-channel refinement. A sample's Pearson mixes all output channels, so the shared-factor
+  // search above cannot tell which channel wants a finer or coarser grid; it did fix the scale
+  // regime (clipping vs rounding trade-off for the layer as a whole). Given x_hat, each output
+  // column depends only on its own weight row, so each channel can pick its factor by its own
+  // squared error sum_rows (o_hat_c - o_c)^2: one GEMM per candidate scores all channels at once.
+  // The refined deltas are kept only if they do not lower the paper's objective, so the reported
+  // similarity never falls below the shared-factor result.
+  if (opt.per_channel && opt.refine_channels && opt.candidates > 1) {
+    std::vector<float> cand{fw[0]};
+    cand.insert(cand.end(), factors.begin(), factors.end());
+    std::vector<double> best_sse(static_cast<size_t>(p.n), std::numeric_limits<double>::infinity());
+    std::vector<double> sse(static_cast<size_t>(p.n));
+    std::vector<float> best_fc(fw);
+    for (float f : cand) {
+      ctx.set_w(scaled(d0w, std::vector<float>(fw.size(), f)));
+      ctx.gemm.run(ctx.x_hat.data(), ctx.o_hat.data());
+      column_sse(ctx.o.data(), ctx.o_hat.data(), ctx.rows, p.n, sse.data());
+      for (int64_t c = 0; c < p.n; ++c) {
+        if (sse[c] < best_sse[c]) {
+          best_sse[c] = sse[c];
+          best_fc[c] = f;
+        }
+      }
+    }
+    ctx.set_w(scaled(d0w, best_fc));
+    const double s = ctx.eval();
+    if (s >= best) {
+      best = s;
+      fw = best_fc;
+      r.channels_refined = true;
+    } else {
+      ctx.set_w(scaled(d0w, fw));
+    }
+  }
+
+  r.w_delta = scaled(d0w, fw);
+  if (!opt.per_channel) r.w_delta.resize(1);
+  r.x_grid = make_grid(p.x_bits, p.x_zero_point, d0x * fx);
+  ctx.finish(r);
+  return r;
+}
+
+LinearResult minmax_linear(const LinearProblem &p, double percentile) {
+  check_linear(p);
+  if (!(percentile > 0.5 && percentile <= 1.0))
+    bad("minmax: percentile must be in (0.5, 1], got " + std::to_string(percentile));
+  const SearchOptions opt;  // measured on the same rows as a default search
+  const std::vector<float> d0w = weight_d0(p.w, p.n, p.k, p.w_bits, opt.per_channel);
+  const float d0x = act_d0(data_range("minmax: x", p.x, p.samples * p.tokens * p.k, percentile),
+                           p.x_bits, p.x_zero_point);
+  LinearCtx ctx(p, kept_samples(p.samples, p.tokens, opt.max_rows, opt.seed));
+  LinearResult r;
+  r.w_delta = d0w;
+  r.x_grid = make_grid(p.x_bits, p.x_zero_point, d0x);
+  ctx.set_w(d0w);
+  ctx.set_x(r.x_grid);
+  ctx.finish(r);
+  r.similarity_init = r.similarity;
+  return r;
+}
+
+namespace {
+
+void check_matmul(const MatmulProblem &p) {
+  if (!p.a || !p.b) bad("matmul search: null a or b");
+  if (p.batch <= 0 || p.m <= 0 || p.k <= 0 || p.n <= 0 || p.samples <= 0)
+    bad("matmul search: batch, m, k, n and samples must be > 0");
+  if (p.batch % p.samples != 0)
+    bad("matmul search: batch " + std::to_string(p.batch) + " is not a multiple of samples " +
+        std::to_string(p.samples));
+  check_bits("matmul search: a", p.a_bits);
+  check_bits("matmul search: b", p.b_bits);
+  check_zero_point("matmul search: a", p.a_zero_point, p.a_bits);
+  check_zero_point("matmul search: b", p.b_zero_point, p.b_bits);
+  if (!std::isfinite(p.out_scale) || p.out_scale == 0.f)
+    bad("matmul search: out_scale must be finite and non-zero");
+}
+
+struct Objective {
+  double sim, rank, value;
+};
+
+struct MatmulCtx {
+  const MatmulProblem &p;
+  int64_t heads, samples, batch;
+  std::vector<float> a_copy, b_copy;
+  const float *a, *b;
+  BatchedGemm gemm;
+  std::vector<float> out, out_hat, a_hat, b_hat;
+  std::vector<std::pair<int64_t, int64_t>> pairs;
+  std::optional<PearsonReference> ref;
+  float gamma, theta;
+  int rank_pairs;
+  uint64_t seed;
+  bool use_ranking;
+
+  MatmulCtx(const MatmulProblem &prob, const SearchOptions &opt, bool ranking,
+            const std::vector<int64_t> &keep)
+      : p(prob),
+        heads(prob.batch / prob.samples),
+        samples(static_cast<int64_t>(keep.size())),
+        batch(samples * heads),
+        a_copy(gather_blocks(prob.a, keep, prob.samples, heads * prob.m * prob.k)),
+        b_copy(gather_blocks(prob.b, keep, prob.samples, heads * prob.k * prob.n)),
+        a(a_copy.empty() ? prob.a : a_copy.data()),
+        b(b_copy.empty() ? prob.b : b_copy.data()),
+        gemm(batch, prob.m, prob.k, prob.n, prob.b_is_nk, prob.out_scale),
+        gamma(opt.gamma),
+        theta(opt.theta),
+        rank_pairs(opt.rank_pairs),
+        seed(opt.seed),
+        use_ranking(ranking) {
+    out.resize(static_cast<size_t>(batch * p.m * p.n));
+    out_hat.resize(out.size());
+    a_hat.resize(static_cast<size_t>(batch * p.m * p.k));
+    b_hat.resize(static_cast<size_t>(batch * p.k * p.n));
+    gemm.run(a, b, out.data());
+    ref.emplace(out.data(), samples, heads * p.m * p.n);
+    // Pairs drawn once: every candidate is scored on the same pairs (common random numbers).
+    if (rank_pairs > 0)
+      pairs = sample_ranking_pairs(out.data(), batch * p.m, p.n, rank_pairs, seed);
+  }
+  void set_a(const ActGrid &g) { fake_quant_act(a, a_hat.data(), batch * p.m * p.k, g); }
+  void set_b(const ActGrid &g) { fake_quant_act(b, b_hat.data(), batch * p.k * p.n, g); }
+  Objective eval() {
+    gemm.run(a_hat.data(), b_hat.data(), out_hat.data());
+    Objective o;
+    o.sim = ref->mean(out_hat.data());
+    o.rank = rank_pairs > 0
+                 ? ranking_loss_on_pairs(pairs, out_hat.data(), theta)
+                 : ranking_loss(out.data(), out_hat.data(), batch * p.m, p.n, theta, 0, seed);
+    o.value = use_ranking ? o.sim - gamma * o.rank : o.sim;
+    return o;
+  }
+};
+
+}  // namespace
+
+MatmulResult search_matmul(const MatmulProblem &p, const SearchOptions &opt, bool use_ranking) {
+  check_matmul(p);
+  check_options(opt);
+  const int64_t a_size = p.batch * p.m * p.k, b_size = p.batch * p.k * p.n;
+  float d0a = act_d0(data_range("matmul search: a", p.a, a_size, 1.0), p.a_bits, p.a_zero_point);
+  float d0b = act_d0(data_range("matmul search: b", p.b, b_size, 1.0), p.b_bits, p.b_zero_point);
+  MatmulCtx ctx(p, opt, use_ranking, kept_samples(p.samples, p.m, opt.max_rows, opt.seed));
+  const std::vector<float> factors = candidate_factors(opt);
+  float fa = 1.f, fb = 1.f;
+  auto grid_a = [&](float f) { return make_grid(p.a_bits, p.a_zero_point, d0a * f); };
+  auto grid_b = [&](float f) { return make_grid(p.b_bits, p.b_zero_point, d0b * f); };
+  ctx.set_a(grid_a(fa));
+  ctx.set_b(grid_b(fb));
+  MatmulResult r;
+  const Objective init = ctx.eval();
+  r.similarity_init = init.sim;
+  r.rank_loss_init = init.rank;
+  double best = init.value;
+  if (opt.init_percentile < 1.f) {  // the percentile start, per input (see search_linear)
+    const float pa = act_d0(data_range("matmul search: a", p.a, a_size, opt.init_percentile),
+                            p.a_bits, p.a_zero_point);
+    const float pb = act_d0(data_range("matmul search: b", p.b, b_size, opt.init_percentile),
+                            p.b_bits, p.b_zero_point);
+    const float max_a = d0a, max_b = d0b;
+    for (const auto &[da, db] : {std::pair{pa, max_b}, std::pair{max_a, pb}, std::pair{pa, pb}}) {
+      ctx.set_a(make_grid(p.a_bits, p.a_zero_point, da));
+      ctx.set_b(make_grid(p.b_bits, p.b_zero_point, db));
+      const double v = ctx.eval().value;
+      if (v > best) {
+        best = v;
+        d0a = da;
+        d0b = db;
+      }
+    }
+    r.percentile_start_a = d0a != max_a;
+    r.percentile_start_b = d0b != max_b;
+    ctx.set_a(grid_a(fa));
+    ctx.set_b(grid_b(fb));
+  }
+
+  // The alternation of search_linear, with a in the role of W and b in the role of x.
+  for (int round = 0; round < opt.rounds; ++round) {
+    r.curve.clear();
+    float best_fa = fa;
+    for (float f : factors) {
+      ctx.set_a(grid_a(f));
+      const Objective o = ctx.eval();
+      r.curve.emplace_back(d0a * f, o.value);
+      if (o.value > best) {
+        best = o.value;
+        best_fa = f;
+      }
+    }
+    fa = best_fa;
+    ctx.set_a(grid_a(fa));
+    r.curve_b.clear();
+    float best_fb = fb;
+    for (float f : factors) {
+      ctx.set_b(grid_b(f));
+      const Objective o = ctx.eval();
+      r.curve_b.emplace_back(d0b * f, o.value);
+      if (o.value > best) {
+        best = o.value;
+        best_fb = f;
+      }
+    }
+    fb = best_fb;
+    ctx.set_b(grid_b(fb));
+  }
+  r.a_grid = grid_a(fa);
+  r.b_grid = grid_b(fb);
+  const Objective fin = ctx.eval();
+  r.similarity = fin.sim;
+  r.rank_loss = fin.rank;
+  r.rows_used = ctx.samples * p.m;
+  return r;
+}
+
+MatmulResult minmax_matmul(const MatmulProblem &p, double percentile) {
+  check_matmul(p);
+  if (!(percentile > 0.5 && percentile <= 1.0))
+    bad("minmax: percentile must be in (0.5, 1], got " + std::to_string(percentile));
+  const SearchOptions opt;
+  MatmulResult r;
+  r.a_grid = make_grid(p.a_bits, p.a_zero_point,
+                       act_d0(data_range("minmax: a", p.a, p.batch * p.m * p.k, percentile),
+                              p.a_bits, p.a_zero_point));
+  r.b_grid = make_grid(p.b_bits, p.b_zero_point,
+                       act_d0(data_range("minmax: b", p.b, p.batch * p.k * p.n, percentile),
+                              p.b_bits, p.b_zero_point));
+  MatmulCtx ctx(p, opt, false, kept_samples(p.samples, p.m, opt.max_rows, opt.seed));
+  ctx.set_a(r.a_grid);
+  ctx.set_b(r.b_grid);
+  const Objective o = ctx.eval();
+  r.similarity_init = r.similarity = o.sim;
+  r.rank_loss_init = r.rank_loss = o.rank;
+  r.rows_used = ctx.samples * p.m;
+  return r;
+}
+
+}  // namespace vqm::quant
