@@ -23,9 +23,11 @@ struct Timing {
 Timing time_runs(vqm::VitSession &s, const float *input, int batch, float *logits, int min_runs,
                  double min_time, double warmup_time) {
   using clock = std::chrono::steady_clock;
+  // Warm-up like the peers' harness: at least 2 runs and at least warmup_time seconds.
   auto t0 = clock::now();
-  do s.run(input, batch, logits);
-  while (std::chrono::duration<double>(clock::now() - t0).count() < warmup_time);
+  for (int runs = 0;
+       runs < 2 || std::chrono::duration<double>(clock::now() - t0).count() < warmup_time; ++runs)
+    s.run(input, batch, logits);
   std::vector<double> ms;
   t0 = clock::now();
   while (static_cast<int>(ms.size()) < min_runs ||
@@ -36,9 +38,15 @@ Timing time_runs(vqm::VitSession &s, const float *input, int batch, float *logit
   }
   std::sort(ms.begin(), ms.end());
   const size_t n = ms.size();
-  const double median = n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
-  return {median, ms[std::min(n - 1, static_cast<size_t>(0.9 * (n - 1) + 0.5))], ms[0],
-          static_cast<int>(n)};
+  // Median and p90 with linear interpolation between order statistics (numpy's default, as
+  // the peers report them).
+  auto quantile = [&](double q) {
+    const double pos = q * static_cast<double>(n - 1);
+    const size_t lo = static_cast<size_t>(pos);
+    const size_t hi = std::min(lo + 1, n - 1);
+    return ms[lo] + (pos - static_cast<double>(lo)) * (ms[hi] - ms[lo]);
+  };
+  return {quantile(0.5), quantile(0.9), ms[0], static_cast<int>(n)};
 }
 
 std::vector<int> parse_ints(const std::string &s, const char *what) {

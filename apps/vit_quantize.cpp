@@ -37,6 +37,8 @@ int main(int argc, char **argv) {
          {"--rounds", "R", "alternations of weight/input search (default 2)"},
          {"--gamma", "F", "weight of the ranking loss (default 0.1)"},
          {"--theta", "F", "margin of the ranking loss (default 0)"},
+         {"--sensitivity-candidates", "C",
+          "candidates of the coarse search used for mixed-precision sensitivity (default 20)"},
          {"--report", "FILE.json", "write the per-layer / per-module report as JSON"},
          {"--quiet", "", "no progress and no table"}});
     args.parse(argc, argv);
@@ -78,6 +80,7 @@ int main(int argc, char **argv) {
     opt.search.seed = static_cast<uint64_t>(seed);
     opt.sensitivity_search.per_channel = opt.search.per_channel;
     opt.sensitivity_search.seed = opt.search.seed;
+    opt.sensitivity_search.candidates = args.get_int("--sensitivity-candidates", 20, 1, 100000);
     const int n_calib = args.get_int("--n-calib", 32, 1, 100000);
     const bool quiet = args.has("--quiet");
     const bool tty = isatty(STDERR_FILENO);

@@ -88,6 +88,8 @@ std::shared_ptr<VitModel> VitModel::load_mutable(VqmFile file) {
       for (int i = 0; i < m->config_.num_classes; ++i)
         m->labels_.push_back("class " + std::to_string(i));
     }
+    if (meta.contains("quantization"))
+      m->quant_ = quant_from_json(meta["quantization"], m->config_.depth);
   } catch (const Error &e) {
     fail(e.code(), src + ": " + e.what());
   } catch (const nlohmann::json::exception &e) {

@@ -1,6 +1,12 @@
 // Mixed precision (PTQ.md): Omega_l(b) = nuclear norm of the module's attention map (MSA) or
 // output feature (MLP) times the squared error of the module's output when that module alone is
 // quantized at b bits; then the Pareto-frontier choice within the budget.
+//
+// One change (ours, docs/quantization.md): the nuclear norm enters relative to the mean over the
+// modules of its own kind. An attention map (rows summing to 1) and an MLP output feature have
+// nuclear norms orders of magnitude apart, so the raw product makes every MSA module look
+// insensitive and sends all of them to the lowest bit-width. The output errors are measured on
+// the same residual stream for both kinds and stay comparable as they are.
 #include <algorithm>
 #include <cmath>
 
@@ -29,6 +35,7 @@ std::vector<std::pair<int, int>> choose_mixed_bits(PtqContext &c, double budget_
   const int64_t T = cfg.tokens(), D = cfg.embed_dim, H = cfg.num_heads;
   const SearchOptions &so = c.opt.sensitivity_search;
   const auto &cands = c.opt.candidate_bits;
+  std::vector<ModuleReport> reports;            // same order as options
   std::vector<std::vector<BitOption>> options;  // module order: blocks.0.attn, blocks.0.mlp, ...
   const int total = depth * 2 * static_cast<int>(cands.size());
   int done = 0;
@@ -83,18 +90,26 @@ std::vector<std::pair<int, int>> choose_mixed_bits(PtqContext &c, double budget_
         // the fp32 one by exactly the module's output error.
         const TapKey key = is_attn ? TapKey{Tap::attn_residual, l} : TapKey{Tap::block_out, l};
         const auto quantized = capture(c, {key});
-        const double omega =
-            mr.nuclear_norm * squared_error(quantized.at(key), is_attn ? resid : out);
+        const double err = squared_error(quantized.at(key), is_attn ? resid : out);
         restore_module(c, l, is_attn);
-        opts.push_back({b, double(mr.params) * b, omega});
-        mr.sensitivity[b] = omega;
+        opts.push_back({b, double(mr.params) * b, err});  // scaled by the nuclear norm below
+        mr.sensitivity[b] = err;
         if (c.progress) c.progress("sensitivity " + mr.name, ++done, total);
       }
       options.push_back(opts);
-      if (c.report) c.report->modules.push_back(mr);
+      reports.push_back(mr);
     }
   }
   c.model->set_quant(c.q);
+  // Omega = (nuclear norm / mean nuclear norm of the same kind) * output error.
+  double mean_nn[2] = {0, 0};
+  for (size_t m = 0; m < reports.size(); ++m) mean_nn[m % 2] += reports[m].nuclear_norm / depth;
+  for (size_t m = 0; m < reports.size(); ++m) {
+    const double weight = mean_nn[m % 2] > 0 ? reports[m].nuclear_norm / mean_nn[m % 2] : 1.0;
+    for (auto &o : options[m]) o.sensitivity *= weight;
+    for (auto &[b, v] : reports[m].sensitivity) v *= weight;
+    if (c.report) c.report->modules.push_back(reports[m]);
+  }
   const std::vector<int> choice = pareto_choose(options, budget_bits);
   if (c.report) c.report->frontier = pareto_frontier(options);
   std::vector<std::pair<int, int>> bits;

@@ -6,21 +6,9 @@
 #include <random>
 #include <string>
 
+#include "quantizer/multiversion.h"
 #include "runtime/error.h"
 #include "runtime/tensor.h"
-
-// Hot element-wise kernels are compiled for AVX-512, AVX2 and baseline x86-64 and picked at load
-// time (GCC/Clang function multiversioning): the project's baseline target has only SSE2, where
-// the double-precision reductions of a search run 2 lanes wide.
-#if defined(__x86_64__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define VQM_MULTIVERSION \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
-#endif
-#ifndef VQM_MULTIVERSION
-#define VQM_MULTIVERSION
-#endif
 
 namespace vqm::quant {
 
@@ -639,27 +627,15 @@ std::vector<uint8_t> pack_rows(const int8_t *q, int64_t rows, int64_t k, int bit
 
 void unpack_rows(const uint8_t *packed, int64_t rows, int64_t k, int bits, int8_t *q_out) {
   check_sizes("unpack_rows", rows, k);
-  const int64_t row_bytes = packed_row_size(k, bits);
+  packed_row_size(k, bits);  // throws on a width other than 4, 6 or 8
   if (rows * k == 0) return;
   if (!packed || !q_out) bad("unpack_rows: null pointer");
-  if (bits == 8) {
-    std::memcpy(q_out, packed, static_cast<size_t>(rows * k));
-    return;
-  }
-  const unsigned mask = (1u << bits) - 1, sign = 1u << (bits - 1);
-#pragma omp parallel for schedule(static) if (rows * k >= kParallelMin)
-  for (int64_t r = 0; r < rows; ++r) {
-    const uint8_t *src = packed + r * row_bytes;
-    for (int64_t j = 0; j < k; ++j) {
-      const int64_t bit = j * bits, byte = bit / 8;
-      unsigned word = src[byte];
-      if (byte + 1 < row_bytes) word |= static_cast<unsigned>(src[byte + 1]) << 8;
-      const unsigned pattern = (word >> (bit % 8)) & mask;
-      // Sign extension of a b-bit two's complement pattern.
-      q_out[r * k + j] =
-          static_cast<int8_t>(static_cast<int>(pattern ^ sign) - static_cast<int>(sign));
-    }
-  }
+  // The bit layout is the file format's: one implementation, in runtime/tensor.cpp.
+  unpack_int_rows(packed,
+                  bits == 8   ? DType::i8
+                  : bits == 4 ? DType::q4
+                              : DType::q6,
+                  rows, k, q_out);
 }
 
 }  // namespace vqm::quant

@@ -10,18 +10,8 @@
 #include <unordered_map>
 
 #include "kernels/onednn/matmul.h"
+#include "quantizer/multiversion.h"
 #include "runtime/error.h"
-
-// See quant_math.cpp: hot loops get AVX-512 / AVX2 clones picked at load time.
-#if defined(__x86_64__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define VQM_MULTIVERSION \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
-#endif
-#ifndef VQM_MULTIVERSION
-#define VQM_MULTIVERSION
-#endif
 
 namespace vqm::quant {
 

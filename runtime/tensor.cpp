@@ -66,30 +66,28 @@ int64_t TensorInfo::numel() const {
 }
 
 void unpack_int_rows(const uint8_t *packed, DType t, int64_t rows, int64_t k, int8_t *out) {
-  const uint64_t row_bytes = packed_row_bytes(t, static_cast<uint64_t>(k));
+  if (t != DType::i8 && t != DType::q4 && t != DType::q6)
+    fail(ErrorCode::unsupported,
+         std::string("cannot unpack dtype ") + dtype_name(t) + " as integers");
+  if (t == DType::i8) {
+    std::memcpy(out, packed, static_cast<size_t>(rows * k));
+    return;
+  }
+  const int bits = t == DType::q4 ? 4 : 6;
+  const int64_t row_bytes = static_cast<int64_t>(packed_row_bytes(t, static_cast<uint64_t>(k)));
+  const unsigned mask = (1u << bits) - 1, sign = 1u << (bits - 1);
+#pragma omp parallel for schedule(static) if (rows * k >= (1 << 16))
   for (int64_t r = 0; r < rows; ++r) {
     const uint8_t *src = packed + r * row_bytes;
-    int8_t *dst = out + r * k;
-    if (t == DType::i8) {
-      std::memcpy(dst, src, static_cast<size_t>(k));
-    } else if (t == DType::q4) {
-      for (int64_t j = 0; j < k; ++j) {
-        const int nib = (src[j / 2] >> (4 * (j % 2))) & 0xf;
-        dst[j] = static_cast<int8_t>(nib >= 8 ? nib - 16 : nib);
-      }
-    } else if (t == DType::q6) {
-      for (int64_t j = 0; j < k; ++j) {
-        const int64_t bit = 6 * j;
-        // Two bytes always cover a 6-bit field; the second may be past the row only when the
-        // field fits in the first.
-        const unsigned lo = src[bit / 8];
-        const unsigned hi = (bit % 8 > 2) ? src[bit / 8 + 1] : 0u;
-        const int v = static_cast<int>(((lo | (hi << 8)) >> (bit % 8)) & 0x3f);
-        dst[j] = static_cast<int8_t>(v >= 32 ? v - 64 : v);
-      }
-    } else {
-      fail(ErrorCode::unsupported,
-           std::string("cannot unpack dtype ") + dtype_name(t) + " as integers");
+    for (int64_t j = 0; j < k; ++j) {
+      // A field of <= 8 bits spans at most two bytes; the second exists unless the field ends
+      // in the row's last byte.
+      const int64_t bit = j * bits, byte = bit / 8;
+      unsigned word = src[byte];
+      if (byte + 1 < row_bytes) word |= static_cast<unsigned>(src[byte + 1]) << 8;
+      const unsigned pattern = (word >> (bit % 8)) & mask;
+      out[r * k + j] =
+          static_cast<int8_t>(static_cast<int>(pattern ^ sign) - static_cast<int>(sign));
     }
   }
 }
