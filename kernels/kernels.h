@@ -53,3 +53,70 @@ void fake_quant_f32(float *x, int64_t n, float delta, int zero_point, int qmax);
 void fake_quant_f32_ref(float *x, int64_t n, float delta, int zero_point, int qmax);
 
 }  // namespace vqm::kernels
+
+namespace vqm::kernels {
+
+// Fused element-wise kernels of the integer path: each computes its float result exactly as the
+// matching f32 kernel above does, then writes it as a level on an affine b-bit grid held in
+// [0, qmax] (qmax = 2^b - 1, b in 2..8):
+//   q = clamp(nearbyint(v / delta) + zero_point, 0, qmax)
+// which is fake_quant_f32's expression term for term (a true division and round-half-even under
+// the default rounding mode), so an integer activation dequantizes, as (q - zero_point) * delta, to
+// exactly the value the simulated (fake-quant) forward computes. Fusing saves writing and
+// re-reading the f32 tensor, which is most of the cost of these memory-bound passes.
+//
+// Outputs are one byte per element: uint8 q for "source" operands of u8 x s8 matmuls, or, with
+// store_signed, int8 (q - zero_point) for operands that oneDNN takes as s8 (a symmetric grid,
+// zero_point = 2^(b-1), where q - zero_point always fits). Preconditions: delta finite and > 0,
+// 1 <= qmax <= 255, 0 <= zero_point <= qmax; a signed store of a level outside [-128, 127] (only
+// possible for an 8-bit grid with zero_point != 128) saturates. NaN inputs give level 0 rather
+// than undefined behaviour, but are not otherwise meaningful.
+//
+// The AVX-512 versions reproduce the AVX-512 f32 kernels operation for operation, so on either
+// dispatch path e.g. layernorm_quant(x) == quantize(layernorm_f32(x)) bit for bit. Against the
+// double-precision `_ref` twins, layernorm/softmax/gelu may land one level apart where a value sits
+// within float rounding of a level boundary; quantize and the head permutations are bit-identical.
+struct QuantGrid {
+  float delta;
+  int32_t zero_point;
+  int32_t qmax;
+  bool store_signed;  // write int8(q - zero_point) instead of uint8(q)
+};
+
+// LayerNorm (as layernorm_f32) then quantize: y is rows x cols bytes. x may not alias y.
+void layernorm_quant(const float *x, void *y, int64_t rows, int64_t cols, const float *gamma,
+                     const float *beta, float eps, const QuantGrid &g);
+void layernorm_quant_ref(const float *x, void *y, int64_t rows, int64_t cols, const float *gamma,
+                         const float *beta, float eps, const QuantGrid &g);
+
+// Plain quantize of n floats into n bytes.
+void quantize(const float *x, void *y, int64_t n, const QuantGrid &g);
+void quantize_ref(const float *x, void *y, int64_t n, const QuantGrid &g);
+
+// GELU (exact erf form, as gelu_erf_f32) then quantize: the requantization after fc1.
+void gelu_quant(const float *x, void *y, int64_t n, const QuantGrid &g);
+void gelu_quant_ref(const float *x, void *y, int64_t n, const QuantGrid &g);
+
+// Row softmax of scale * x (as softmax_f32; scale >= 0) then quantize: the attention
+// probabilities, normally on an unsigned grid. x is not modified.
+void softmax_quant(const float *x, void *y, int64_t rows, int64_t cols, float scale,
+                   const QuantGrid &g);
+void softmax_quant_ref(const float *x, void *y, int64_t rows, int64_t cols, float scale,
+                       const QuantGrid &g);
+
+// split_heads_f32's permutation fused with quantization: src [B, T, S, H, D] f32; dst[s] is a
+// dense [B, H, T, D] byte block holding group s on grids[s] (q, k and v get their own grids and
+// may differ in signedness).
+void split_heads_quant(const float *src, void *const *dst, const QuantGrid *grids, int64_t b,
+                       int64_t t, int64_t s, int64_t h, int64_t d);
+void split_heads_quant_ref(const float *src, void *const *dst, const QuantGrid *grids, int64_t b,
+                           int64_t t, int64_t s, int64_t h, int64_t d);
+
+// merge_heads_f32's permutation fused with quantization: src [B, H, T, D] f32 -> dst [B, T, H, D]
+// bytes.
+void merge_heads_quant(const float *src, void *dst, int64_t b, int64_t h, int64_t t, int64_t d,
+                       const QuantGrid &g);
+void merge_heads_quant_ref(const float *src, void *dst, int64_t b, int64_t h, int64_t t, int64_t d,
+                           const QuantGrid &g);
+
+}  // namespace vqm::kernels

@@ -50,3 +50,41 @@ void fake_quant_f32(float *x, int64_t n, float delta, int zero_point, int qmax) 
 }
 
 }  // namespace vqm::kernels
+
+namespace vqm::kernels {
+
+void layernorm_quant(const float *x, void *y, int64_t rows, int64_t cols, const float *gamma,
+                     const float *beta, float eps, const QuantGrid &g) {
+  if (use_avx512()) return avx512::layernorm_quant(x, y, rows, cols, gamma, beta, eps, g);
+  layernorm_quant_ref(x, y, rows, cols, gamma, beta, eps, g);
+}
+
+void quantize(const float *x, void *y, int64_t n, const QuantGrid &g) {
+  if (use_avx512()) return avx512::quantize(x, y, n, g);
+  quantize_ref(x, y, n, g);
+}
+
+void gelu_quant(const float *x, void *y, int64_t n, const QuantGrid &g) {
+  if (use_avx512()) return avx512::gelu_quant(x, y, n, g);
+  gelu_quant_ref(x, y, n, g);
+}
+
+void softmax_quant(const float *x, void *y, int64_t rows, int64_t cols, float scale,
+                   const QuantGrid &g) {
+  if (use_avx512()) return avx512::softmax_quant(x, y, rows, cols, scale, g);
+  softmax_quant_ref(x, y, rows, cols, scale, g);
+}
+
+void split_heads_quant(const float *src, void *const *dst, const QuantGrid *grids, int64_t b,
+                       int64_t t, int64_t s, int64_t h, int64_t d) {
+  if (use_avx512()) return avx512::split_heads_quant(src, dst, grids, b, t, s, h, d);
+  split_heads_quant_ref(src, dst, grids, b, t, s, h, d);
+}
+
+void merge_heads_quant(const float *src, void *dst, int64_t b, int64_t h, int64_t t, int64_t d,
+                       const QuantGrid &g) {
+  if (use_avx512()) return avx512::merge_heads_quant(src, dst, b, h, t, d, g);
+  merge_heads_quant_ref(src, dst, b, h, t, d, g);
+}
+
+}  // namespace vqm::kernels

@@ -13,3 +13,20 @@ void gelu_erf_f32(float *x, int64_t n);
 namespace vqm::kernels::avx512 {
 void fake_quant_f32(float *x, int64_t n, float delta, int zero_point, int qmax);
 }  // namespace vqm::kernels::avx512
+
+namespace vqm::kernels {
+struct QuantGrid;  // kernels.h
+}  // namespace vqm::kernels
+
+namespace vqm::kernels::avx512 {
+void layernorm_quant(const float *x, void *y, int64_t rows, int64_t cols, const float *gamma,
+                     const float *beta, float eps, const QuantGrid &g);
+void quantize(const float *x, void *y, int64_t n, const QuantGrid &g);
+void gelu_quant(const float *x, void *y, int64_t n, const QuantGrid &g);
+void softmax_quant(const float *x, void *y, int64_t rows, int64_t cols, float scale,
+                   const QuantGrid &g);
+void split_heads_quant(const float *src, void *const *dst, const QuantGrid *grids, int64_t b,
+                       int64_t t, int64_t s, int64_t h, int64_t d);
+void merge_heads_quant(const float *src, void *dst, int64_t b, int64_t h, int64_t t, int64_t d,
+                       const QuantGrid &g);
+}  // namespace vqm::kernels::avx512

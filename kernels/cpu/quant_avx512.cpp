@@ -1,0 +1,194 @@
+// AVX-512 versions of the quantizing kernels in kernels.h. Compiled with AVX-512 flags (per-file,
+// see CMakeLists.txt) and only called after the dispatcher has checked the CPU for AVX512F, so only
+// AVX512F instructions are used on purpose: byte stores go through masked vpmovdb / vpmovsdb
+// rather than AVX512BW byte masks.
+//
+// Each fused kernel repeats the float math of its f32 twin in elementwise_avx512.cpp operation for
+// operation (same reductions, same FMAs, same scalar steps) and then quantizes, so that on this
+// path layernorm_quant(x) == quantize(layernorm_f32(x)) bit for bit: the integer engine then sees
+// exactly the levels the simulated (fake-quant) forward computes with the same kernels.
+// tests/kernels/quant_kernels_test.cpp holds the two files to that; change them together.
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/cpu/elementwise_impl.h"
+#include "kernels/cpu/vec_math_avx512.h"
+#include "kernels/kernels.h"
+
+namespace vqm::kernels::avx512 {
+
+namespace {
+
+// A grid broadcast into registers once per call (per group for split_heads_quant).
+struct VecGrid {
+  __m512 delta, zero_point, qmax;
+  __m512i zero_point_i32;
+  bool store_signed;
+
+  explicit VecGrid(const QuantGrid &g)
+      : delta(_mm512_set1_ps(g.delta)),
+        zero_point(_mm512_set1_ps(static_cast<float>(g.zero_point))),
+        qmax(_mm512_set1_ps(static_cast<float>(g.qmax))),
+        zero_point_i32(_mm512_set1_epi32(g.zero_point)),
+        store_signed(g.store_signed) {}
+};
+
+// Quantizes the lanes of v selected by m and stores them as bytes at dst (lane i to dst[i]).
+// The float steps are fake_quant_f32's: a true division, not a multiply by 1/delta, because the
+// product rounds differently for some v and a level would then differ from the simulated path;
+// the division costs ~0.5 cycle per element, small next to the memory traffic fusion saves.
+inline void quantize_store(__m512 v, const VecGrid &g, __mmask16 m, uint8_t *dst) {
+  __m512 q = _mm512_roundscale_ps(_mm512_div_ps(v, g.delta),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  // Clamp in float, before converting: out-of-range floats would convert to INT_MIN. vmaxps
+  // returns its second operand when one is NaN, so a NaN becomes level 0 as in the reference.
+  q = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(q, g.zero_point), _mm512_setzero_ps()), g.qmax);
+  const __m512i level = _mm512_cvttps_epi32(q);  // exact: q is an integer in [0, qmax]
+  if (g.store_signed) {
+    // Saturating narrow: s8 grids are symmetric so this never clips in valid use, and a grid that
+    // breaks the precondition clips instead of wrapping around.
+    _mm512_mask_cvtsepi32_storeu_epi8(dst, m, _mm512_sub_epi32(level, g.zero_point_i32));
+  } else {
+    _mm512_mask_cvtepi32_storeu_epi8(dst, m, level);
+  }
+}
+
+// Quantizes one contiguous run of n floats (a head row, a chunk): full vectors, then a tail.
+inline void quantize_run(const float *x, uint8_t *y, int64_t n, const VecGrid &g) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    quantize_store(_mm512_maskz_loadu_ps(m, x + i), g, m, y + i);
+  }
+}
+
+// Rows up to this length keep their exponentials in a stack buffer between softmax passes (16 KiB
+// per thread; attention rows are T = 197..577 long). Longer rows compute them again instead, which
+// gives identical values since exp_ps is deterministic.
+constexpr int64_t kSoftmaxBufferCols = 4096;
+
+}  // namespace
+
+void quantize(const float *x, void *y, int64_t n, const QuantGrid &g) {
+  const VecGrid vg(g);
+  uint8_t *out = static_cast<uint8_t *>(y);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    quantize_store(_mm512_maskz_loadu_ps(m, x + i), vg, m, out + i);
+  }
+}
+
+void layernorm_quant(const float *x, void *y, int64_t rows, int64_t cols, const float *gamma,
+                     const float *beta, float eps, const QuantGrid &g) {
+  const VecGrid vg(g);
+  uint8_t *out = static_cast<uint8_t *>(y);
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *xr = x + r * cols;
+    uint8_t *yr = out + r * cols;
+    // Two-pass mean and variance exactly as layernorm_f32 (see there for why two passes).
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t c = 0; c < cols; c += 16)
+      acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(tail_mask(cols - c), xr + c));
+    const float mean = _mm512_reduce_add_ps(acc) / static_cast<float>(cols);
+    const __m512 vmean = _mm512_set1_ps(mean);
+    acc = _mm512_setzero_ps();
+    for (int64_t c = 0; c < cols; c += 16) {
+      const __mmask16 m = tail_mask(cols - c);
+      const __m512 d = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, xr + c), vmean);
+      acc = _mm512_fmadd_ps(d, d, acc);
+    }
+    const float inv = 1.0f / std::sqrt(_mm512_reduce_add_ps(acc) / static_cast<float>(cols) + eps);
+    const __m512 vinv = _mm512_set1_ps(inv);
+    for (int64_t c = 0; c < cols; c += 16) {
+      const __mmask16 m = tail_mask(cols - c);
+      const __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, xr + c), vmean), vinv);
+      const __m512 v = _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(m, gamma + c),
+                                       _mm512_maskz_loadu_ps(m, beta + c));
+      quantize_store(v, vg, m, yr + c);
+    }
+  }
+}
+
+void gelu_quant(const float *x, void *y, int64_t n, const QuantGrid &g) {
+  const VecGrid vg(g);
+  uint8_t *out = static_cast<uint8_t *>(y);
+  const __m512 half = _mm512_set1_ps(0.5f);
+  const __m512 rsqrt2 = _mm512_set1_ps(0.70710678118654752440f);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+    const __m512 e = erf_ps(_mm512_mul_ps(v, rsqrt2));
+    const __m512 gelu =
+        _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+    quantize_store(gelu, vg, m, out + i);
+  }
+}
+
+void softmax_quant(const float *x, void *y, int64_t rows, int64_t cols, float scale,
+                   const QuantGrid &g) {
+  const VecGrid vg(g);
+  uint8_t *out = static_cast<uint8_t *>(y);
+  const __m512 vscale = _mm512_set1_ps(scale);
+  const bool buffered = cols <= kSoftmaxBufferCols;
+#pragma omp parallel
+  {
+    // softmax_f32 keeps the exponentials in x between its passes; x is const here, so they go to
+    // a per-thread buffer (no allocation: this runs inside a session's forward).
+    alignas(64) float exps[kSoftmaxBufferCols];
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const float *xr = x + r * cols;
+      uint8_t *yr = out + r * cols;
+      __m512 vmax = _mm512_set1_ps(-INFINITY);
+      for (int64_t c = 0; c < cols; c += 16)
+        vmax = _mm512_mask_max_ps(vmax, tail_mask(cols - c), vmax,
+                                  _mm512_maskz_loadu_ps(tail_mask(cols - c), xr + c));
+      // max(scale * x) == scale * max(x) only for scale >= 0, which attention always has.
+      const __m512 shift = _mm512_set1_ps(_mm512_reduce_max_ps(vmax) * scale);
+      __m512 vsum = _mm512_setzero_ps();
+      for (int64_t c = 0; c < cols; c += 16) {
+        const __mmask16 m = tail_mask(cols - c);
+        const __m512 e = exp_ps(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, xr + c), vscale, shift));
+        vsum = _mm512_mask_add_ps(vsum, m, vsum, e);
+        if (buffered) _mm512_mask_storeu_ps(exps + c, m, e);
+      }
+      const __m512 vinv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
+      for (int64_t c = 0; c < cols; c += 16) {
+        const __mmask16 m = tail_mask(cols - c);
+        const __m512 e =
+            buffered ? _mm512_maskz_loadu_ps(m, exps + c)
+                     : exp_ps(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, xr + c), vscale, shift));
+        quantize_store(_mm512_mul_ps(e, vinv), vg, m, yr + c);
+      }
+    }
+  }
+}
+
+void split_heads_quant(const float *src, void *const *dst, const QuantGrid *grids, int64_t b,
+                       int64_t t, int64_t s, int64_t h, int64_t d) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t bi = 0; bi < b; ++bi)
+    for (int64_t ti = 0; ti < t; ++ti)
+      for (int64_t si = 0; si < s; ++si) {
+        const VecGrid vg(grids[si]);  // a few broadcasts, against h * d elements
+        uint8_t *block = static_cast<uint8_t *>(dst[si]);
+        for (int64_t hi = 0; hi < h; ++hi)
+          quantize_run(src + (((bi * t + ti) * s + si) * h + hi) * d,
+                       block + ((bi * h + hi) * t + ti) * d, d, vg);
+      }
+}
+
+void merge_heads_quant(const float *src, void *dst, int64_t b, int64_t h, int64_t t, int64_t d,
+                       const QuantGrid &g) {
+  const VecGrid vg(g);
+  uint8_t *out = static_cast<uint8_t *>(dst);
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t bi = 0; bi < b; ++bi)
+    for (int64_t ti = 0; ti < t; ++ti)
+      for (int64_t hi = 0; hi < h; ++hi)
+        quantize_run(src + ((bi * h + hi) * t + ti) * d, out + ((bi * t + ti) * h + hi) * d, d, vg);
+}
+
+}  // namespace vqm::kernels::avx512

@@ -1,0 +1,119 @@
+#include "kernels/onednn/matmul_int8.h"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace vqm::kernels::onednn {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+using dt = memory::data_type;
+
+namespace {
+
+void require(bool ok, const std::string &what) {
+  if (!ok) throw std::invalid_argument(what);
+}
+
+void check_dims(int64_t m, int64_t k, int64_t n, const char *who) {
+  require(m > 0 && k > 0 && n > 0, std::string(who) +
+                                       ": dimensions must be positive, got m=" + std::to_string(m) +
+                                       " k=" + std::to_string(k) + " n=" + std::to_string(n));
+}
+
+// A u8 tensor's zero point lies on its own grid; bounding it also keeps oneDNN's int32
+// compensation zp * sum_k w (|.| <= 255 * 127 * K) far from overflow for any realistic K.
+void check_zero_point(int32_t zp, const char *who) {
+  require(zp >= 0 && zp <= 255,
+          std::string(who) + ": u8 zero point must be in [0, 255], got " + std::to_string(zp));
+}
+
+void check_scale(float s, const char *who) {
+  require(std::isfinite(s) && s != 0.f,
+          std::string(who) + ": scales must be finite and non-zero, got " + std::to_string(s));
+}
+
+dnnl::primitive_attr make_attr(Epilogue epilogue, int scale_mask, const std::vector<float> &scales,
+                               int32_t src_zero_point) {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  attr.set_output_scales(scale_mask, scales);
+  // Left unset when 0: a zero point, even of value 0, would make oneDNN carry (and compute) the
+  // compensation term.
+  if (src_zero_point != 0) attr.set_zero_points(DNNL_ARG_SRC, /*mask=*/0, {src_zero_point});
+  dnnl::post_ops ops;
+  if (epilogue == Epilogue::gelu_erf)
+    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_erf, 0.f, 0.f);
+  if (epilogue == Epilogue::accumulate) ops.append_sum(1.f);
+  attr.set_post_ops(ops);
+  return attr;
+}
+
+}  // namespace
+
+dnnl::matmul::primitive_desc linear_u8s8_pd(int64_t m, int64_t k, int64_t n,
+                                            const std::vector<float> &out_scales,
+                                            int32_t x_zero_point, bool bias, Epilogue epilogue) {
+  check_dims(m, k, n, "linear_u8s8_pd");
+  check_zero_point(x_zero_point, "linear_u8s8_pd");
+  require(out_scales.size() == 1 || static_cast<int64_t>(out_scales.size()) == n,
+          "linear_u8s8_pd: need 1 or n=" + std::to_string(n) + " output scales, got " +
+              std::to_string(out_scales.size()));
+  for (float s : out_scales) check_scale(s, "linear_u8s8_pd");
+  const memory::desc src({m, k}, dt::u8, tag::ab);
+  const memory::desc wei({k, n}, dt::s8, tag::any);
+  const memory::desc dst({m, n}, dt::f32, tag::ab);
+  const memory::desc bia = bias ? memory::desc({1, n}, dt::f32, tag::ab) : memory::desc();
+  // Mask bit 1 = the N dimension of the 2-D destination.
+  const int mask = out_scales.size() == 1 ? 0 : 1 << 1;
+  const dnnl::matmul::desc desc(src, wei, bia, dst);
+  return dnnl::matmul::primitive_desc(desc, make_attr(epilogue, mask, out_scales, x_zero_point),
+                                      cpu_engine());
+}
+
+std::vector<float> prescale_linear_bias_u8s8(const float *bias, int64_t n,
+                                             const std::vector<float> &out_scales) {
+  require(n > 0 && bias != nullptr, "prescale_linear_bias_u8s8: need a bias of n > 0 values");
+  require(out_scales.size() == 1 || static_cast<int64_t>(out_scales.size()) == n,
+          "prescale_linear_bias_u8s8: need 1 or n=" + std::to_string(n) + " output scales, got " +
+              std::to_string(out_scales.size()));
+  std::vector<float> out(n);
+  for (int64_t j = 0; j < n; ++j) {
+    const float s = out_scales.size() == 1 ? out_scales[0] : out_scales[j];
+    check_scale(s, "prescale_linear_bias_u8s8");
+    out[j] = bias[j] / s;
+  }
+  return out;
+}
+
+memory pack_linear_weights_s8(const int8_t *w_nk, int64_t n, int64_t k, const memory::desc &want) {
+  require(want.dims() == memory::dims{k, n} && want.data_type() == dt::s8,
+          "pack_linear_weights_s8: target layout is not an s8 [k, n] weights descriptor");
+  // PyTorch [N,K] row-major is logical [K,N] in "ba" order. A reorder into a descriptor with
+  // compensation extra flags also writes the per-column sums oneDNN needs for the zero point.
+  const memory::desc plain({k, n}, dt::s8, tag::ba);
+  memory src(plain, cpu_engine(), const_cast<int8_t *>(w_nk));
+  memory dst(want, cpu_engine());
+  dnnl::stream s(cpu_engine());
+  dnnl::reorder(src, dst).execute(s, src, dst);
+  s.wait();
+  return dst;
+}
+
+dnnl::matmul::primitive_desc batched_u8s8_pd(int64_t batch, int64_t m, int64_t k, int64_t n,
+                                             bool b_is_nk, float scale, int32_t a_zero_point) {
+  check_dims(m, k, n, "batched_u8s8_pd");
+  require(batch > 0, "batched_u8s8_pd: batch must be positive, got " + std::to_string(batch));
+  check_zero_point(a_zero_point, "batched_u8s8_pd");
+  check_scale(scale, "batched_u8s8_pd");
+  const memory::desc src({batch, m, k}, dt::u8, tag::abc);
+  // [batch,N,K] storage seen as logical [batch,K,N] is the "acb" permutation.
+  const memory::desc wei({batch, k, n}, dt::s8, b_is_nk ? tag::acb : tag::abc);
+  const memory::desc dst({batch, m, n}, dt::f32, tag::abc);
+  const dnnl::matmul::desc desc(src, wei, dst);
+  return dnnl::matmul::primitive_desc(desc, make_attr(Epilogue::none, 0, {scale}, a_zero_point),
+                                      cpu_engine());
+}
+
+}  // namespace vqm::kernels::onednn

@@ -1,0 +1,71 @@
+// oneDNN u8 x s8 matmul primitives for the integer engine: linear layers and batched products.
+// Plain shapes, no ViT names; same conventions as the fp32 wrappers in matmul.h (create once,
+// weights prepacked once, caller-owned scratchpad via scratchpad_mode::user).
+//
+// Everything quantization-related is baked into the primitive as a *static* attribute: oneDNN 2.6
+// leaves its brgemm kernels for gemm:jit when scales are DNNL_RUNTIME_F32_VAL (ONEDNN-NOTES.md),
+// and static src zero points are accepted by 2.6 matmul and keep brgemm too, so no argument
+// besides the tensors (and the scratchpad) has to be bound at execution.
+//
+// Arguments to bind at execute():
+//   DNNL_ARG_SRC        x / a (u8), wrap(pd.src_desc(), ptr)
+//   DNNL_ARG_WEIGHTS    linear: pack_linear_weights_s8(...); batched: wrap(pd.weights_desc(), B)
+//   DNNL_ARG_BIAS       linear with bias only: the output of prescale_linear_bias_u8s8(), NOT the
+//                       raw bias (see below), wrap(pd.bias_desc(), ptr)
+//   DNNL_ARG_DST        f32, wrap(pd.dst_desc(), ptr)
+//   DNNL_ARG_SCRATCHPAD wrap(pd.scratchpad_desc(), ptr) (or a larger shared buffer)
+//
+// The primitive descriptors must be created with the OpenMP thread count they will run with:
+// oneDNN sizes the scratchpad for omp_get_max_threads() at creation.
+#pragma once
+#include <cstdint>
+#include <dnnl.hpp>
+#include <vector>
+
+#include "kernels/onednn/matmul.h"
+
+namespace vqm::kernels::onednn {
+
+// y[M,N] f32 = out_scales[n] * sum_k (x[m,k] - x_zero_point) * w[n,k] + bias[n]
+// (Epilogue::accumulate: y += that; Epilogue::gelu_erf: y = gelu(that), which oneDNN runs as a
+// post-op costing about as much as a separate pass, see ONEDNN-NOTES.md).
+// x: u8 [M,K] row-major, per-tensor zero point in [0, 255]; w: s8 [N,K] row-major (PyTorch
+// nn.Linear layout), symmetric. out_scales: N values (per output channel, delta_x * delta_w[n])
+// or 1 value (per tensor); every scale must be finite and non-zero (a channel whose weights are
+// all zero can take any scale, e.g. 1). Throws std::invalid_argument on bad arguments, dnnl::error
+// when oneDNN refuses the configuration.
+//
+// Why the bias must be prescaled: oneDNN 2.x applies output scales *after* the bias,
+// dst = scale * (acc + bias) (3.x changed this), so the bias bound as DNNL_ARG_BIAS must be
+// bias[n] / out_scales[n]; prescale_linear_bias_u8s8() computes it. Passing the bias as a
+// binary-add post-op instead would keep raw units but made the linear layers 10-35% slower
+// (1 thread: 197x384x1152 0.24 -> 0.32 ms, 1576x384x1536 2.6 -> 3.5 ms), while the native bias
+// is free.
+//
+// The packed weights layout depends on whether x_zero_point is 0 (oneDNN adds a per-column
+// compensation sum_k w[n,k] only when it is not), so pack against the pd that will run.
+dnnl::matmul::primitive_desc linear_u8s8_pd(int64_t m, int64_t k, int64_t n,
+                                            const std::vector<float> &out_scales,
+                                            int32_t x_zero_point, bool bias, Epilogue epilogue);
+
+// bias[n] / out_scales[n or 0]: the DNNL_ARG_BIAS contents for a linear_u8s8_pd primitive built
+// with the same out_scales. Result error is within ~1 ulp of bias[n] after oneDNN rescales it.
+std::vector<float> prescale_linear_bias_u8s8(const float *bias, int64_t n,
+                                             const std::vector<float> &out_scales);
+
+// Reorders w [N,K] s8 row-major into a new memory of layout `want` (a linear_u8s8_pd
+// weights_desc(), format_tag::any), including the zero-point compensation oneDNN appends to it when
+// there is one.
+dnnl::memory pack_linear_weights_s8(const int8_t *w_nk, int64_t n, int64_t k,
+                                    const dnnl::memory::desc &want);
+
+// c[b] f32 = scale * sum_k (a[b,m,k] - a_zero_point) * B[b][k,n] for b < batch.
+// a: u8 [batch,M,K] dense, zero point in [0, 255]; B: s8 symmetric, stored [batch,K,N] or, when
+// `b_is_nk`, [batch,N,K] (the product is a·Bᵀ, read through a transposed descriptor without a
+// copy; this is how Kᵀ is consumed at full speed); c: f32 [batch,M,N] dense. B is an activation,
+// so it is not prepacked: bind it with wrap(pd.weights_desc(), ptr). With a non-zero zero point
+// oneDNN computes the column sums of B on the fly (in the scratchpad) at each execution.
+dnnl::matmul::primitive_desc batched_u8s8_pd(int64_t batch, int64_t m, int64_t k, int64_t n,
+                                             bool b_is_nk, float scale, int32_t a_zero_point);
+
+}  // namespace vqm::kernels::onednn
