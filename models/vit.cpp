@@ -10,6 +10,8 @@
 
 #include "kernels/kernels.h"
 #include "kernels/onednn/matmul.h"
+#include "kernels/onednn/matmul_int8.h"
+#include "models/vit_internal.h"
 #include "runtime/error.h"
 
 namespace vqm {
@@ -34,8 +36,9 @@ bool is_linear_weight(const std::string &name) {
          ends_with("fc2.weight") || name == "head.weight" || name == "head_dist.weight";
 }
 
-// q * scale[row] for an i8/q4/q6 tensor with a per-row (or single) f32 scale.
-std::vector<float> dequantize(const VqmFile &f, const TensorInfo &t) {
+// q * scale[row] for an i8/q4/q6 tensor with a per-row (or single) f32 scale; the integers and
+// per-row scales go to `iw` for the integer engine.
+std::vector<float> dequantize(const VqmFile &f, const TensorInfo &t, IntWeight *iw) {
   const std::string &src = f.source();
   if (t.scale.empty())
     fail(ErrorCode::format, src + ": quantized tensor '" + t.name + "' has no scale tensor");
@@ -60,6 +63,11 @@ std::vector<float> dequantize(const VqmFile &f, const TensorInfo &t) {
            src + ": scale of '" + t.name + "' holds a non-positive or non-finite value");
     out[i] = q[i] * sc;
   }
+  iw->n = rows;
+  iw->k = n / rows;
+  iw->scale.resize(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) iw->scale[r] = scale[s.numel() == 1 ? 0 : r];
+  iw->values = std::move(q);
   return out;
 }
 }  // namespace
@@ -111,7 +119,9 @@ std::shared_ptr<VitModel> VitModel::load_mutable(VqmFile file) {
     } else if ((t.dtype == DType::i8 || t.dtype == DType::q4 || t.dtype == DType::q6) &&
                is_linear_weight(e.name)) {
       // Simulated execution: integer weights become exactly q * scale in fp32.
-      m->weights_.emplace_back(e.name, (m->converted_[e.name] = dequantize(m->file_, t)).data());
+      m->weights_.emplace_back(
+          e.name,
+          (m->converted_[e.name] = dequantize(m->file_, t, &m->int_weights_[e.name])).data());
       names.insert(t.scale);
     } else {
       fail(ErrorCode::unsupported, src + ": tensor '" + e.name + "' has dtype " +
@@ -124,6 +134,22 @@ std::shared_ptr<VitModel> VitModel::load_mutable(VqmFile file) {
       fail(ErrorCode::format, src + ": unexpected tensor '" + t.name + "' for this model geometry");
   std::sort(m->weights_.begin(), m->weights_.end());
   return m;
+}
+
+const IntWeight *VitModel::int_weight(const std::string &name) const {
+  auto it = int_weights_.find(name);
+  return it == int_weights_.end() ? nullptr : &it->second;
+}
+
+memory VitModel::packed_weight_s8(const std::string &name, const memory::desc &layout) const {
+  const IntWeight *iw = int_weight(name);
+  if (!iw) fail(ErrorCode::internal, "no integer weight '" + name + "'");
+  std::lock_guard<std::mutex> lock(pack_mutex_);
+  for (const auto &[n, mem] : packed_)
+    if (n == name && mem.get_desc() == layout) return mem;
+  memory mem = dn::pack_linear_weights_s8(iw->values.data(), iw->n, iw->k, layout);
+  packed_.emplace_back(name, mem);
+  return mem;
 }
 
 void VitModel::set_weight(const std::string &name, std::vector<float> values) {
@@ -167,37 +193,6 @@ memory VitModel::packed_weight(const std::string &name, const memory::desc &layo
 // ---------------------------------------------------------------------------------------------
 // Session
 
-// Activation buffers, sized once for max_batch. 64-byte aligned for the vector kernels.
-struct VitSession::Buffers {
-  struct Aligned {
-    float *ptr = nullptr;
-    explicit Aligned(size_t n) {
-      ptr = static_cast<float *>(std::aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64));
-      if (!ptr) fail(ErrorCode::out_of_memory, "cannot allocate session buffers");
-    }
-    ~Aligned() { std::free(ptr); }
-  };
-  Aligned patches, patch_out, x, h, qkv, heads, scores, attn_out, merged, mlp, pooled, pooled_dist,
-      logits, logits_dist;
-  std::vector<uint8_t> scratchpad;
-  Buffers(const VitConfig &c, int64_t b, size_t scratch)
-      : patches(b * c.num_patches() * c.patch_dim()),
-        patch_out(b * c.num_patches() * c.embed_dim),
-        x(b * c.tokens() * c.embed_dim),
-        h(b * c.tokens() * c.embed_dim),
-        qkv(b * c.tokens() * 3 * c.embed_dim),
-        heads(b * c.tokens() * 3 * c.embed_dim),
-        scores(b * c.num_heads * int64_t{c.tokens()} * c.tokens()),
-        attn_out(b * c.tokens() * c.embed_dim),
-        merged(b * c.tokens() * c.embed_dim),
-        mlp(b * c.tokens() * c.mlp_hidden),
-        pooled(b * c.embed_dim),
-        pooled_dist(b * c.embed_dim),
-        logits(b * c.num_classes),
-        logits_dist(b * c.num_classes),
-        scratchpad(scratch) {}
-};
-
 // The primitives for one batch size, with arguments bound to the session buffers.
 struct VitSession::Plan {
   int batch = 0;
@@ -226,9 +221,11 @@ VitSession::VitSession(std::shared_ptr<const VitModel> model, const SessionOptio
   const VitConfig &c = model_->config();
   const int64_t T = c.tokens(), D = c.embed_dim, H = c.num_heads, dh = c.head_dim();
 
-  std::vector<int> sizes;
-  for (int b = 1; b < options_.max_batch; b *= 2) sizes.push_back(b);
-  sizes.push_back(options_.max_batch);
+  for (int b = 1; b < options_.max_batch; b *= 2) sizes_.push_back(b);
+  sizes_.push_back(options_.max_batch);
+  const char *env = std::getenv("VQM_EXECUTION");
+  const bool simulate = options_.simulate || (env && std::string(env) == "simulated");
+  const bool int_mode = model_->quant() && !simulate;
 
   // First pass: primitive descriptors, to size the shared scratchpad before binding memories.
   struct Pds {
@@ -236,7 +233,8 @@ VitSession::VitSession(std::shared_ptr<const VitModel> model, const SessionOptio
   };
   std::vector<Pds> pds;
   size_t scratch = 0;
-  for (int b : sizes) {
+  if (int_mode) build_int_plans(sizes_, &scratch);
+  for (int b : int_mode ? std::vector<int>{} : sizes_) {
     Pds p;
     p.patch = dn::linear_f32_pd(b * c.num_patches(), c.patch_dim(), D, true, dn::Epilogue::none);
     p.qkv = dn::linear_f32_pd(b * T, D, 3 * D, true, dn::Epilogue::none);
@@ -250,8 +248,8 @@ VitSession::VitSession(std::shared_ptr<const VitModel> model, const SessionOptio
       scratch = std::max(scratch, scratch_size(*pd));
     pds.push_back(p);
   }
-  buf_ = std::make_unique<Buffers>(c, options_.max_batch, scratch);
-  Buffers &B = *buf_;
+  buf_ = std::make_unique<SessionBuffers>(c, options_.max_batch, scratch);
+  SessionBuffers &B = *buf_;
   const memory scratch_mem = dn::wrap(
       memory::desc({static_cast<int64_t>(scratch)}, memory::data_type::u8, memory::format_tag::a),
       B.scratchpad.data());
@@ -280,8 +278,9 @@ VitSession::VitSession(std::shared_ptr<const VitModel> model, const SessionOptio
     return bp;
   };
 
-  for (size_t i = 0; i < sizes.size(); ++i) {
-    const int b = sizes[i];
+  if (int_mode) bind_int_plans(scratch_mem);
+  for (size_t i = 0; i < pds.size(); ++i) {
+    const int b = sizes_[i];
     const Pds &p = pds[i];
     auto plan = std::make_unique<Plan>();
     plan->batch = b;
@@ -321,7 +320,7 @@ VitSession::VitSession(std::shared_ptr<const VitModel> model, const SessionOptio
 VitSession::~VitSession() = default;
 
 std::vector<std::string> VitSession::kernel_report() const {
-  std::vector<std::string> out;
+  std::vector<std::string> out = int_kernel_report();
   for (const auto &p : plans_) {
     const std::string b = "batch " + std::to_string(p->batch) + " ";
     out.push_back(b + "patch_embed: " + p->patch.impl);
@@ -334,6 +333,12 @@ std::vector<std::string> VitSession::kernel_report() const {
     out.push_back(b + "head: " + p->head.impl);
   }
   return out;
+}
+
+int VitSession::chunk_for(int n) const {
+  for (auto it = sizes_.rbegin(); it != sizes_.rend(); ++it)
+    if (*it <= n) return *it;
+  return 1;
 }
 
 VitSession::Plan &VitSession::plan_for(int n) {
@@ -350,19 +355,19 @@ void VitSession::run(const float *nchw, int64_t n, float *logits, const TapFn *t
   const VitConfig &c = model_->config();
   int64_t done = 0;
   while (done < n) {
-    const int chunk =
-        plan_for(static_cast<int>(std::min<int64_t>(n - done, options_.max_batch))).batch;
+    const int chunk = chunk_for(static_cast<int>(std::min<int64_t>(n - done, options_.max_batch)));
     forward(nchw + done * c.input_size(), chunk, logits + done * c.num_classes, taps);
     done += chunk;
   }
 }
 
 void VitSession::forward(const float *nchw, int n, float *logits, const TapFn *taps) {
+  if (!int_plans_.empty()) return forward_int(nchw, n, logits, taps);
   const VitConfig &c = model_->config();
   Plan &plan = plan_for(n);
-  Buffers &B = *buf_;
+  SessionBuffers &B = *buf_;
   const int64_t T = c.tokens(), D = c.embed_dim, H = c.num_heads, dh = c.head_dim();
-  const int64_t P = c.num_patches(), prefix = c.num_prefix_tokens();
+  const int64_t P = c.num_patches();
   auto tap = [&](Tap t, int block, const float *data, int64_t rows, int64_t cols) {
     if (taps) (*taps)(TapEvent{t, block, data, rows, cols});
   };
@@ -383,19 +388,7 @@ void VitSession::forward(const float *nchw, int n, float *logits, const TapFn *t
   quantize(mq ? &mq->patch_in : nullptr, B.patches.ptr, n * P * c.patch_dim());
   tap(Tap::patch_in, -1, B.patches.ptr, n * P, c.patch_dim());
   plan.patch.run(stream_);
-  const float *pos = model_->weight("pos_embed");
-  const float *cls = model_->weight("cls_token");
-  const float *dist = c.distilled ? model_->weight("dist_token") : nullptr;
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t b = 0; b < n; ++b)
-    for (int64_t t = 0; t < T; ++t) {
-      const float *src = t == 0             ? cls
-                         : (t == 1 && dist) ? dist
-                                            : B.patch_out.ptr + (b * P + t - prefix) * D;
-      float *dst = B.x.ptr + (b * T + t) * D;
-      const float *pe = pos + t * D;
-      for (int64_t k = 0; k < D; ++k) dst[k] = src[k] + pe[k];
-    }
+  embed_tokens(*model_, B.patch_out.ptr, B.x.ptr, n);
   tap(Tap::embed, -1, B.x.ptr, n * T, D);
 
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
@@ -434,28 +427,59 @@ void VitSession::forward(const float *nchw, int n, float *logits, const TapFn *t
     tap(Tap::block_out, l, B.x.ptr, n * T, D);
   }
 
-  // Final norm only on the rows the heads read (LayerNorm is per row, so this equals timm's
-  // norm over all tokens followed by selection).
-  for (int64_t b = 0; b < n; ++b) {
-    std::memcpy(B.pooled.ptr + b * D, B.x.ptr + b * T * D, D * sizeof(float));
-    if (dist) std::memcpy(B.pooled_dist.ptr + b * D, B.x.ptr + (b * T + 1) * D, D * sizeof(float));
-  }
-  kernels::layernorm_f32(B.pooled.ptr, B.pooled.ptr, n, D, model_->weight("norm.weight"),
-                         model_->weight("norm.bias"), c.ln_eps);
+  pool_prefix_tokens(*model_, B, n);
   quantize(mq ? &mq->head_in : nullptr, B.pooled.ptr, n * D);
   tap(Tap::prelogits, -1, B.pooled.ptr, n, D);
   plan.head.run(stream_);
-  const int64_t C = c.num_classes;
-  if (dist) {
-    kernels::layernorm_f32(B.pooled_dist.ptr, B.pooled_dist.ptr, n, D,
-                           model_->weight("norm.weight"), model_->weight("norm.bias"), c.ln_eps);
+  if (c.distilled) {
     quantize(mq ? &mq->head_in : nullptr, B.pooled_dist.ptr, n * D);
     plan.head_dist.run(stream_);
-    for (int64_t i = 0; i < n * C; ++i) logits[i] = 0.5f * (B.logits.ptr[i] + B.logits_dist.ptr[i]);
-  } else {
-    std::memcpy(logits, B.logits.ptr, n * C * sizeof(float));
   }
-  stream_.wait();
+  write_logits(*model_, B, n, logits);
+}
+
+void embed_tokens(const VitModel &model, const float *patch_out, float *x, int64_t n) {
+  const VitConfig &c = model.config();
+  const int64_t T = c.tokens(), D = c.embed_dim, P = c.num_patches(),
+                prefix = c.num_prefix_tokens();
+  const float *pos = model.weight("pos_embed");
+  const float *cls = model.weight("cls_token");
+  const float *dist = c.distilled ? model.weight("dist_token") : nullptr;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t t = 0; t < T; ++t) {
+      const float *src = t == 0             ? cls
+                         : (t == 1 && dist) ? dist
+                                            : patch_out + (b * P + t - prefix) * D;
+      float *dst = x + (b * T + t) * D;
+      const float *pe = pos + t * D;
+      for (int64_t k = 0; k < D; ++k) dst[k] = src[k] + pe[k];
+    }
+}
+
+void pool_prefix_tokens(const VitModel &model, SessionBuffers &B, int64_t n) {
+  // Final norm only on the rows the heads read (LayerNorm is per row, so this equals timm's
+  // norm over all tokens followed by selection).
+  const VitConfig &c = model.config();
+  const int64_t T = c.tokens(), D = c.embed_dim;
+  for (int64_t b = 0; b < n; ++b) {
+    std::memcpy(B.pooled.ptr + b * D, B.x.ptr + b * T * D, D * sizeof(float));
+    if (c.distilled)
+      std::memcpy(B.pooled_dist.ptr + b * D, B.x.ptr + (b * T + 1) * D, D * sizeof(float));
+  }
+  const float *w = model.weight("norm.weight"), *bias = model.weight("norm.bias");
+  kernels::layernorm_f32(B.pooled.ptr, B.pooled.ptr, n, D, w, bias, c.ln_eps);
+  if (c.distilled)
+    kernels::layernorm_f32(B.pooled_dist.ptr, B.pooled_dist.ptr, n, D, w, bias, c.ln_eps);
+}
+
+void write_logits(const VitModel &model, const SessionBuffers &B, int64_t n, float *logits) {
+  const int64_t count = n * model.config().num_classes;
+  if (model.config().distilled) {
+    for (int64_t i = 0; i < count; ++i) logits[i] = 0.5f * (B.logits.ptr[i] + B.logits_dist.ptr[i]);
+  } else {
+    std::memcpy(logits, B.logits.ptr, count * sizeof(float));
+  }
 }
 
 }  // namespace vqm

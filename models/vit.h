@@ -44,6 +44,14 @@ struct TapEvent {
 };
 using TapFn = std::function<void(const TapEvent &)>;
 
+// Integer weights of a quantized linear layer as stored in the file: [n, k] values within the
+// layer's b-bit range and one f32 scale per output row.
+struct IntWeight {
+  std::vector<int8_t> values;
+  std::vector<float> scale;
+  int64_t n = 0, k = 0;
+};
+
 class VitModel {
  public:
   // Validates the document and every tensor the geometry needs (dtype and exact shape), and
@@ -63,6 +71,10 @@ class VitModel {
   // The linear weight `name` ([N,K]) reordered to `layout`; packed once per distinct layout and
   // shared by every session of this model. Thread-safe.
   dnnl::memory packed_weight(const std::string &name, const dnnl::memory::desc &layout) const;
+  // The integer form of a quantized linear weight; nullptr for weights stored as floats.
+  const IntWeight *int_weight(const std::string &name) const;
+  // int_weight(name) reordered (s8) to `layout`, packed once per layout and shared. Thread-safe.
+  dnnl::memory packed_weight_s8(const std::string &name, const dnnl::memory::desc &layout) const;
   // Activation quantization of a quantized model (simulated in fp32); nullptr for fp32 models.
   const ModelQuant *quant() const { return quant_.has_value() ? &*quant_ : nullptr; }
 
@@ -78,13 +90,20 @@ class VitModel {
   std::vector<std::pair<std::string, const float *>> weights_;  // sorted by name
   std::map<std::string, std::vector<float>> converted_;  // owners of non-f32 / edited tensors
   std::optional<ModelQuant> quant_;
+  std::map<std::string, IntWeight> int_weights_;
   mutable std::mutex pack_mutex_;
   mutable std::vector<std::pair<std::string, dnnl::memory>> packed_;
 };
 
+struct SessionBuffers;  // models/vit_internal.h
+
 struct SessionOptions {
   int max_batch = 1;  // images per internal forward; larger requests are split
   int n_threads = 0;  // 0: OpenMP default
+  // Quantized models run on integer kernels (u8 x s8 oneDNN matmuls) unless `simulate` is set
+  // (or VQM_EXECUTION=simulated): then in fp32 arithmetic on dequantized values, the quantizer's
+  // own view of the model. The two agree up to float rounding.
+  bool simulate = false;
 };
 
 class VitSession {
@@ -105,15 +124,25 @@ class VitSession {
 
  private:
   struct Plan;
+  struct IntPlan;
+  struct IntBuffers;
   void forward(const float *nchw, int n, float *logits, const TapFn *taps);
+  void forward_int(const float *nchw, int n, float *logits, const TapFn *taps);
+  void build_int_plans(const std::vector<int> &sizes, size_t *scratch);
+  void bind_int_plans(const dnnl::memory &scratch);
+  std::vector<std::string> int_kernel_report() const;
+  int chunk_for(int n) const;  // largest planned batch size <= n
   Plan &plan_for(int n);
+  IntPlan &int_plan_for(int n);
 
   std::shared_ptr<const VitModel> model_;
   SessionOptions options_;
   dnnl::stream stream_;
-  std::vector<std::unique_ptr<Plan>> plans_;  // batch sizes: powers of two up to max_batch
-  struct Buffers;
-  std::unique_ptr<Buffers> buf_;
+  std::vector<int> sizes_;                    // planned batch sizes: powers of two, max_batch
+  std::vector<std::unique_ptr<Plan>> plans_;  // fp32 / simulated execution
+  std::vector<std::unique_ptr<IntPlan>> int_plans_;  // integer execution
+  std::unique_ptr<IntBuffers> ibuf_;
+  std::unique_ptr<SessionBuffers> buf_;
 };
 
 }  // namespace vqm

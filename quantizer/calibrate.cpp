@@ -112,6 +112,7 @@ void run_calibration(const VitModel &model, const CalibrationSet &calib, int max
   std::shared_ptr<const VitModel> view(std::shared_ptr<const VitModel>{}, &model);  // non-owning
   SessionOptions so;
   so.max_batch = std::max(1, std::min(max_batch, calib.n));
+  so.simulate = true;  // the model being quantized holds fp32 (fake-quant) weights, no integers
   VitSession session(view, so);
   std::vector<float> logits(static_cast<size_t>(so.max_batch) * model.config().num_classes);
   const int64_t size = model.config().input_size();

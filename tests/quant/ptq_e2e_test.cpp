@@ -22,12 +22,14 @@ VqmFile fp32_model() {
   return VqmFile::from_memory(bytes.data(), bytes.size());
 }
 
-// top-1 on the first kEval t10k images.
-double accuracy(const std::shared_ptr<const VitModel> &model) {
+// top-1 on the first kEval t10k images; `predictions` receives the argmax of each.
+double accuracy(const std::shared_ptr<const VitModel> &model, bool simulate = false,
+                std::vector<int> *predictions = nullptr) {
   static const auto images = load_idx_images(find_idx_file(fmnist_dir(), "t10k", "images"));
   static const auto labels = load_idx_labels(find_idx_file(fmnist_dir(), "t10k", "labels"));
   SessionOptions so;
   so.max_batch = 50;
+  so.simulate = simulate;
   VitSession session(model, so);
   std::vector<float> input(50 * 784), logits(50 * 10);
   int correct = 0;
@@ -44,6 +46,7 @@ double accuracy(const std::shared_ptr<const VitModel> &model) {
       for (int k = 1; k < 10; ++k)
         if (logits[i * 10 + k] > logits[i * 10 + best]) best = k;
       correct += best == labels[start + i];
+      if (predictions) predictions->push_back(best);
     }
   }
   return double(correct) / kEval;
@@ -74,6 +77,17 @@ TEST(PtqEndToEnd, W8A8KeepsFp32AccuracyAndRoundTrips) {
   // W8A8 on this model loses well under a point on the full set (docs/quantization.md); on 1000
   // images one point is 10 images.
   EXPECT_GE(acc_q, acc_fp32 - 0.01);
+  // Integer execution (the default for a quantized model) against the simulated forward it must
+  // reproduce up to float rounding: the same predictions but for images whose top two logits sit
+  // within rounding of each other (0.15 % of t10k at 4 bits, fewer at 8; 1 in 1000 allowed here).
+  std::vector<int> int_pred, sim_pred;
+  const double acc_int = accuracy(q, false, &int_pred), acc_sim = accuracy(q, true, &sim_pred);
+  int agree = 0;
+  for (int i = 0; i < kEval; ++i) agree += int_pred[i] == sim_pred[i];
+  std::printf("[ measured ] integer vs simulated: agreement %d/%d, top-1 %.4f vs %.4f\n", agree,
+              kEval, acc_int, acc_sim);
+  EXPECT_GE(agree, kEval - 1);
+  EXPECT_NEAR(acc_int, acc_sim, 0.0011);
   // An 8-bit file is about a quarter of the fp32 one.
   EXPECT_LT(bytes.size(), fp32.meta().dump().size() + 6u * 1000 * 1000);
 }
