@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -12,6 +13,7 @@
 #include "apps/cli.h"
 #include "kernels/kernels.h"
 #include "models/random_model.h"
+#include "quantizer/ptq.h"
 
 namespace {
 
@@ -67,7 +69,9 @@ int main(int argc, char **argv) {
         "vit-bench", "(--model M.vqm | --arch NAME) [options]",
         {{"--model", "M.vqm", "model file to time"},
          {"--arch", "NAME", "random weights of deit_tiny|deit_small|deit_base_patch16_224"},
-         {"--precision", "P", "fp32 (the only precision of this build)"},
+         {"--precision", "P",
+          "with --arch: fp32 (default), w8a8, w6a6, w4a4 or mp4 (mixed, 4-bit average); "
+          "quantized with min/max intervals from 4 random calibration inputs"},
          {"--batch", "N[,N..]", "batch sizes (default 1,8)"},
          {"--threads", "N", "OpenMP threads (default 2)"},
          {"--runs", "N", "at least this many timed runs (default 5)"},
@@ -79,9 +83,12 @@ int main(int argc, char **argv) {
     if (args.has("--model") == args.has("--arch"))
       throw vqm::cli::UsageError("give exactly one of --model or --arch");
     const std::string precision = args.get("--precision", "fp32");
-    if (precision != "fp32")
-      throw vqm::cli::UsageError("--precision " + precision +
-                                 " is not available in this build (fp32 only)");
+    const std::map<std::string, int> kBits = {
+        {"fp32", 0}, {"w8a8", 8}, {"w6a6", 6}, {"w4a4", 4}, {"mp4", 4}};
+    if (!kBits.count(precision))
+      throw vqm::cli::UsageError("--precision must be fp32, w8a8, w6a6, w4a4 or mp4");
+    if (precision != "fp32" && args.has("--model"))
+      throw vqm::cli::UsageError("--precision applies to --arch; a --model runs as stored");
     const auto batches = parse_ints(args.get("--batch", "1,8"), "--batch");
     const int threads = args.get_int("--threads", 2, 1, 1024);
     const int min_runs = args.get_int("--runs", 5, 1, 1000000);
@@ -95,7 +102,23 @@ int main(int argc, char **argv) {
       name = args.get("--model");
     } else {
       const vqm::VitConfig cfg = vqm::arch_config(args.get("--arch"));
-      const auto bytes = vqm::make_random_vit(cfg, 0).to_bytes();
+      auto bytes = vqm::make_random_vit(cfg, 0).to_bytes();
+      if (precision != "fp32") {
+        // Speed does not depend on the intervals, so the cheapest calibration will do: min/max
+        // on a few random inputs (the same op set and kernels as a searched model).
+        const auto fp32 = vqm::VqmFile::from_memory(bytes.data(), bytes.size());
+        vqm::quant::CalibrationSet calib;
+        calib.n = 4;
+        calib.input.resize(static_cast<size_t>(calib.n) * cfg.input_size());
+        std::mt19937 rng(2);
+        std::normal_distribution<float> nd;
+        for (auto &x : calib.input) x = nd(rng);
+        vqm::quant::PtqOptions opt;
+        opt.method = "minmax";
+        opt.bits = kBits.at(precision);
+        if (precision == "mp4") opt.mixed_avg_bits = 4;
+        bytes = vqm::quant::quantize(fp32, calib, opt, nullptr).to_bytes();
+      }
       model = vqm::VitModel::load(vqm::VqmFile::from_memory(bytes.data(), bytes.size()));
       name = cfg.arch.substr(0, cfg.arch.find("_patch"));
     }

@@ -8,8 +8,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 peers=${PEERS_DIR:-$root/../shared/peers}
 [ -f "$peers/run.sh" ] || { echo "bench-vs-peers: no peers harness at $peers (set PEERS_DIR)" >&2; exit 1; }
 # vit-bench reads the harness's settings from the environment run.sh exports to EXTRA_BENCH.
-export EXTRA_BENCH="for m in \$PEERS_MODELS; do \
-  '$root/build/bin/vit-bench' --arch \${m}_patch16_224 --precision fp32 --json \
+# VQM_PRECISIONS picks vqm's configurations (default fp32 w8a8; also w6a6 w4a4 mp4).
+export VQM_PRECISIONS=${VQM_PRECISIONS:-fp32 w8a8}
+export EXTRA_BENCH="for m in \$PEERS_MODELS; do for p in \$VQM_PRECISIONS; do \
+  '$root/build/bin/vit-bench' --arch \${m}_patch16_224 --precision \$p --json \
     --batch \$(echo \$PEERS_BATCHES | tr ' ' ,) --threads \$PEERS_THREADS --runs \$PEERS_MIN_RUNS \
-    --min-time \$PEERS_MIN_TIME --warmup \$PEERS_WARMUP_TIME; done"
+    --min-time \$PEERS_MIN_TIME --warmup \$PEERS_WARMUP_TIME; done; done"
 bash "$peers/run.sh" "$@"
