@@ -86,20 +86,8 @@ void layernorm_quant(const float *x, void *y, int64_t rows, int64_t cols, const 
   for (int64_t r = 0; r < rows; ++r) {
     const float *xr = x + r * cols;
     uint8_t *yr = out + r * cols;
-    // Two-pass mean and variance exactly as layernorm_f32 (see there for why two passes).
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t c = 0; c < cols; c += 16)
-      acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(tail_mask(cols - c), xr + c));
-    const float mean = _mm512_reduce_add_ps(acc) / static_cast<float>(cols);
-    const __m512 vmean = _mm512_set1_ps(mean);
-    acc = _mm512_setzero_ps();
-    for (int64_t c = 0; c < cols; c += 16) {
-      const __mmask16 m = tail_mask(cols - c);
-      const __m512 d = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, xr + c), vmean);
-      acc = _mm512_fmadd_ps(d, d, acc);
-    }
-    const float inv = 1.0f / std::sqrt(_mm512_reduce_add_ps(acc) / static_cast<float>(cols) + eps);
-    const __m512 vinv = _mm512_set1_ps(inv);
+    __m512 vmean, vinv;
+    layernorm_row_stats(xr, cols, eps, &vmean, &vinv);
     for (int64_t c = 0; c < cols; c += 16) {
       const __mmask16 m = tail_mask(cols - c);
       const __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, xr + c), vmean), vinv);

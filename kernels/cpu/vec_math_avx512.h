@@ -4,6 +4,9 @@
 #pragma once
 #include <immintrin.h>
 
+#include <cmath>
+#include <cstdint>
+
 namespace vqm::kernels::avx512 {
 
 // exp(x) to ~1 ulp: x = n ln2 + r with |r| <= ln2/2, Cephes degree-6 polynomial for e^r, then
@@ -48,6 +51,26 @@ inline __m512 erf_ps(__m512 x) {
 // Mask with the low `n` lanes set (n in [0, 16]) for row tails.
 inline __mmask16 tail_mask(int64_t n) {
   return n >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << n) - 1u);
+}
+
+// LayerNorm statistics of one row: broadcast mean and 1/sqrt(var + eps). Two passes (mean, then
+// centred squares) rather than E[x^2]-E[x]^2, which loses digits when the residual stream has a
+// large mean. layernorm_f32 and layernorm_quant both use this, so the fused kernel reproduces the
+// unfused one bit for bit.
+inline void layernorm_row_stats(const float *xr, int64_t cols, float eps, __m512 *vmean,
+                                __m512 *vinv) {
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t c = 0; c < cols; c += 16)
+    acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(tail_mask(cols - c), xr + c));
+  *vmean = _mm512_set1_ps(_mm512_reduce_add_ps(acc) / static_cast<float>(cols));
+  acc = _mm512_setzero_ps();
+  for (int64_t c = 0; c < cols; c += 16) {
+    const __mmask16 m = tail_mask(cols - c);
+    const __m512 d = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, xr + c), *vmean);
+    acc = _mm512_fmadd_ps(d, d, acc);
+  }
+  *vinv =
+      _mm512_set1_ps(1.0f / std::sqrt(_mm512_reduce_add_ps(acc) / static_cast<float>(cols) + eps));
 }
 
 }  // namespace vqm::kernels::avx512

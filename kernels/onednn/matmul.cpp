@@ -21,15 +21,19 @@ bool verbose() {
   return value;
 }
 
-namespace {
-dnnl::primitive_attr make_attr(Epilogue epilogue) {
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+dnnl::post_ops make_post_ops(Epilogue epilogue) {
   dnnl::post_ops ops;
   if (epilogue == Epilogue::gelu_erf)
     ops.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_erf, 0.f, 0.f);
   if (epilogue == Epilogue::accumulate) ops.append_sum(1.f);
-  attr.set_post_ops(ops);
+  return ops;
+}
+
+namespace {
+dnnl::primitive_attr make_attr(Epilogue epilogue) {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  attr.set_post_ops(make_post_ops(epilogue));
   return attr;
 }
 }  // namespace

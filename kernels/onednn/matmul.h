@@ -19,6 +19,9 @@ enum class Epilogue {
   accumulate,  // y += x·W + b (residual add fused as a sum post-op)
 };
 
+// The post-ops that implement `epilogue` (shared by the fp32 and int8 primitives).
+dnnl::post_ops make_post_ops(Epilogue epilogue);
+
 // y[M,N] = x[M,K] · Wᵀ + b, with W stored [N,K] row-major (PyTorch nn.Linear layout).
 dnnl::matmul::primitive_desc linear_f32_pd(int64_t m, int64_t k, int64_t n, bool bias,
                                            Epilogue epilogue);

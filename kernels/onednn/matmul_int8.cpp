@@ -42,11 +42,7 @@ dnnl::primitive_attr make_attr(Epilogue epilogue, int scale_mask, const std::vec
   // Left unset when 0: a zero point, even of value 0, would make oneDNN carry (and compute) the
   // compensation term.
   if (src_zero_point != 0) attr.set_zero_points(DNNL_ARG_SRC, /*mask=*/0, {src_zero_point});
-  dnnl::post_ops ops;
-  if (epilogue == Epilogue::gelu_erf)
-    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_erf, 0.f, 0.f);
-  if (epilogue == Epilogue::accumulate) ops.append_sum(1.f);
-  attr.set_post_ops(ops);
+  attr.set_post_ops(make_post_ops(epilogue));
   return attr;
 }
 

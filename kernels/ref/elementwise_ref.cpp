@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/kernels.h"
+#include "kernels/ref/ref_util.h"
 
 namespace vqm::kernels {
 
@@ -12,12 +13,8 @@ void layernorm_f32_ref(const float *x, float *y, int64_t rows, int64_t cols, con
   for (int64_t r = 0; r < rows; ++r) {
     const float *xr = x + r * cols;
     float *yr = y + r * cols;
-    double sum = 0;
-    for (int64_t c = 0; c < cols; ++c) sum += xr[c];
-    const double mean = sum / static_cast<double>(cols);
-    double sq = 0;
-    for (int64_t c = 0; c < cols; ++c) sq += (xr[c] - mean) * (xr[c] - mean);
-    const double inv = 1.0 / std::sqrt(sq / static_cast<double>(cols) + eps);
+    double mean, inv;
+    ref::layernorm_row_stats(xr, cols, eps, &mean, &inv);
     for (int64_t c = 0; c < cols; ++c)
       yr[c] = static_cast<float>((xr[c] - mean) * inv * gamma[c] + beta[c]);
   }

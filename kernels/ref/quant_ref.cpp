@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "kernels/kernels.h"
+#include "kernels/ref/ref_util.h"
 
 namespace vqm::kernels {
 
@@ -41,12 +42,8 @@ void layernorm_quant_ref(const float *x, void *y, int64_t rows, int64_t cols, co
   for (int64_t r = 0; r < rows; ++r) {
     const float *xr = x + r * cols;
     uint8_t *yr = out + r * cols;
-    double sum = 0;
-    for (int64_t c = 0; c < cols; ++c) sum += xr[c];
-    const double mean = sum / static_cast<double>(cols);
-    double sq = 0;
-    for (int64_t c = 0; c < cols; ++c) sq += (xr[c] - mean) * (xr[c] - mean);
-    const double inv = 1.0 / std::sqrt(sq / static_cast<double>(cols) + eps);
+    double mean, inv;
+    ref::layernorm_row_stats(xr, cols, eps, &mean, &inv);
     // Rounded to float before quantizing, as the simulated path quantizes layernorm_f32's output.
     for (int64_t c = 0; c < cols; ++c)
       yr[c] = quantize_one(static_cast<float>((xr[c] - mean) * inv * gamma[c] + beta[c]), g);
