@@ -1,5 +1,7 @@
 // The one translation unit that compiles stb_image's implementation (Debian's libstb-dev ships
-// only the header). Everything else includes <stb_image.h> for declarations only.
+// only the header). Everything else includes <stb_image.h> for declarations only. The header
+// compiled here is Debian's with the safety fixes of runtime/stb_image_fixes.cmake applied
+// (generated at configure time as stb_image_fixed.h).
 //
 // Format selection: formats with a magic number are kept (JPEG, PNG, BMP, GIF, PNM). TGA has no
 // magic, so stb's TGA probe accepts many random byte strings as "an image"; PSD/PIC/HDR are not
@@ -31,7 +33,7 @@
 #pragma GCC diagnostic ignored "-Wcast-qual"
 #pragma GCC diagnostic ignored "-Wdouble-promotion"
 #pragma GCC diagnostic ignored "-Wconversion"
-#include <stb_image.h>
+#include "stb_image_fixed.h"
 #pragma GCC diagnostic pop
 
 #include "idx.h"

@@ -16,25 +16,15 @@
 #include "runtime/image.h"
 #include "runtime/safetensors.h"
 #include "runtime/tensor.h"
+#include "test_files.h"
 #include "test_util.h"
-
-// stb_image_write only for building test inputs. STATIC keeps its symbols private to this file,
-// so another test file doing the same cannot collide at link time.
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#define STB_IMAGE_WRITE_STATIC
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#include <stb_image_write.h>
-#pragma GCC diagnostic pop
 
 namespace vqm {
 namespace {
 
+using test::craft_png;
 using test::data_path;
+using test::png_encode;
 
 // Runs `fn`, requires a vqm::Error with `code`, returns its message for further checks.
 std::string expect_error(const std::function<void()> &fn, ErrorCode code) {
@@ -49,58 +39,6 @@ std::string expect_error(const std::function<void()> &fn, ErrorCode code) {
   }
   ADD_FAILURE() << "no exception thrown";
   return "";
-}
-
-std::vector<uint8_t> png_encode(int w, int h, int comp, const std::vector<uint8_t> &px) {
-  std::vector<uint8_t> out;
-  auto sink = [](void *ctx, void *data, int size) {
-    auto *v = static_cast<std::vector<uint8_t> *>(ctx);
-    v->insert(v->end(), static_cast<uint8_t *>(data), static_cast<uint8_t *>(data) + size);
-  };
-  EXPECT_NE(stbi_write_png_to_func(sink, &out, w, h, comp, px.data(), w * comp), 0);
-  return out;
-}
-
-uint32_t crc32(const uint8_t *p, size_t n) {
-  uint32_t c = 0xffffffffu;
-  for (size_t i = 0; i < n; ++i) {
-    c ^= p[i];
-    for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xedb88320u ^ (c >> 1) : c >> 1;
-  }
-  return ~c;
-}
-
-void put_be32(std::vector<uint8_t> *v, uint32_t x) {
-  for (int s = 24; s >= 0; s -= 8) v->push_back(static_cast<uint8_t>(x >> s));
-}
-
-void png_chunk(std::vector<uint8_t> *png, const char *type, const std::vector<uint8_t> &data) {
-  put_be32(png, static_cast<uint32_t>(data.size()));
-  const size_t start = png->size();
-  png->insert(png->end(), type, type + 4);
-  png->insert(png->end(), data.begin(), data.end());
-  put_be32(png, crc32(png->data() + start, png->size() - start));
-}
-
-// A hand-made PNG: signature, IHDR with the given numbers, optional raw (already filtered)
-// scanlines compressed into one IDAT, IEND. Lets tests declare sizes no encoder would write.
-std::vector<uint8_t> craft_png(uint32_t w, uint32_t h, uint8_t depth, uint8_t color_type,
-                               const std::vector<uint8_t> *scanlines = nullptr) {
-  std::vector<uint8_t> png = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
-  std::vector<uint8_t> ihdr;
-  put_be32(&ihdr, w);
-  put_be32(&ihdr, h);
-  ihdr.insert(ihdr.end(), {depth, color_type, 0, 0, 0});
-  png_chunk(&png, "IHDR", ihdr);
-  if (scanlines) {
-    int zlen = 0;
-    unsigned char *z = stbi_zlib_compress(const_cast<unsigned char *>(scanlines->data()),
-                                          static_cast<int>(scanlines->size()), &zlen, 8);
-    png_chunk(&png, "IDAT", std::vector<uint8_t>(z, z + zlen));
-    STBIW_FREE(z);
-  }
-  png_chunk(&png, "IEND", {});
-  return png;
 }
 
 Image decode(const std::vector<uint8_t> &b, int channels) {
@@ -315,6 +253,23 @@ TEST(ImageDecode, DeclaredSizesOverLimitsAreRefusedBeforeDecoding) {
   small.max_image_side = 300;
   expect_error([&] { decode_image_file(data_path("images/chelsea.png"), 3, small); },
                ErrorCode::limit);
+}
+
+// Fuzzer finding (tests/fuzz/regressions/image/jpeg-dht-257-codes): a DHT segment declaring more
+// than 256 codes made Debian's stb_image 2.27 write past a 257-byte table (CVE-2021-37789); the
+// fixed decoder (runtime/stb_image_fixes.cmake) refuses it. The ASan build proves no overflow.
+TEST(ImageDecode, JpegHuffmanTableWithTooManyCodesIsAFormatError) {
+  const uint8_t levels[4] = {10, 20, 30, 40};
+  std::vector<uint8_t> jpeg = test::cmyk_jpeg(levels);
+  EXPECT_EQ(decode(jpeg, 3).width, 8);  // the untouched file decodes
+  for (size_t i = 0; i + 21 < jpeg.size(); ++i) {
+    if (jpeg[i] == 0xff && jpeg[i + 1] == 0xc4) {
+      for (size_t k = 0; k < 16; ++k) jpeg[i + 5 + k] = 0x20;  // 16 x 32 = 512 codes
+      break;
+    }
+  }
+  const std::string msg = expect_error([&] { decode(jpeg, 3); }, ErrorCode::format);
+  EXPECT_NE(msg.find("bad DHT header"), std::string::npos) << msg;
 }
 
 // ---- resampling ---------------------------------------------------------------------------
