@@ -35,9 +35,20 @@ struct SessionBuffers {
   using Sizes = std::array<int64_t, 14>;
   static Sizes sizes(const VitConfig &c, int64_t b) {
     const int64_t T = c.tokens(), D = c.embed_dim;
-    return {b * c.num_patches() * c.patch_dim(), b * c.num_patches() * D, b * T * D, b * T * D,
-            b * T * 3 * D, b * T * 3 * D, b * c.num_heads * T * T, b * T * D, b * T * D,
-            b * T * c.mlp_hidden, b * D, b * D, b * c.num_classes, b * c.num_classes};
+    return {b * c.num_patches() * c.patch_dim(),
+            b * c.num_patches() * D,
+            b * T * D,
+            b * T * D,
+            b * T * 3 * D,
+            b * T * 3 * D,
+            b * c.num_heads * T * T,
+            b * T * D,
+            b * T * D,
+            b * T * c.mlp_hidden,
+            b * D,
+            b * D,
+            b * c.num_classes,
+            b * c.num_classes};
   }
   static uint64_t bytes(const VitConfig &c, int64_t b) {
     uint64_t n = 0;
@@ -47,9 +58,21 @@ struct SessionBuffers {
   SessionBuffers(const VitConfig &c, int64_t b, size_t scratch)
       : SessionBuffers(sizes(c, b), scratch) {}
   SessionBuffers(const Sizes &n, size_t scratch)
-      : patches(n[0]), patch_out(n[1]), x(n[2]), h(n[3]), qkv(n[4]), heads(n[5]), scores(n[6]),
-        attn_out(n[7]), merged(n[8]), mlp(n[9]), pooled(n[10]), pooled_dist(n[11]),
-        logits(n[12]), logits_dist(n[13]), scratchpad(scratch) {}
+      : patches(n[0]),
+        patch_out(n[1]),
+        x(n[2]),
+        h(n[3]),
+        qkv(n[4]),
+        heads(n[5]),
+        scores(n[6]),
+        attn_out(n[7]),
+        merged(n[8]),
+        mlp(n[9]),
+        pooled(n[10]),
+        pooled_dist(n[11]),
+        logits(n[12]),
+        logits_dist(n[13]),
+        scratchpad(scratch) {}
 };
 
 // Quantized activations, sized for max_batch (u8 or s8 bytes; 64-byte aligned).
@@ -63,8 +86,16 @@ struct VitSession::IntBuffers {
   using Sizes = std::array<int64_t, 10>;
   static Sizes sizes(const VitConfig &c, int64_t b) {
     const int64_t T = c.tokens(), D = c.embed_dim;
-    return {b * c.num_patches() * c.patch_dim(), b * T * D, b * T * D, b * T * D, b * T * D,
-            b * c.num_heads * T * T, b * T * D, b * T * c.mlp_hidden, b * D, b * D};
+    return {b * c.num_patches() * c.patch_dim(),
+            b * T * D,
+            b * T * D,
+            b * T * D,
+            b * T * D,
+            b * c.num_heads * T * T,
+            b * T * D,
+            b * T * c.mlp_hidden,
+            b * D,
+            b * D};
   }
   static uint64_t bytes(const VitConfig &c, int64_t b) {
     uint64_t n = 0;
@@ -73,9 +104,16 @@ struct VitSession::IntBuffers {
   }
   IntBuffers(const VitConfig &c, int64_t b) : IntBuffers(sizes(c, b)) {}
   explicit IntBuffers(const Sizes &n)
-      : patches(floats(n[0])), h(floats(n[1])), q(floats(n[2])), k(floats(n[3])),
-        v(floats(n[4])), attn(floats(n[5])), merged(floats(n[6])), mlp(floats(n[7])),
-        pooled(floats(n[8])), pooled_dist(floats(n[9])) {}
+      : patches(floats(n[0])),
+        h(floats(n[1])),
+        q(floats(n[2])),
+        k(floats(n[3])),
+        v(floats(n[4])),
+        attn(floats(n[5])),
+        merged(floats(n[6])),
+        mlp(floats(n[7])),
+        pooled(floats(n[8])),
+        pooled_dist(floats(n[9])) {}
 };
 
 struct VitSession::IntPlan {

@@ -131,9 +131,9 @@ static vqm_status load_common(vqm_model **out, const vqm_model_params *params,
     if (params) {
       check_params_size(params->struct_size, sizeof(vqm_model_params), "vqm_model_params");
       if (VQM_HAS_FIELD(params, vqm_model_params, reserved) && params->reserved != 0)
-        vqm::fail(vqm::ErrorCode::invalid_argument,
-                  "vqm_model_params.reserved is " + std::to_string(params->reserved) +
-                      ", must be 0");
+        vqm::fail(
+            vqm::ErrorCode::invalid_argument,
+            "vqm_model_params.reserved is " + std::to_string(params->reserved) + ", must be 0");
     }
     auto model = std::make_unique<vqm_model>();
     model->impl = vqm::VitModel::load(open());

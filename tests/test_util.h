@@ -18,6 +18,14 @@ std::string fmnist_dir();
 // guaranteed, so it lives under the build tree (VQM_BIN_DIR/../test-work).
 std::string scratch_dir();
 std::vector<uint8_t> read_bytes(const std::string &path);
+
+enum class Sanitizer { none, address, thread };
+// The sanitizer this test binary was built with (ASan covers the ASan+UBSan build).
+Sanitizer sanitizer();
+// True in sanitizer builds, where the heaviest tests run a smaller workload that still checks
+// the same properties (each test says what it shrinks; docs/robustness.md lists them).
+// VQM_TEST_FULL=1 in the environment restores the full workload there.
+bool reduced_workload();
 void write_bytes(const std::string &path, const std::vector<uint8_t> &bytes);
 
 // Asserts that f() throws vqm::Error with `code` and a message containing `substr`.

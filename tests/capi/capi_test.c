@@ -166,8 +166,7 @@ int main(int argc, char **argv) {
       sp.struct_size = old_size;
       sp.n_threads = 1;
       memcpy(old, &sp, old_size);
-      CHECK(vqm_session_create(model, (const vqm_session_params *)(void *)old, &session) ==
-            VQM_OK);
+      CHECK(vqm_session_create(model, (const vqm_session_params *)(void *)old, &session) == VQM_OK);
       CHECK(vqm_session_run(session, input, 1, logits, kClasses) == VQM_OK);
       vqm_session_free(session);
       session = NULL;

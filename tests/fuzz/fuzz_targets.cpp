@@ -114,8 +114,8 @@ std::vector<uint8_t> vqm_from_config_input(const uint8_t *data, size_t size) {
   const auto *nul = static_cast<const uint8_t *>(std::memchr(data, 0, size));
   const size_t json_size = nul ? static_cast<size_t>(nul - data) : size;
   const size_t data_size = nul ? size - json_size - 1 : 0;
-  const size_t data_offset = (kVqmHeaderSize + json_size + kVqmAlignment - 1) / kVqmAlignment *
-                             kVqmAlignment;
+  const size_t data_offset =
+      (kVqmHeaderSize + json_size + kVqmAlignment - 1) / kVqmAlignment * kVqmAlignment;
   std::vector<uint8_t> file(data_offset + data_size, 0);
   const uint64_t fields[] = {kVqmHeaderSize, json_size, data_offset, data_size};
   std::memcpy(file.data(), "VQMF", 4);

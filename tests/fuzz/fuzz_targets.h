@@ -43,9 +43,9 @@ std::vector<uint8_t> vqm_from_config_input(const uint8_t *data, size_t size);
 }  // namespace vqm::fuzz
 
 // Aborts (a crash libFuzzer saves as a reproducer) when an invariant does not hold.
-#define VQM_FUZZ_CHECK(cond)                                                          \
-  do {                                                                                \
-    if (!(cond)) ::vqm::fuzz::check_failed(#cond, __FILE__, __LINE__);                \
+#define VQM_FUZZ_CHECK(cond)                                           \
+  do {                                                                 \
+    if (!(cond)) ::vqm::fuzz::check_failed(#cond, __FILE__, __LINE__); \
   } while (0)
 
 namespace vqm::fuzz {

@@ -40,8 +40,7 @@ class CliErrors : public ::testing::Test {
     write_bytes(p("huge.png"), craft_png(100000, 100000, 8, 2));
     const uint8_t cmyk[4] = {20, 200, 90, 40};
     write_bytes(p("cmyk.jpg"), cmyk_jpeg(cmyk));
-    const std::vector<uint8_t> rgb16 = {0, 0x12, 0x34, 0xab, 0xcd, 0xff, 0xff,
-                                        0, 1,    0,    2,    0,    3};
+    const std::vector<uint8_t> rgb16 = {0, 0x12, 0x34, 0xab, 0xcd, 0xff, 0xff, 0, 1, 0, 2, 0, 3};
     write_bytes(p("rgb16.png"), craft_png(2, 1, 16, 2, &rgb16));
     const std::vector<uint8_t> gray16 = {0, 0x12, 0x34, 0xfe, 0xdc};
     write_bytes(p("gray16.png"), craft_png(2, 1, 16, 0, &gray16));
@@ -133,9 +132,13 @@ TEST_F(CliErrors, VitEvalAndVitQuantize) {
       {"vit-eval", {"--model", m, "--bogus"}, 2, "--bogus"},
       {"vit-quantize", {"--model", m, "--calib", p("no_images"), "-o", p("q.vqm")}, 1, "no_images"},
       {"vit-quantize", {"--model", m, "--calib", p("missing"), "-o", p("q.vqm")}, 1, "missing"},
-      {"vit-quantize", {"--model", p("text.png"), "--calib", fmnist_dir(), "-o", p("q.vqm")}, 1,
+      {"vit-quantize",
+       {"--model", p("text.png"), "--calib", fmnist_dir(), "-o", p("q.vqm")},
+       1,
        "text.png"},
-      {"vit-quantize", {"--model", m, "--calib", fmnist_dir(), "-o", p("q.vqm"), "--bits", "9"}, 2,
+      {"vit-quantize",
+       {"--model", m, "--calib", fmnist_dir(), "-o", p("q.vqm"), "--bits", "9"},
+       2,
        "--bits"},
       {"vit-quantize", {"--model", m, "--calib", fmnist_dir()}, 2, "-o"},
       {"vit-quantize", {"--model", m, "--calib", fmnist_dir(), "-o", p("q.vqm"), "--x"}, 2, "--x"},

@@ -17,14 +17,6 @@
 #include "runtime/image.h"
 #include "test_util.h"
 
-#if defined(__SANITIZE_THREAD__)
-#define VQM_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define VQM_TSAN 1
-#endif
-#endif
-
 namespace vqm::test {
 namespace {
 
@@ -33,11 +25,9 @@ constexpr int kThreads = 8, kInferences = 1000, kImages = 16, kClasses = 10;
 // The OpenMP runtime is not TSan-instrumented: its barriers are invisible to TSan, so work
 // shared between OpenMP threads would be reported as races that are not there. Under TSan every
 // session therefore runs on one OpenMP thread; the threads under test are the application's.
-#ifdef VQM_TSAN
-constexpr int kMaxOmpThreads = 1;
-#else
-constexpr int kMaxOmpThreads = 2;
-#endif
+int max_omp_threads() {
+  return sanitizer() == Sanitizer::thread ? 1 : 2;
+}
 
 struct Variant {
   const char *name;
@@ -51,7 +41,7 @@ std::shared_ptr<const VitModel> load(const std::vector<uint8_t> &bytes) {
 }
 
 TEST(Concurrency, EightThreadsSharingModelsGiveSingleThreadResults) {
-  omp_set_num_threads(kMaxOmpThreads);  // model preparation on this thread
+  omp_set_num_threads(max_omp_threads());  // model preparation on this thread
   const auto st = SafetensorsFile::from_file(data_path("models/fmnist_deit_tiny.safetensors"));
   const std::vector<uint8_t> fp32_bytes = convert_timm(st, {}).to_bytes();
   const VqmFile fp32_file = VqmFile::from_memory(fp32_bytes.data(), fp32_bytes.size());
@@ -71,13 +61,13 @@ TEST(Concurrency, EightThreadsSharingModelsGiveSingleThreadResults) {
   // two OpenMP threads inside the session.
   const Variant variants[kThreads] = {
       {"fp32 x1", fp32, false, 1},
-      {"fp32 x2", fp32, false, kMaxOmpThreads},
+      {"fp32 x2", fp32, false, max_omp_threads()},
       {"w8a8 integer x1", w8, false, 1},
-      {"w8a8 integer x2", w8, false, kMaxOmpThreads},
+      {"w8a8 integer x2", w8, false, max_omp_threads()},
       {"w8a8 simulated x1", w8, true, 1},
       {"w4a4 integer x1", w4, false, 1},
-      {"w4a4 integer x2", w4, false, kMaxOmpThreads},
-      {"w4a4 simulated x2", w4, true, kMaxOmpThreads},
+      {"w4a4 integer x2", w4, false, max_omp_threads()},
+      {"w4a4 simulated x2", w4, true, max_omp_threads()},
   };
 
   const auto images = load_idx_images(find_idx_file(fmnist_dir(), "t10k", "images"));

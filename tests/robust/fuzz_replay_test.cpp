@@ -38,7 +38,8 @@ TEST(FuzzSeeds, EveryTargetHasSeedsAndAcceptsThem) {
 
 // Inputs saved from fuzzer crashes, each fixed since; README.md there says what each was.
 TEST(FuzzRegressions, SavedCrashInputsAreHandled) {
-  const std::filesystem::path root = std::filesystem::path(VQM_TEST_DATA_DIR) / "../fuzz/regressions";
+  const std::filesystem::path root =
+      std::filesystem::path(VQM_TEST_DATA_DIR) / "../fuzz/regressions";
   int replayed = 0;
   for (const auto &t : targets()) {
     const auto dir = root / t.name;

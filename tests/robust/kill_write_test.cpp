@@ -27,8 +27,8 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstddef>
 #include <csignal>
+#include <cstddef>
 #include <filesystem>
 
 #include "models/convert.h"
@@ -67,11 +67,10 @@ void install_write_filter() {
   constexpr unsigned kWatched[] = {SYS_write,  SYS_fsync,    SYS_fdatasync,
                                    SYS_rename, SYS_renameat, SYS_renameat2};
   constexpr unsigned n = sizeof kWatched / sizeof kWatched[0];
-  std::vector<sock_filter> f = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr))};
+  std::vector<sock_filter> f = {BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+                                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+                                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+                                BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr))};
   for (unsigned i = 0; i < n; ++i)
     f.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kWatched[i], static_cast<uint8_t>(n - i), 0));
   f.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
@@ -138,9 +137,8 @@ TraceResult run_traced(const std::vector<std::string> &argv, const fs::path &tar
         ptrace(PTRACE_SYSCALL, pid, nullptr, nullptr);
         waitpid(pid, &status, 0);
         ptrace(PTRACE_GETREGS, pid, nullptr, &regs);
-      } while (WIFSTOPPED(status) &&
-               (WSTOPSIG(status) != (SIGTRAP | 0x80) ||
-                static_cast<long long>(regs.rax) == -ENOSYS));
+      } while (WIFSTOPPED(status) && (WSTOPSIG(status) != (SIGTRAP | 0x80) ||
+                                      static_cast<long long>(regs.rax) == -ENOSYS));
       return kill_now();
     }
     if (!is_temporary_of(pid, regs.rdi, target)) continue;
@@ -242,15 +240,17 @@ TEST(KillMidWrite, VitQuantizeLeavesNoTornFile) {
   for (const char *png : {"fmnist_t10k_0_ankle_boot.png", "fmnist_t10k_1_pullover.png"})
     fs::copy_file(data_path(std::string("images/") + png), calib / png);
   // The cheapest quantization (min/max on 2 images): the subject is the write, not the search.
-  const std::vector<std::string> args = {tool("vit-quantize"), "--model", fp32.string(),
-                                         "--calib", calib.string(), "--n-calib", "2",
-                                         "--method", "minmax", "-o", target.string(), "--quiet"};
+  const std::vector<std::string> args = {
+      tool("vit-quantize"), "--model", fp32.string(), "--calib", calib.string(),
+      "--n-calib",          "2",       "--method",    "minmax",  "-o",
+      target.string(),      "--quiet"};
   const ProcessResult first = run_process(args, kChildEnv);
   ASSERT_EQ(first.exit_code, 0) << first.err;
   const std::vector<uint8_t> expected = read_bytes(target.string());
   ASSERT_GT(expected.size(), 100000u);
-  kill_at_steps(args, target, expected,
-                {{Step::half, true, "half"}, {Step::renaming, false, "renaming, no previous file"}});
+  kill_at_steps(
+      args, target, expected,
+      {{Step::half, true, "half"}, {Step::renaming, false, "renaming, no previous file"}});
 }
 
 }  // namespace

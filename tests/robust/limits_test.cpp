@@ -17,8 +17,8 @@ namespace {
 VqmFile vqm_with_tensor(const std::string &shape, const std::string &nbytes) {
   const std::string json = R"({"tensors":[{"name":"w","dtype":"f32","shape":)" + shape +
                            R"(,"offset":0,"nbytes":)" + nbytes + "}]}";
-  const std::vector<uint8_t> file = fuzz::vqm_from_config_input(
-      reinterpret_cast<const uint8_t *>(json.data()), json.size());
+  const std::vector<uint8_t> file =
+      fuzz::vqm_from_config_input(reinterpret_cast<const uint8_t *>(json.data()), json.size());
   return VqmFile::from_memory(file.data(), file.size(), default_limits(), "big.vqm");
 }
 

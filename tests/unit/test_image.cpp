@@ -272,6 +272,39 @@ TEST(ImageDecode, JpegHuffmanTableWithTooManyCodesIsAFormatError) {
   EXPECT_NE(msg.find("bad DHT header"), std::string::npos) << msg;
 }
 
+// Fuzzer findings in PNG (tests/fuzz/regressions/image/png-*): an empty first IDAT chunk made
+// stb memcpy to a null buffer, and an IDAT length larger than the file made it allocate that
+// length (1.2 GB for a 76-byte file) before noticing. Both are format errors now, found out
+// before any allocation.
+TEST(ImageDecode, PngChunksThatLieAreFormatErrors) {
+  const std::vector<uint8_t> row = {0, 7};  // filter byte + one gray pixel
+  const std::vector<uint8_t> good = craft_png(1, 1, 8, 0, &row);
+  EXPECT_EQ(decode(good, 1).pixels, std::vector<uint8_t>{7});
+  // IHDR is 8 + 25 bytes; the IDAT chunk's length field follows.
+  std::vector<uint8_t> empty_idat(good.begin(), good.begin() + 33);
+  const std::vector<uint8_t> tail = {0, 0, 0, 0, 'I', 'D', 'A', 'T', 0x35, 0xaf, 0x06, 0x1e};
+  empty_idat.insert(empty_idat.end(), tail.begin(), tail.end());
+  empty_idat.insert(empty_idat.end(), good.end() - 12, good.end());  // IEND
+  expect_error([&] { decode(empty_idat, 1); }, ErrorCode::format);
+  std::vector<uint8_t> long_idat = good;
+  long_idat[33] = 0x4c;  // IDAT length 0x4c00000a: 1.2 GB claimed, 10 present
+  const std::string msg = expect_error([&] { decode(long_idat, 1); }, ErrorCode::format);
+  EXPECT_NE(msg.find("outofdata"), std::string::npos) << msg;
+}
+
+// GIF and PNM are compiled out of the decoder (runtime/stb_image_impl.cpp): a fuzzer found an
+// integer overflow in stb's PNM header parser, and its GIF decoder has published heap overflows.
+TEST(ImageDecode, GifAndPnmAreNotDecoded) {
+  const std::vector<uint8_t> gif = {'G', 'I',  'F',  '8',  '9', 'a', 1, 0,   1, 0, 0x80, 0,
+                                    0,   0xff, 0xff, 0xff, 0,   0,   0, ',', 0, 0, 0,    0,
+                                    1,   0,    1,    0,    0,   2,   2, 'D', 1, 0, ';'};
+  const std::vector<uint8_t> pgm = {'P', '5', ' ', '1', ' ', '1', ' ', '2', '5', '5', '\n', 9};
+  for (const auto &file : {gif, pgm}) {
+    const std::string msg = expect_error([&] { decode(file, 1); }, ErrorCode::format);
+    EXPECT_NE(msg.find("unknown image type"), std::string::npos) << msg;
+  }
+}
+
 // ---- resampling ---------------------------------------------------------------------------
 
 Image gray(int w, int h, std::vector<uint8_t> px) {
