@@ -228,11 +228,6 @@ void check_options(const PtqOptions &o) {
     fail(ErrorCode::invalid_argument, "budgets must be positive");
 }
 
-// Storage dtype of b-bit integers: the smallest packed type that holds them.
-DType storage_dtype(int bits) {
-  return bits <= 4 ? DType::q4 : bits <= 6 ? DType::q6 : DType::i8;
-}
-
 VqmWriter write_model(PtqContext &c, const VqmFile &fp32) {
   VqmWriter w;
   json meta = fp32.meta();
@@ -284,9 +279,9 @@ VqmWriter write_model(PtqContext &c, const VqmFile &fp32) {
     }
     const auto &iw = it->second;
     const int64_t k = t.shape.back(), rows = static_cast<int64_t>(iw.values.size()) / k;
-    const DType dt = storage_dtype(iw.bits);
-    const int pack_bits = dt == DType::q4 ? 4 : dt == DType::q6 ? 6 : 8;
-    const std::vector<uint8_t> packed = pack_rows(iw.values.data(), rows, k, pack_bits);
+    // Stored in exactly b bits per value (qB), so the file size is what the budget counted.
+    const DType dt = int_dtype_for_bits(iw.bits);
+    const std::vector<uint8_t> packed = pack_rows(iw.values.data(), rows, k, iw.bits);
     w.add_tensor(t.name, dt, t.shape, packed.data(), packed.size(), t.name + ".scale", 0);
     w.add_f32(t.name + ".scale", {static_cast<int64_t>(iw.scale.size())}, iw.scale.data());
   }
