@@ -37,6 +37,9 @@ int main(int argc, char **argv) {
          {"--rounds", "R", "alternations of weight/input search (default 2)"},
          {"--gamma", "F", "weight of the ranking loss (default 0.1)"},
          {"--theta", "F", "margin of the ranking loss (default 0)"},
+         {"--sensitivity-at", "WHERE",
+          "mixed precision: measure a module's error at the network 'output' (default) or at the "
+          "'module' output (the paper)"},
          {"--sensitivity-candidates", "C",
           "candidates of the coarse search used for mixed-precision sensitivity (default 20)"},
          {"--report", "FILE.json", "write the per-layer / per-module report as JSON"},
@@ -81,6 +84,9 @@ int main(int argc, char **argv) {
     opt.sensitivity_search.per_channel = opt.search.per_channel;
     opt.sensitivity_search.seed = opt.search.seed;
     opt.sensitivity_search.candidates = args.get_int("--sensitivity-candidates", 20, 1, 100000);
+    opt.sensitivity_at = args.get("--sensitivity-at", "output");
+    if (opt.sensitivity_at != "output" && opt.sensitivity_at != "module")
+      throw vqm::cli::UsageError("--sensitivity-at must be output or module");
     const int n_calib = args.get_int("--n-calib", 32, 1, 100000);
     const bool quiet = args.has("--quiet");
     const bool tty = isatty(STDERR_FILENO);

@@ -224,6 +224,9 @@ void check_options(const PtqOptions &o) {
          "edge bits must be in [2, 8], got " + std::to_string(o.edge_bits));
   for (int b : o.candidate_bits)
     if (!valid_bits(b)) fail(ErrorCode::invalid_argument, "candidate bits must be in [2, 8]");
+  if (o.sensitivity_at != "output" && o.sensitivity_at != "module")
+    fail(ErrorCode::invalid_argument,
+         "unknown sensitivity_at '" + o.sensitivity_at + "' (output, module)");
   if (o.mixed_avg_bits < 0 || o.size_budget_bytes < 0)
     fail(ErrorCode::invalid_argument, "budgets must be positive");
 }
@@ -251,6 +254,7 @@ VqmWriter write_model(PtqContext &c, const VqmFile &fp32) {
       {"edge_bits", c.opt.edge_bits},
       {"candidate_bits", c.opt.candidate_bits},
       {"percentile", c.opt.percentile},
+      {"sensitivity_at", c.opt.sensitivity_at},
       {"zero_point_rule", "range"},
       {"order",
        "sequential: each layer searched on the outputs of the quantized layers before it"}};

@@ -35,6 +35,11 @@ struct PtqOptions {
     return s;
   }();
   int calib_batch = 32;
+  // Where a module's quantization error is measured for its mixed-precision sensitivity:
+  // "module": its own output (PTQ.md, the paper); "output" (ours): the network's output feature
+  // (the pre-logit LayerNorm output), so an error that later blocks amplify or wash out counts
+  // as it reaches the classifier. See docs/quantization.md for the measured difference.
+  std::string sensitivity_at = "output";
 };
 
 struct LayerReport {
