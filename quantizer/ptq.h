@@ -35,6 +35,10 @@ struct PtqOptions {
     return s;
   }();
   int calib_batch = 32;
+  // Uniform bits only: also measure the mixed-precision sensitivity (Omega per module and
+  // bit-width) and the Pareto frontier for the report, without changing the bits. Costs one
+  // coarse search per module and candidate bit-width, as mixed precision does.
+  bool measure_sensitivity = false;
 };
 
 struct LayerReport {
