@@ -10,14 +10,19 @@
 
 namespace vqm::cli {
 
-Args::Args(std::string tool, std::string usage, std::vector<Option> options)
-    : tool_(std::move(tool)), usage_(std::move(usage)), options_(std::move(options)) {
+Args::Args(std::string tool, std::string usage, std::vector<Option> options, std::string about)
+    : tool_(std::move(tool)),
+      usage_(std::move(usage)),
+      about_(std::move(about)),
+      options_(std::move(options)) {
   options_.push_back({"--help", "", "show this help and exit"});
 }
 
 std::string Args::help_text() const {
   std::ostringstream s;
-  s << "usage: " << tool_ << " " << usage_ << "\n\noptions:\n";
+  s << "usage: " << tool_ << " " << usage_ << "\n\n";
+  if (!about_.empty()) s << about_ << (about_.back() == '\n' ? "\n" : "\n\n");
+  s << "options:\n";
   for (const auto &o : options_) {
     std::string left = "  " + o.name + (o.meta.empty() ? "" : " " + o.meta);
     if (left.size() < 28)
@@ -26,6 +31,8 @@ std::string Args::help_text() const {
       left += "\n" + std::string(28, ' ');
     s << left << o.help << "\n";
   }
+  s << "\nexit status: 0 on success, 1 on errors (one line on stderr naming the problem), 2 on "
+       "bad usage\n";
   return s.str();
 }
 
