@@ -57,6 +57,16 @@ std::string bits_color(int bits) {
   }
 }
 
+PlotSpec plot_spec(const std::string &id, const std::string &title, const std::string &x_label,
+                   const std::string &y_label) {
+  PlotSpec s;
+  s.id = id;
+  s.title = title;
+  s.x_label = x_label;
+  s.y_label = y_label;
+  return s;
+}
+
 std::string fmt(const char *f, double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, f, v);
@@ -98,11 +108,7 @@ std::string summary(const PtqReport &r, const ReportContext &c) {
 }
 
 std::string bits_section(const PtqReport &r, int depth) {
-  PlotSpec spec;
-  spec.id = "bits";
-  spec.title = "Weight and activation bits per module";
-  spec.x_label = "block";
-  spec.y_label = "bits";
+  PlotSpec spec = plot_spec("bits", "Weight and activation bits per module", "block", "bits");
   spec.y_lo = 0, spec.y_hi = 8;
   spec.width = 1060;
   for (int l = 0; l < depth; ++l) spec.categories.push_back(std::to_string(l));
@@ -131,11 +137,9 @@ std::string sensitivity_section(const PtqReport &r, int depth) {
        "module is quantized at b bits. Black dots mark the bits chosen.</p>\n"
     << "<div class=\"grid2\">\n";
   for (bool attn : {true, false}) {
-    PlotSpec spec;
-    spec.id = attn ? "sensitivity-attn" : "sensitivity-mlp";
-    spec.title = std::string("Ω per ") + (attn ? "MSA" : "MLP") + " module";
-    spec.x_label = "block";
-    spec.y_label = "Ω (log)";
+    PlotSpec spec =
+        plot_spec(attn ? "sensitivity-attn" : "sensitivity-mlp",
+                  std::string("Ω per ") + (attn ? "MSA" : "MLP") + " module", "block", "Ω (log)");
     spec.log_y = true;
     std::map<int, PlotSeries> per_bits;
     PlotSeries chosen{"chosen", "#000", Style::markers, {}};
@@ -159,11 +163,8 @@ std::string sensitivity_section(const PtqReport &r, int depth) {
     o << svg_plot(spec, series);
   }
   // The nuclear norms themselves, relative to the mean of each kind (as they enter Ω).
-  PlotSpec spec;
-  spec.id = "nuclear-norm";
-  spec.title = "Nuclear norm relative to the mean of its kind";
-  spec.x_label = "block";
-  spec.y_label = "relative nuclear norm";
+  PlotSpec spec = plot_spec("nuclear-norm", "Nuclear norm relative to the mean of its kind",
+                            "block", "relative nuclear norm");
   spec.y_from_zero = true;
   PlotSeries attn{"MSA", kBlue, Style::line_markers, {}},
       mlp{"MLP", kOrange, Style::line_markers, {}};
@@ -197,11 +198,8 @@ std::string frontier_section(const PtqReport &r) {
   }
   o << "<p class=\"note\">Every configuration on the frontier is the least total Ω for its size "
        "of MSA and MLP weights; the budget picks the last one that fits.</p>\n";
-  PlotSpec spec;
-  spec.id = "pareto";
-  spec.title = "Pareto frontier";
-  spec.x_label = "MSA + MLP weights (MB)";
-  spec.y_label = "predicted error Σ Ω (log)";
+  PlotSpec spec =
+      plot_spec("pareto", "Pareto frontier", "MSA + MLP weights (MB)", "predicted error Σ Ω (log)");
   spec.log_y = true;
   spec.width = 1060;
   PlotSeries front{"frontier", kBlue, Style::line_markers, {}};
@@ -224,11 +222,9 @@ std::string frontier_section(const PtqReport &r) {
 }
 
 std::string similarity_section(const PtqReport &r) {
-  PlotSpec spec;
-  spec.id = "similarity";
-  spec.title = "Output similarity per layer, before and after the interval search";
-  spec.x_label = "layer (network order; b = block)";
-  spec.y_label = "1 − Pearson (log, lower is better)";
+  PlotSpec spec =
+      plot_spec("similarity", "Output similarity per layer, before and after the interval search",
+                "layer (network order; b = block)", "1 − Pearson (log, lower is better)");
   spec.log_y = true;
   spec.width = 1060;
   PlotSeries before{"before search (max-based intervals)", kGray, Style::line_markers, {}};
@@ -299,11 +295,9 @@ std::string curves_section(const PtqReport &r, int depth) {
        "kept.</p>\n<div class=\"grid2\">\n";
   for (size_t i : chosen) {
     const auto &l = r.layers[i];
-    PlotSpec spec;
-    spec.id = "curve:" + l.name;
-    spec.title = l.name + " (" + std::to_string(l.x_bits) + " bits)";
-    spec.x_label = "interval Δ";
-    spec.y_label = "objective";
+    PlotSpec spec =
+        plot_spec("curve:" + l.name, l.name + " (" + std::to_string(l.x_bits) + " bits)",
+                  "interval Δ", "objective");
     spec.height = 260;
     spec.x_marks = {l.x_delta};
     PlotSeries s{"objective", kBlue, Style::line_markers, {}};
@@ -326,10 +320,7 @@ std::string accuracy_section(const ReportContext &c) {
   const AccuracyComparison &a = *c.accuracy;
   o << "<p class=\"note\">" << html_escape(a.data) << ": " << a.n << " images.</p>\n"
     << "<div class=\"grid2\">\n";
-  PlotSpec spec;
-  spec.id = "accuracy";
-  spec.title = "Top-1 and top-5 accuracy";
-  spec.y_label = "accuracy";
+  PlotSpec spec = plot_spec("accuracy", "Top-1 and top-5 accuracy", "", "accuracy");
   spec.categories = {"top-1", "top-5"};
   spec.y_lo = 0, spec.y_hi = 1;
   spec.value_labels = true;
@@ -338,10 +329,7 @@ std::string accuracy_section(const ReportContext &c) {
                        {"quantized", kBlue, Style::bars, {{0, a.quant_top1}, {1, a.quant_top5}}}});
   const size_t classes = a.class_names.size();
   if (classes > 0 && classes <= 40) {
-    PlotSpec pc;
-    pc.id = "accuracy-per-class";
-    pc.title = "Top-1 accuracy per class";
-    pc.y_label = "top-1";
+    PlotSpec pc = plot_spec("accuracy-per-class", "Top-1 accuracy per class", "", "top-1");
     pc.categories = a.class_names;
     pc.y_lo = 0, pc.y_hi = 1;
     pc.width = 680;

@@ -3,6 +3,7 @@
 // JSON output, one-line errors, and progress bars only on terminals.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -133,6 +134,12 @@ TEST(Tools, HelpJsonAndErrors) {
   const json bench = parse(run_tool("vit-bench --model " + dir +
                                     "/m.vqm --batch 1 --runs 1 --min-time 0 --warmup 0 --json"));
   EXPECT_EQ(bench["batch"], 1);
+  // The per-class table: a header, the ten classes, the summary line.
+  const ToolRun per_class = run_tool("vit-eval --limit 50 --per-class --model " + dir + "/m.vqm");
+  EXPECT_EQ(per_class.status, 0) << per_class.err;
+  EXPECT_EQ(std::count(per_class.out.begin(), per_class.out.end(), '\n'), 12) << per_class.out;
+  EXPECT_NE(per_class.out.find("    9  Ankle boot "), std::string::npos) << per_class.out;
+  EXPECT_NE(per_class.out.find("n=50 top-1 "), std::string::npos);
   // A wrong data folder is one line naming it, exit status 1.
   const ToolRun missing = run_tool("vit-eval --model " + dir + "/m.vqm --data " + dir + "/nope");
   EXPECT_EQ(missing.status, 1);

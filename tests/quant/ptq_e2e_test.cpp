@@ -118,6 +118,33 @@ TEST(PtqEndToEnd, MixedPrecisionHonoursTheBudget) {
   ASSERT_NE(q->quant(), nullptr);
 }
 
+TEST(PtqEndToEnd, UniformBitsCanMeasureSensitivityForTheReport) {
+  const VqmFile fp32 = fp32_model();
+  const auto calib = quant::load_calibration(fmnist_dir(), 4, 2, *VitModel::load(fp32));
+  quant::PtqOptions opt;
+  opt.bits = 6;
+  opt.measure_sensitivity = true;
+  opt.candidate_bits = {4, 8};
+  opt.search.candidates = opt.sensitivity_search.candidates = 2;
+  opt.search.rounds = 1;
+  quant::PtqReport report;
+  quant::quantize(fp32, calib, opt, &report);
+  ASSERT_EQ(report.modules.size(), 24u);
+  for (const auto &m : report.modules) {
+    EXPECT_EQ(m.bits, 6) << m.name;  // measured, not applied
+    EXPECT_EQ(m.sensitivity.size(), 2u) << m.name;
+    EXPECT_GT(m.nuclear_norm, 0) << m.name;
+  }
+  EXPECT_DOUBLE_EQ(report.avg_bits, 6.0);
+  EXPECT_GE(report.frontier.size(), 2u);
+  // Without the option a uniform run measures nothing of the kind.
+  opt.measure_sensitivity = false;
+  quant::PtqReport plain;
+  quant::quantize(fp32, calib, opt, &plain);
+  for (const auto &m : plain.modules) EXPECT_TRUE(m.sensitivity.empty()) << m.name;
+  EXPECT_TRUE(plain.frontier.empty());
+}
+
 TEST(PtqEndToEnd, BadInputsAreClearErrors) {
   const VqmFile fp32 = fp32_model();
   const auto model = VitModel::load(fp32);
