@@ -13,6 +13,7 @@
 
 #include "apps/app_common.h"
 #include "apps/cli.h"
+#include "apps/progress.h"
 #include "kernels/kernels.h"
 #include "models/random_model.h"
 #include "quantizer/ptq.h"
@@ -25,21 +26,35 @@ struct Timing {
   int runs;
 };
 
+// The bar shows how far both conditions of each phase are met (runs and seconds), warm-up
+// weighted by its share of the minimum time. Drawing is throttled and happens between runs.
 Timing time_runs(vqm::VitSession &s, const float *input, int batch, float *logits, int min_runs,
-                 double min_time, double warmup_time) {
+                 double min_time, double warmup_time, vqm::app::ProgressBar *bar) {
   using clock = std::chrono::steady_clock;
+  const double warm_share = (warmup_time + 0.1) / (warmup_time + min_time + 0.2);
+  auto show = [&](double phase_done, bool warm, int runs) {
+    const double f = warm ? warm_share * phase_done : warm_share + (1 - warm_share) * phase_done;
+    bar->update(static_cast<int64_t>(1000 * std::min(1.0, f)), 1000,
+                warm ? "warm-up" : std::to_string(runs) + " runs");
+  };
+  auto seconds_since = [](clock::time_point t) {
+    return std::chrono::duration<double>(clock::now() - t).count();
+  };
   // Warm-up like the peers' harness: at least 2 runs and at least warmup_time seconds.
   auto t0 = clock::now();
-  for (int runs = 0;
-       runs < 2 || std::chrono::duration<double>(clock::now() - t0).count() < warmup_time; ++runs)
+  for (int runs = 0; runs < 2 || seconds_since(t0) < warmup_time; ++runs) {
     s.run(input, batch, logits);
+    show(std::min((runs + 1) / 2.0, warmup_time > 0 ? seconds_since(t0) / warmup_time : 1.0), true,
+         runs + 1);
+  }
   std::vector<double> ms;
   t0 = clock::now();
-  while (static_cast<int>(ms.size()) < min_runs ||
-         std::chrono::duration<double>(clock::now() - t0).count() < min_time) {
+  while (static_cast<int>(ms.size()) < min_runs || seconds_since(t0) < min_time) {
     const auto a = clock::now();
     s.run(input, batch, logits);
     ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - a).count());
+    show(std::min(double(ms.size()) / min_runs, min_time > 0 ? seconds_since(t0) / min_time : 1.0),
+         false, static_cast<int>(ms.size()));
   }
   std::sort(ms.begin(), ms.end());
   const size_t n = ms.size();
@@ -117,7 +132,14 @@ int main(int argc, char **argv) {
          {"--profile", "",
           "after timing, time each kind of operation (GEMM, softmax, LayerNorm, GELU, "
           "quantize/reorder) over the same number of runs and print the shares"},
-         {"--verbose", "", "list the oneDNN kernel chosen for every primitive"}});
+         {"--verbose", "", "list the oneDNN kernel chosen for every primitive"},
+         {"--quiet", "", "no progress bar"}},
+        "Times whole-batch forwards: a warm-up, then at least --runs runs and --min-time seconds; "
+        "reports the median and p90. One line (or JSON object) per batch size on stdout; the "
+        "progress bar (terminals only) on stderr and erased before each result.\n\n"
+        "examples:\n"
+        "  vit-bench --model deit_s.vqm --batch 1,8 --threads 2\n"
+        "  vit-bench --arch deit_small_patch16_224 --precision w8a8 --json");
     args.parse(argc, argv);
     if (args.has("--model") == args.has("--arch"))
       throw vqm::cli::UsageError("give exactly one of --model or --arch");
@@ -183,8 +205,11 @@ int main(int argc, char **argv) {
       std::normal_distribution<float> nd;
       for (auto &x : input) x = nd(rng);
       std::vector<float> logits(static_cast<size_t>(batch) * c.num_classes);
+      vqm::app::ProgressBar bar("batch " + std::to_string(batch), "",
+                                vqm::app::progress_wanted(args.has("--quiet")));
       const Timing t =
-          time_runs(session, input.data(), batch, logits.data(), min_runs, min_time, warmup);
+          time_runs(session, input.data(), batch, logits.data(), min_runs, min_time, warmup, &bar);
+      bar.clear();
       const double ips = batch * 1000.0 / t.median_ms;
       const double rss = peak_rss_mb();
       if (args.has("--json")) {

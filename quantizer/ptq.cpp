@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <numeric>
 
 #include "quantizer/ptq_internal.h"
@@ -315,6 +316,8 @@ VqmWriter quantize(const VqmFile &fp32, const CalibrationSet &calib, const PtqOp
     const double budget =
         opt.size_budget_bytes > 0 ? opt.size_budget_bytes * 8.0 : opt.mixed_avg_bits * total;
     bits = choose_mixed_bits(c, budget);
+  } else if (opt.measure_sensitivity && report) {
+    choose_mixed_bits(c, std::numeric_limits<double>::max());  // fills the report; bits stay
   }
   double weighted = 0, params = 0;
   for (int l = 0; l < depth; ++l) {

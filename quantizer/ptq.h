@@ -40,6 +40,10 @@ struct PtqOptions {
   // (the pre-logit LayerNorm output), so an error that later blocks amplify or wash out counts
   // as it reaches the classifier. See docs/quantization.md for the measured difference.
   std::string sensitivity_at = "output";
+  // Uniform bits only: also measure the mixed-precision sensitivity (Omega per module and
+  // bit-width) and the Pareto frontier for the report, without changing the bits. Costs one
+  // coarse search per module and candidate bit-width, as mixed precision does.
+  bool measure_sensitivity = false;
 };
 
 struct LayerReport {

@@ -71,6 +71,8 @@ TEST(PtqEndToEnd, W8A8KeepsFp32AccuracyAndRoundTrips) {
   EXPECT_EQ(q->file().get("blocks.0.mlp.fc1.weight").dtype, DType::i8);
   EXPECT_EQ(report.layers.size(), 2u + 12u * 6u);
   for (const auto &l : report.layers) EXPECT_GT(l.similarity, 0.99) << l.name;
+  for (const auto &m : report.modules) EXPECT_TRUE(m.sensitivity.empty()) << m.name;
+  EXPECT_TRUE(report.frontier.empty());  // uniform bits measure no sensitivity unless asked
 
   const double acc_fp32 = accuracy(fp32_model_ptr), acc_q = accuracy(q);
   std::printf("[ measured ] first %d t10k: fp32 %.4f, W8A8 %.4f\n", kEval, acc_fp32, acc_q);

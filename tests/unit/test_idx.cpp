@@ -12,18 +12,8 @@
 #include "runtime/idx.h"
 #include "test_util.h"
 
-// stbi_zlib_compress builds the deflate streams of the synthetic .gz files. STATIC keeps the
-// implementation's symbols local to this file.
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#define STB_IMAGE_WRITE_STATIC
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#include <stb_image_write.h>
-#pragma GCC diagnostic pop
+// stbi_zlib_compress builds the deflate streams of the synthetic .gz files.
+#include "stb_image_write_impl.h"
 
 namespace vqm {
 namespace {
