@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 build_dir=${1:-build}
 
 packages=(build-essential cmake pkg-config libdnnl-dev nlohmann-json3-dev libstb-dev libgtest-dev
-          dataset-fashion-mnist clang clang-format)
+          dataset-fashion-mnist clang clang-format python3-numpy)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
