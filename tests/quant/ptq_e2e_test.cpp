@@ -118,6 +118,36 @@ TEST(PtqEndToEnd, MixedPrecisionHonoursTheBudget) {
   EXPECT_FALSE(report.frontier.empty());
   const auto q = VitModel::load(VqmFile::from_memory(bytes.data(), bytes.size()));
   ASSERT_NE(q->quant(), nullptr);
+  // A b-bit module is stored in exactly b bits, so the file is as large as the budget says.
+  for (const auto &m : report.modules) {
+    const std::string w =
+        m.name + (m.name.find("attn") != std::string::npos ? ".qkv.weight" : ".fc1.weight");
+    EXPECT_EQ(q->file().get(w).dtype, int_dtype_for_bits(m.bits)) << w;
+  }
+
+  // Profiling times every kind of operation of the integer forward and changes no result.
+  static const auto images = load_idx_images(find_idx_file(fmnist_dir(), "t10k", "images"));
+  std::vector<float> input(4 * 784), plain(4 * 10), profiled(4 * 10);
+  for (int i = 0; i < 4; ++i) {
+    Image img{28, 28, 1,
+              std::vector<uint8_t>(images.pixels.begin() + i * 784,
+                                   images.pixels.begin() + (i + 1) * 784)};
+    preprocess_image(img, q->preprocess(), input.data() + i * 784);
+  }
+  SessionOptions so;
+  so.max_batch = 4;
+  VitSession(q, so).run(input.data(), 4, plain.data());
+  so.profile = true;
+  VitSession prof(q, so);
+  prof.run(input.data(), 4, profiled.data());
+  prof.run(input.data(), 4, profiled.data());
+  EXPECT_EQ(plain, profiled);
+  EXPECT_EQ(prof.profile().forwards, 2);
+  for (int op : {OpProfile::gemm_linear, OpProfile::gemm_attention, OpProfile::softmax,
+                 OpProfile::layernorm, OpProfile::gelu, OpProfile::quantize_reorder})
+    EXPECT_GT(prof.profile().seconds[op], 0.0) << OpProfile::name(op);
+  prof.reset_profile();
+  EXPECT_EQ(prof.profile().total(), 0.0);
 }
 
 TEST(PtqEndToEnd, BadInputsAreClearErrors) {
