@@ -133,8 +133,9 @@ std::string sensitivity_section(const PtqReport &r, int depth) {
     return o.str();
   }
   o << "<p class=\"note\">Ω(b) = (nuclear norm of the module's attention map or output feature, "
-       "relative to the mean of its kind) × squared error of the residual stream when only that "
-       "module is quantized at b bits. Black dots mark the bits chosen.</p>\n"
+       "relative to the mean of its kind) × squared error, when only that module is quantized at "
+       "b bits, of the network's output feature (the default) or of the module's own output "
+       "(<code>--sensitivity-at module</code>). Black dots mark the bits chosen.</p>\n"
     << "<div class=\"grid2\">\n";
   for (bool attn : {true, false}) {
     PlotSpec spec =
