@@ -11,7 +11,8 @@
 
 namespace vqm {
 
-// Every .jpg/.jpeg/.png/.bmp file under `dir`, recursively, sorted by path (directory order is
+// Every .jpg/.jpeg/.png/.bmp file under `dir`, recursively (following links to folders; names
+// starting with "." are skipped, with their folders), sorted by path (directory order is
 // not stable across file systems, and calibration choices must be reproducible).
 std::vector<std::string> list_image_files(const std::string &dir);
 
