@@ -19,6 +19,16 @@ std::string fmnist_dir() {
   return VQM_FMNIST_DIR;
 }
 
+int workload(int full, int sanitized) {
+#ifdef VQM_TEST_SANITIZED
+  (void)full;
+  return sanitized;
+#else
+  (void)sanitized;
+  return full;
+#endif
+}
+
 std::string scratch_dir() {
   const auto *info = ::testing::UnitTest::GetInstance()->current_test_info();
   std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "global";

@@ -14,6 +14,11 @@ namespace vqm::test {
 std::string data_path(const std::string &rel);
 // Fashion-MNIST idx folder (Debian's dataset-fashion-mnist).
 std::string fmnist_dir();
+// How many images an accuracy-scale test works through: `full` in normal builds, `sanitized`
+// under ASan/UBSan/TSan. The sanitizers look for memory and UB errors, which the same code paths
+// show on a smaller workload 5-10x faster; the accuracy figures themselves are asserted on the
+// full workload in the Release suite, which CI runs too.
+int workload(int full, int sanitized);
 // A fresh, empty scratch directory unique to the calling test; removed at process exit is not
 // guaranteed, so it lives under the build tree (VQM_BIN_DIR/../test-work).
 std::string scratch_dir();
