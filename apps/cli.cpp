@@ -10,22 +10,54 @@
 
 namespace vqm::cli {
 
-Args::Args(std::string tool, std::string usage, std::vector<Option> options)
-    : tool_(std::move(tool)), usage_(std::move(usage)), options_(std::move(options)) {
+Args::Args(std::string tool, std::string usage, std::vector<Option> options, std::string about)
+    : tool_(std::move(tool)),
+      usage_(std::move(usage)),
+      about_(std::move(about)),
+      options_(std::move(options)) {
   options_.push_back({"--help", "", "show this help and exit"});
 }
 
+namespace {
+
+// Words of `text` in lines of at most `width` characters, every line but the first indented by
+// `indent` spaces (a word longer than a line gets a line of its own).
+std::string wrap(const std::string &text, size_t width, size_t indent) {
+  std::istringstream words(text);
+  std::string out, line, word;
+  while (words >> word) {
+    if (!line.empty() && line.size() + 1 + word.size() > width) {
+      out += line + "\n" + std::string(indent, ' ');
+      line.clear();
+    }
+    line += (line.empty() ? "" : " ") + word;
+  }
+  return out + line;
+}
+
+constexpr size_t kHelpWidth = 100, kOptionColumn = 28;
+
+}  // namespace
+
 std::string Args::help_text() const {
   std::ostringstream s;
-  s << "usage: " << tool_ << " " << usage_ << "\n\noptions:\n";
+  s << "usage: " << tool_ << " " << usage_ << "\n\n";
+  // Paragraphs are wrapped; lines that start with a space (examples) are kept as they are.
+  std::istringstream about(about_);
+  for (std::string line; std::getline(about, line);)
+    s << (line.empty() || line[0] == ' ' ? line : wrap(line, kHelpWidth, 0)) << "\n";
+  if (!about_.empty()) s << "\n";
+  s << "options:\n";
   for (const auto &o : options_) {
     std::string left = "  " + o.name + (o.meta.empty() ? "" : " " + o.meta);
-    if (left.size() < 28)
-      left.resize(28, ' ');
+    if (left.size() < kOptionColumn)
+      left.resize(kOptionColumn, ' ');
     else
-      left += "\n" + std::string(28, ' ');
-    s << left << o.help << "\n";
+      left += "\n" + std::string(kOptionColumn, ' ');
+    s << left << wrap(o.help, kHelpWidth - kOptionColumn, kOptionColumn) << "\n";
   }
+  s << "\nexit status: 0 on success, 1 on errors (one line on stderr naming the problem), 2 on "
+       "bad usage\n";
   return s.str();
 }
 

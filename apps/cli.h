@@ -18,7 +18,9 @@ struct Option {
 
 class Args {
  public:
-  Args(std::string tool, std::string usage, std::vector<Option> options);
+  // `about`: paragraphs printed between the usage line and the options (what the tool does,
+  // where its output goes, examples).
+  Args(std::string tool, std::string usage, std::vector<Option> options, std::string about = "");
   // Throws UsageError on unknown flags or missing values. Handles --help (prints, exits 0).
   void parse(int argc, char **argv);
 
@@ -30,7 +32,7 @@ class Args {
   std::string help_text() const;
 
  private:
-  std::string tool_, usage_;
+  std::string tool_, usage_, about_;
   std::vector<Option> options_;
   std::map<std::string, std::string> values_;
   std::vector<std::string> positional_;

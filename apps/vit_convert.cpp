@@ -1,6 +1,7 @@
 // vit-convert IN.safetensors -o OUT.vqm: timm checkpoint to .vqm (f32 weights).
 #include <cstdio>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "apps/cli.h"
 #include "models/convert.h"
@@ -22,7 +23,14 @@ int main(int argc, char **argv) {
          {"--crop-pct", "F", "resize shorter side to crop/crop_pct before cropping"},
          {"--interpolation", "NAME", "bicubic, bilinear or nearest"},
          {"--labels", "FILE", "class names, one per line"},
-         {"--quiet", "", "print nothing on success"}});
+         {"--json", "", "print the converted model's geometry as one JSON object"},
+         {"--quiet", "", "print nothing on success"}},
+        "Converts a timm ViT/DeiT checkpoint (.safetensors: F32, F16 or BF16) into a .vqm file "
+        "with fp32 weights, the model geometry, preprocessing and class labels. The summary (or "
+        "--json) goes to stdout, notes to stderr.\n\n"
+        "examples:\n"
+        "  vit-convert model.safetensors -o deit_s.vqm --preset deit_small_patch16_224\n"
+        "  vit-convert fmnist.safetensors -o fmnist.vqm --labels classes.txt --json");
     args.parse(argc, argv);
     if (args.positional().size() != 1)
       throw vqm::cli::UsageError("expected one input .safetensors file");
@@ -48,9 +56,25 @@ int main(int argc, char **argv) {
     const std::vector<uint8_t> bytes = writer.to_bytes();
     const auto model = vqm::VitModel::load(vqm::VqmFile::from_memory(bytes.data(), bytes.size()));
     vqm::write_file_atomic(out, bytes.data(), bytes.size());
-    if (!args.has("--quiet")) {
+    const auto &c = model->config();
+    if (args.has("--json")) {
+      const nlohmann::json j = {{"input", in},
+                                {"output", out},
+                                {"bytes", bytes.size()},
+                                {"arch", c.arch},
+                                {"image_size", c.image_size},
+                                {"in_chans", c.in_chans},
+                                {"patch_size", c.patch_size},
+                                {"embed_dim", c.embed_dim},
+                                {"depth", c.depth},
+                                {"num_heads", c.num_heads},
+                                {"mlp_hidden", c.mlp_hidden},
+                                {"num_classes", c.num_classes},
+                                {"distilled", c.distilled},
+                                {"notes", notes}};
+      std::printf("%s\n", j.dump().c_str());
+    } else if (!args.has("--quiet")) {
       for (const auto &n : notes) std::fprintf(stderr, "vit-convert: note: %s\n", n.c_str());
-      const auto &c = model->config();
       std::printf(
           "%s: %s, %dx%d x%d, patch %d, dim %d, depth %d, heads %d, mlp %d, %d classes%s -> %s "
           "(%.1f MB)\n",

@@ -1,14 +1,61 @@
 // vit-quantize --model FP32.vqm --calib SRC (--bits B | --mixed AVG | --size-budget BYTES) -o
-// OUT.vqm
-#include <unistd.h>
-
-#include <chrono>
+// OUT.vqm [--eval-data SRC] [--html-report DIR]
 #include <cstdio>
-#include <fstream>
+#include <filesystem>
+#include <memory>
+#include <optional>
 
 #include "apps/cli.h"
+#include "apps/evaluate.h"
+#include "apps/progress.h"
 #include "quantizer/ptq.h"
+#include "quantizer/report_html.h"
 #include "runtime/error.h"
+
+namespace {
+
+// fp32 and quantized accuracy on the same images, for the summary, the JSON and the HTML report.
+vqm::quant::AccuracyComparison compare_accuracy(const std::shared_ptr<const vqm::VitModel> &fp32,
+                                                const std::shared_ptr<const vqm::VitModel> &quant,
+                                                const vqm::Dataset &data, int limit, bool bars) {
+  const auto items = data.select(limit);
+  vqm::app::EvalOptions eo;
+  vqm::app::EvalResult r[2];
+  const std::shared_ptr<const vqm::VitModel> models[2] = {fp32, quant};
+  for (int m = 0; m < 2; ++m) {
+    vqm::app::ProgressBar bar(m ? "eval quantized" : "eval fp32", "images", bars);
+    r[m] = vqm::app::evaluate(models[m], data, items, eo, &bar);
+  }
+  vqm::quant::AccuracyComparison a;
+  a.data = data.source() + (data.is_idx() ? " (" + data.split() + ")" : "");
+  a.n = r[0].n;
+  a.fp32_top1 = double(r[0].top1) / a.n, a.fp32_top5 = double(r[0].top5) / a.n;
+  a.quant_top1 = double(r[1].top1) / a.n, a.quant_top5 = double(r[1].top5) / a.n;
+  for (size_t k = 0; k < r[0].class_n.size(); ++k) {
+    if (!r[0].class_n[k]) continue;
+    a.class_names.push_back(vqm::app::class_name(*fp32, data, static_cast<int>(k)));
+    a.fp32_class_top1.push_back(double(r[0].class_top1[k]) / r[0].class_n[k]);
+    a.quant_class_top1.push_back(double(r[1].class_top1[k]) / r[1].class_n[k]);
+  }
+  return a;
+}
+
+nlohmann::json accuracy_json(const vqm::quant::AccuracyComparison &a) {
+  nlohmann::json per_class = nlohmann::json::array();
+  for (size_t k = 0; k < a.class_names.size(); ++k)
+    per_class.push_back({{"label", a.class_names[k]},
+                         {"fp32_top1", a.fp32_class_top1[k]},
+                         {"quantized_top1", a.quant_class_top1[k]}});
+  return {{"data", a.data},
+          {"n", a.n},
+          {"fp32_top1", a.fp32_top1},
+          {"fp32_top5", a.fp32_top5},
+          {"quantized_top1", a.quant_top1},
+          {"quantized_top5", a.quant_top5},
+          {"per_class", per_class}};
+}
+
+}  // namespace
 
 int main(int argc, char **argv) {
   return vqm::cli::run_tool("vit-quantize", [&] {
@@ -37,10 +84,34 @@ int main(int argc, char **argv) {
          {"--rounds", "R", "alternations of weight/input search (default 2)"},
          {"--gamma", "F", "weight of the ranking loss (default 0.1)"},
          {"--theta", "F", "margin of the ranking loss (default 0)"},
+         {"--sensitivity-at", "WHERE",
+          "mixed precision: measure a module's error at the network 'output' (default) or at the "
+          "'module' output (the paper)"},
          {"--sensitivity-candidates", "C",
           "candidates of the coarse search used for mixed-precision sensitivity (default 20)"},
+         {"--sensitivity", "",
+          "with --bits: also measure the per-module sensitivity and the Pareto frontier (for the "
+          "reports; costs about as much as a mixed-precision run)"},
+         {"--eval-data", "SRC",
+          "evaluate fp32 and quantized accuracy on labelled data: idx files (t10k split) or an "
+          "image folder SRC/<class>/*.jpg"},
+         {"--eval-limit", "N", "evaluate N images of --eval-data (see vit-eval --limit)"},
+         {"--class-index", "FILE",
+          "class-index file of an --eval-data image folder (see vit-eval)"},
          {"--report", "FILE.json", "write the per-layer / per-module report as JSON"},
-         {"--quiet", "", "no progress and no table"}});
+         {"--html-report", "DIR",
+          "write DIR/index.html: one self-contained page with SVG plots (bits, sensitivity, "
+          "Pareto frontier, similarity, search curves, accuracy)"},
+         {"--json", "", "print a JSON summary on stdout instead of the table"},
+         {"--quiet", "", "no progress bar and no table"}},
+        "Post-training quantization of an fp32 .vqm: calibration images through the model, an "
+        "interval search per layer, bias correction, and mixed precision when asked. The table "
+        "(or --json) goes to stdout, progress bars (terminals only) to stderr.\n\n"
+        "examples:\n"
+        "  vit-quantize --model m.vqm --calib /usr/share/datasets/fashion-mnist --bits 8 -o "
+        "m.w8.vqm\n"
+        "  vit-quantize --model deit_s.vqm --calib imagenet/train --mixed 4 -o deit_s.mp4.vqm \\\n"
+        "      --eval-data imagenet/val --eval-limit 2000 --html-report report/");
     args.parse(argc, argv);
     for (const char *req : {"--model", "--calib", "-o"})
       if (!args.has(req)) throw vqm::cli::UsageError(std::string("missing ") + req);
@@ -81,34 +152,89 @@ int main(int argc, char **argv) {
     opt.sensitivity_search.per_channel = opt.search.per_channel;
     opt.sensitivity_search.seed = opt.search.seed;
     opt.sensitivity_search.candidates = args.get_int("--sensitivity-candidates", 20, 1, 100000);
+    opt.sensitivity_at = args.get("--sensitivity-at", "output");
+    if (opt.sensitivity_at != "output" && opt.sensitivity_at != "module")
+      throw vqm::cli::UsageError("--sensitivity-at must be output or module");
     const int n_calib = args.get_int("--n-calib", 32, 1, 100000);
-    const bool quiet = args.has("--quiet");
-    const bool tty = isatty(STDERR_FILENO);
+    opt.measure_sensitivity = args.has("--sensitivity");
+    if (opt.measure_sensitivity && (args.has("--mixed") || args.has("--size-budget")))
+      throw vqm::cli::UsageError(
+          "--sensitivity is for --bits (mixed precision measures it anyway)");
+    if (!args.has("--eval-data") && (args.has("--eval-limit") || args.has("--class-index")))
+      throw vqm::cli::UsageError("--eval-limit and --class-index need --eval-data");
+    const int eval_limit = args.get_int("--eval-limit", 0, 1, 1 << 30);
+    const bool quiet = args.has("--quiet"), json = args.has("--json");
+    const bool bars = vqm::app::progress_wanted(quiet);
 
     const auto fp32 = vqm::VqmFile::from_file(args.get("--model"));
     const auto probe = vqm::VitModel::load(fp32);
     const auto calib = vqm::quant::load_calibration(args.get("--calib"), n_calib,
                                                     static_cast<uint64_t>(seed), *probe);
-    const auto t0 = std::chrono::steady_clock::now();
+    // Eval data is opened before the long search, so a wrong path fails at once.
+    std::unique_ptr<vqm::Dataset> eval_data;
+    if (args.has("--eval-data")) {
+      vqm::DatasetOptions dopt;
+      dopt.class_index = args.get("--class-index");
+      eval_data = std::make_unique<vqm::Dataset>(vqm::Dataset::open(args.get("--eval-data"), dopt));
+      vqm::app::check_labels(*eval_data, *probe);
+    }
+    // One bar per phase (sensitivity trials, then the layer search): their steps cost different
+    // amounts, so a single rate would mislead the ETA.
+    std::unique_ptr<vqm::app::ProgressBar> bar;
+    std::string phase;
     vqm::quant::Progress progress = [&](const std::string &stage, int done, int total) {
-      if (quiet || !tty) return;
-      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      const double eta = done ? s / done * (total - done) : 0;
-      std::fprintf(stderr, "\r\033[K%3d%% [%d/%d] %s  %.0f s, ETA %.0f s", 100 * done / total, done,
-                   total, stage.c_str(), s, eta);
-      if (done == total) std::fprintf(stderr, "\n");
+      const bool sensitivity = stage.rfind("sensitivity", 0) == 0;
+      const std::string now = sensitivity ? "sensitivity" : "search";
+      if (!bar || now != phase) {
+        if (bar) bar->finish();
+        bar = std::make_unique<vqm::app::ProgressBar>(now, sensitivity ? "trials" : "layers", bars);
+        phase = now;
+      }
+      bar->update(done, total, sensitivity ? stage.substr(12) : stage);
     };
     vqm::quant::PtqReport report;
     const vqm::VqmWriter out = vqm::quant::quantize(fp32, calib, opt, &report, progress);
     const auto bytes = out.to_bytes();
-    vqm::VitModel::load(
+    bar.reset();
+    const auto quantized = vqm::VitModel::load(
         vqm::VqmFile::from_memory(bytes.data(), bytes.size()));  // validate before writing
     vqm::write_file_atomic(args.get("-o"), bytes.data(), bytes.size());
+    std::optional<vqm::quant::AccuracyComparison> accuracy;
+    if (eval_data) accuracy = compare_accuracy(probe, quantized, *eval_data, eval_limit, bars);
+    nlohmann::json summary = {{"model", args.get("--model")},  {"output", args.get("-o")},
+                              {"method", opt.method},          {"avg_bits", report.avg_bits},
+                              {"calibration_images", calib.n}, {"seconds", report.seconds},
+                              {"bytes", bytes.size()}};
+    if (accuracy) summary["accuracy"] = accuracy_json(*accuracy);
     if (args.has("--report")) {
-      const std::string text = report.to_json().dump(1);
+      nlohmann::json j = report.to_json();
+      if (accuracy) j["accuracy"] = summary["accuracy"];
+      const std::string text = j.dump(1);
       vqm::write_file_atomic(args.get("--report"), text.data(), text.size());
+      summary["report"] = args.get("--report");
     }
-    if (!quiet) {
+    if (args.has("--html-report")) {
+      vqm::quant::ReportContext ctx;
+      ctx.model_path = args.get("--model");
+      ctx.output_path = args.get("-o");
+      ctx.calibration = args.get("--calib") + ", " + std::to_string(calib.n) + " images";
+      ctx.method = opt.method;
+      ctx.bits_mode =
+          args.has("--mixed")         ? "mixed precision, " + args.get("--mixed") + " average bits"
+          : args.has("--size-budget") ? "mixed precision, " + args.get("--size-budget") + " bytes"
+                                      : "uniform " + std::to_string(opt.bits) + " bits";
+      ctx.fp32_bytes = static_cast<int64_t>(std::filesystem::file_size(args.get("--model")));
+      ctx.quant_bytes = static_cast<int64_t>(bytes.size());
+      ctx.accuracy = accuracy;
+      summary["html_report"] =
+          vqm::quant::write_html_report(args.get("--html-report"), report, ctx);
+    }
+    if (json) {
+      nlohmann::json modules = nlohmann::json::object();
+      for (const auto &m : report.modules) modules[m.name] = m.bits;
+      summary["modules"] = modules;
+      std::printf("%s\n", summary.dump().c_str());
+    } else if (!quiet) {
       std::printf("%-26s %-6s %5s %12s %4s %10s    %-10s\n", "layer", "kind", "bits", "delta_x",
                   "zp", "similarity", "");
       for (const auto &l : report.layers)
@@ -119,6 +245,14 @@ int main(int argc, char **argv) {
       std::printf("\n%s: %s, %.2f average bits, %d calibration images, %.1f s, %.2f MB\n",
                   args.get("-o").c_str(), opt.method.c_str(), report.avg_bits, calib.n,
                   report.seconds, bytes.size() / 1e6);
+      if (accuracy)
+        std::printf(
+            "accuracy on %s (%d images): fp32 top-1 %.4f top-5 %.4f, quantized top-1 %.4f "
+            "top-5 %.4f\n",
+            accuracy->data.c_str(), accuracy->n, accuracy->fp32_top1, accuracy->fp32_top5,
+            accuracy->quant_top1, accuracy->quant_top5);
+      if (summary.contains("html_report"))
+        std::printf("report: %s\n", summary["html_report"].get<std::string>().c_str());
     }
     return 0;
   });

@@ -14,7 +14,14 @@ int main(int argc, char **argv) {
                          {"--top", "K", "classes to print per image (default 5)"},
                          {"--json", "", "print one JSON object per image instead of text"},
                          {"--threads", "N", "OpenMP threads (default: all cores)"},
-                         {"--batch", "N", "images per forward pass (default 1)"}});
+                         {"--batch", "N", "images per forward pass (default 1)"}},
+                        "Classifies images (JPEG, PNG, BMP) with timm's eval preprocessing and "
+                        "prints the top-K classes of each on stdout, as text or one JSON object "
+                        "per image. An unreadable image is reported on stderr and skipped (exit "
+                        "status 1 at the end).\n\n"
+                        "examples:\n"
+                        "  vit-run --model deit_s.vqm cat.jpg dog.png\n"
+                        "  vit-run --model fmnist.vqm --top 3 --json shoe.png");
     args.parse(argc, argv);
     if (!args.has("--model")) throw vqm::cli::UsageError("missing --model M.vqm");
     if (args.positional().empty()) throw vqm::cli::UsageError("no image files given");

@@ -36,9 +36,9 @@ bool is_linear_weight(const std::string &name) {
          ends_with("fc2.weight") || name == "head.weight" || name == "head_dist.weight";
 }
 
-// q * scale[row] for an i8/q4/q6 tensor with a per-row (or single) f32 scale; the integers and
-// per-row scales go to `iw` for the integer engine.
-std::vector<float> dequantize(const VqmFile &f, const TensorInfo &t, IntWeight *iw) {
+// The integer form of an i8/qB tensor with a per-row (or single) f32 scale, validated; the
+// values stay packed in the file until a session or the simulation asks for them.
+IntWeight int_weight_of(const VqmFile &f, const TensorInfo &t) {
   const std::string &src = f.source();
   if (t.scale.empty())
     fail(ErrorCode::format, src + ": quantized tensor '" + t.name + "' has no scale tensor");
@@ -50,25 +50,20 @@ std::vector<float> dequantize(const VqmFile &f, const TensorInfo &t, IntWeight *
                                 dtype_name(s.dtype) + " " + shape_str(s.shape));
   if (s.numel() == rows && rows > 1 && t.quant_axis != 0)
     fail(ErrorCode::format, src + ": per-channel scale of '" + t.name + "' needs quant_axis 0");
-  const int64_t n = t.numel(), k = t.shape.back();
-  std::vector<int8_t> q(static_cast<size_t>(n));
-  unpack_int_rows(t.data, t.dtype, n / k, k, q.data());
+  IntWeight iw;
+  iw.tensor = &t;
+  iw.n = rows;
+  iw.k = t.numel() / rows;
   const float *scale = reinterpret_cast<const float *>(s.data);
-  std::vector<float> out(static_cast<size_t>(n));
-  const int64_t per_row = n / rows;
-  for (int64_t i = 0; i < n; ++i) {
-    const float sc = scale[s.numel() == 1 ? 0 : i / per_row];
+  iw.scale.resize(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    const float sc = scale[s.numel() == 1 ? 0 : r];
     if (!(std::isfinite(sc) && sc > 0))
       fail(ErrorCode::format,
            src + ": scale of '" + t.name + "' holds a non-positive or non-finite value");
-    out[i] = q[i] * sc;
+    iw.scale[r] = sc;
   }
-  iw->n = rows;
-  iw->k = n / rows;
-  iw->scale.resize(static_cast<size_t>(rows));
-  for (int64_t r = 0; r < rows; ++r) iw->scale[r] = scale[s.numel() == 1 ? 0 : r];
-  iw->values = std::move(q);
-  return out;
+  return iw;
 }
 }  // namespace
 
@@ -116,12 +111,8 @@ std::shared_ptr<VitModel> VitModel::load_mutable(VqmFile file) {
       m->weights_.emplace_back(e.name, reinterpret_cast<const float *>(t.data));
     } else if (t.dtype == DType::f16 || t.dtype == DType::bf16) {
       m->weights_.emplace_back(e.name, (m->converted_[e.name] = to_f32(t)).data());
-    } else if ((t.dtype == DType::i8 || t.dtype == DType::q4 || t.dtype == DType::q6) &&
-               is_linear_weight(e.name)) {
-      // Simulated execution: integer weights become exactly q * scale in fp32.
-      m->weights_.emplace_back(
-          e.name,
-          (m->converted_[e.name] = dequantize(m->file_, t, &m->int_weights_[e.name])).data());
+    } else if (int_dtype_bits(t.dtype) > 0 && is_linear_weight(e.name)) {
+      m->int_weights_[e.name] = int_weight_of(m->file_, t);
       names.insert(t.scale);
     } else {
       fail(ErrorCode::unsupported, src + ": tensor '" + e.name + "' has dtype " +
@@ -147,7 +138,8 @@ memory VitModel::packed_weight_s8(const std::string &name, const memory::desc &l
   std::lock_guard<std::mutex> lock(pack_mutex_);
   for (const auto &[n, mem] : packed_)
     if (n == name && mem.get_desc() == layout) return mem;
-  memory mem = dn::pack_linear_weights_s8(iw->values.data(), iw->n, iw->k, layout);
+  // Unpacked only for the reorder: the s8 copy lives in this scope, the packed one in the model.
+  memory mem = dn::pack_linear_weights_s8(iw->unpack().data(), iw->n, iw->k, layout);
   packed_.emplace_back(name, mem);
   return mem;
 }
@@ -170,7 +162,24 @@ void VitModel::set_weight(const std::string &name, std::vector<float> values) {
                 packed_.end());
 }
 
+std::vector<int8_t> IntWeight::unpack() const {
+  std::vector<int8_t> q(static_cast<size_t>(n * k));
+  unpack_int_rows(tensor->data, tensor->dtype, n, k, q.data());
+  return q;
+}
+
 const float *VitModel::weight(const std::string &name) const {
+  if (const IntWeight *iw = int_weight(name)) {
+    // Simulated execution: the integers become exactly q * scale in fp32.
+    std::lock_guard<std::mutex> lock(pack_mutex_);
+    std::vector<float> &out = dequantized_[name];
+    if (out.empty()) {
+      const std::vector<int8_t> q = iw->unpack();
+      out.resize(q.size());
+      for (size_t i = 0; i < q.size(); ++i) out[i] = q[i] * iw->scale[i / iw->k];
+    }
+    return out.data();
+  }
   auto it = std::lower_bound(weights_.begin(), weights_.end(),
                              std::make_pair(name, (const float *)nullptr));
   if (it == weights_.end() || it->first != name)
@@ -179,19 +188,32 @@ const float *VitModel::weight(const std::string &name) const {
 }
 
 memory VitModel::packed_weight(const std::string &name, const memory::desc &layout) const {
+  const float *w = weight(name);  // before the lock: weight() may take it to dequantize
   std::lock_guard<std::mutex> lock(pack_mutex_);
   for (const auto &[n, mem] : packed_)
     if (n == name && mem.get_desc() == layout) return mem;
   const TensorInfo &t = file_.get(name);
   // Conv weights [D, C, p, p] are linear weights [D, C*p*p] (see patchify_f32).
-  memory mem =
-      dn::pack_linear_weights_f32(weight(name), t.shape[0], t.numel() / t.shape[0], layout);
+  memory mem = dn::pack_linear_weights_f32(w, t.shape[0], t.numel() / t.shape[0], layout);
   packed_.emplace_back(name, mem);
   return mem;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Session
+
+const char *OpProfile::name(int op) {
+  static const char *const kNames[count] = {
+      "GEMM (linear layers)", "GEMM (attention Q*K^T, A*V)", "softmax", "LayerNorm", "GELU",
+      "quantize / reorder",   "other (embedding, logits)"};
+  return op >= 0 && op < count ? kNames[op] : "?";
+}
+
+double OpProfile::total() const {
+  double t = 0;
+  for (double s : seconds) t += s;
+  return t;
+}
 
 // The primitives for one batch size, with arguments bound to the session buffers.
 struct VitSession::Plan {
@@ -393,14 +415,19 @@ void VitSession::forward(const float *nchw, int n, float *logits, const TapFn *t
     return mq ? &(mq->blocks[l].*member) : nullptr;
   };
 
+  using Op = OpProfile::Op;
+  OpClock clk(options_.profile ? &profile_ : nullptr);
   // Patch embedding: a stride-p conv is one matmul over flattened patches.
   kernels::patchify_f32(nchw, B.patches.ptr, n, c.in_chans, c.image_size, c.image_size,
                         c.patch_size);
   quantize(mq ? &mq->patch_in : nullptr, B.patches.ptr, n * P * c.patch_dim());
   tap(Tap::patch_in, -1, B.patches.ptr, n * P, c.patch_dim());
+  clk.lap(Op::quantize_reorder);
   plan.patch.run(stream_);
+  clk.lap(Op::gemm_linear);
   embed_tokens(*model_, B.patch_out.ptr, B.x.ptr, n);
   tap(Tap::embed, -1, B.x.ptr, n * T, D);
+  clk.lap(Op::other);
 
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
   for (int l = 0; l < c.depth; ++l) {
@@ -410,7 +437,9 @@ void VitSession::forward(const float *nchw, int n, float *logits, const TapFn *t
     kernels::layernorm_f32(B.x.ptr, B.h.ptr, rows, D, blk.norm1_w, blk.norm1_b, c.ln_eps);
     quantize(point(l, &BlockQuant::qkv_in), B.h.ptr, rows * D);
     tap(Tap::qkv_in, l, B.h.ptr, rows, D);
+    clk.lap(Op::layernorm);
     blk.qkv.run(stream_);
+    clk.lap(Op::gemm_linear);
     kernels::split_heads_f32(B.qkv.ptr, B.heads.ptr, n, T, 3, H, dh);
     quantize(point(l, &BlockQuant::q), q, per_head);
     quantize(point(l, &BlockQuant::k), k, per_head);
@@ -418,35 +447,47 @@ void VitSession::forward(const float *nchw, int n, float *logits, const TapFn *t
     tap(Tap::q, l, q, head_rows, dh);
     tap(Tap::k, l, k, head_rows, dh);
     tap(Tap::v, l, v, head_rows, dh);
+    clk.lap(Op::quantize_reorder);
     plan.qk.run(stream_);
+    clk.lap(Op::gemm_attention);
     kernels::softmax_f32(B.scores.ptr, head_rows, T, scale);
     quantize(point(l, &BlockQuant::attn), B.scores.ptr, head_rows * T);
     tap(Tap::attn_probs, l, B.scores.ptr, head_rows, T);
+    clk.lap(Op::softmax);
     plan.av.run(stream_);
+    clk.lap(Op::gemm_attention);
     kernels::merge_heads_f32(B.attn_out.ptr, B.merged.ptr, n, H, T, dh);
     quantize(point(l, &BlockQuant::proj_in), B.merged.ptr, rows * D);
     tap(Tap::proj_in, l, B.merged.ptr, rows, D);
+    clk.lap(Op::quantize_reorder);
     blk.proj.run(stream_);  // x += attn · Wproj + b
     tap(Tap::attn_residual, l, B.x.ptr, rows, D);
+    clk.lap(Op::gemm_linear);
     kernels::layernorm_f32(B.x.ptr, B.h.ptr, rows, D, blk.norm2_w, blk.norm2_b, c.ln_eps);
     quantize(point(l, &BlockQuant::fc1_in), B.h.ptr, rows * D);
     tap(Tap::fc1_in, l, B.h.ptr, rows, D);
-    blk.fc1.run(stream_);  // gelu fused
+    clk.lap(Op::layernorm);
+    blk.fc1.run(stream_);  // gelu fused: charged to the GEMM
     quantize(point(l, &BlockQuant::fc2_in), B.mlp.ptr, rows * c.mlp_hidden);
     tap(Tap::fc2_in, l, B.mlp.ptr, rows, c.mlp_hidden);
+    clk.lap(Op::gemm_linear);
     blk.fc2.run(stream_);  // x += mlp · W2 + b
     tap(Tap::block_out, l, B.x.ptr, n * T, D);
+    clk.lap(Op::gemm_linear);
   }
 
   pool_prefix_tokens(*model_, B, n);
   quantize(mq ? &mq->head_in : nullptr, B.pooled.ptr, n * D);
   tap(Tap::prelogits, -1, B.pooled.ptr, n, D);
+  clk.lap(Op::layernorm);
   plan.head.run(stream_);
   if (c.distilled) {
     quantize(mq ? &mq->head_in : nullptr, B.pooled_dist.ptr, n * D);
     plan.head_dist.run(stream_);
   }
+  clk.lap(Op::gemm_linear);
   write_logits(*model_, B, n, logits);
+  clk.lap(Op::other);
 }
 
 void embed_tokens(const VitModel &model, const float *patch_out, float *x, int64_t n) {

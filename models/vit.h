@@ -44,12 +44,13 @@ struct TapEvent {
 };
 using TapFn = std::function<void(const TapEvent &)>;
 
-// Integer weights of a quantized linear layer as stored in the file: [n, k] values within the
-// layer's b-bit range and one f32 scale per output row.
+// Integer weights of a quantized linear layer: [n, k] values within the layer's b-bit range, kept
+// packed (i8/q4/q6) in the file, and one f32 scale per output row.
 struct IntWeight {
-  std::vector<int8_t> values;
+  const TensorInfo *tensor = nullptr;  // in the model's file
   std::vector<float> scale;
   int64_t n = 0, k = 0;
+  std::vector<int8_t> unpack() const;  // the n*k values as s8, row-major
 };
 
 class VitModel {
@@ -67,6 +68,8 @@ class VitModel {
   const VqmFile &file() const { return file_; }
 
   // fp32 view of a tensor (points into the file when stored as f32, else into a converted copy).
+  // Integer weights are dequantized on first use only (simulated execution, the quantizer):
+  // integer sessions never pay for an fp32 copy. Thread-safe.
   const float *weight(const std::string &name) const;
   // The linear weight `name` ([N,K]) reordered to `layout`; packed once per distinct layout and
   // shared by every session of this model. Thread-safe.
@@ -87,15 +90,26 @@ class VitModel {
   VitConfig config_;
   PreprocessConfig preprocess_;
   std::vector<std::string> labels_;
-  std::vector<std::pair<std::string, const float *>> weights_;  // sorted by name
+  std::vector<std::pair<std::string, const float *>> weights_;  // sorted by name; not int ones
   std::map<std::string, std::vector<float>> converted_;  // owners of non-f32 / edited tensors
   std::optional<ModelQuant> quant_;
   std::map<std::string, IntWeight> int_weights_;
+  // Guards packed_ and the lazily dequantized integer weights in dequantized_.
   mutable std::mutex pack_mutex_;
+  mutable std::map<std::string, std::vector<float>> dequantized_;
   mutable std::vector<std::pair<std::string, dnnl::memory>> packed_;
 };
 
 struct SessionBuffers;  // models/vit_internal.h
+
+// Wall time of a session's forward passes by kind of operation (SessionOptions::profile).
+struct OpProfile {
+  enum Op { gemm_linear, gemm_attention, softmax, layernorm, gelu, quantize_reorder, other, count };
+  static const char *name(int op);
+  double seconds[count] = {};
+  int64_t forwards = 0;
+  double total() const;
+};
 
 struct SessionOptions {
   int max_batch = 1;  // images per internal forward; larger requests are split
@@ -104,6 +118,9 @@ struct SessionOptions {
   // (or VQM_EXECUTION=simulated): then in fp32 arithmetic on dequantized values, the quantizer's
   // own view of the model. The two agree up to float rounding.
   bool simulate = false;
+  // Time every operation of run() into profile(). Each op is timed between synchronous calls
+  // (oneDNN's CPU stream and our kernels return when done), so this adds two clock reads per op.
+  bool profile = false;
 };
 
 class VitSession {
@@ -121,6 +138,9 @@ class VitSession {
   const VitModel &model() const { return *model_; }
   // "op: impl" for every distinct primitive, for VQM_VERBOSE and the bench tool.
   std::vector<std::string> kernel_report() const;
+  // Accumulated since creation or the last reset (empty unless SessionOptions::profile).
+  const OpProfile &profile() const { return profile_; }
+  void reset_profile() { profile_ = OpProfile{}; }
 
  private:
   struct Plan;
@@ -143,6 +163,7 @@ class VitSession {
   std::vector<std::unique_ptr<IntPlan>> int_plans_;  // integer execution
   std::unique_ptr<IntBuffers> ibuf_;
   std::unique_ptr<SessionBuffers> buf_;
+  OpProfile profile_;
 };
 
 }  // namespace vqm

@@ -138,46 +138,69 @@ void VitSession::forward_int(const float *nchw, int n, float *logits, const TapF
     if (taps) (*taps)(TapEvent{t, block, data, r, cols});
   };
 
+  using Op = OpProfile::Op;
+  OpClock clk(options_.profile ? &profile_ : nullptr);
   kernels::patchify_f32(nchw, B.patches.ptr, n, c.in_chans, c.image_size, c.image_size,
                         c.patch_size);
   kernels::quantize(B.patches.ptr, I.patches.ptr, n * c.num_patches() * c.patch_dim(),
                     plan.patch_in);
+  clk.lap(Op::quantize_reorder);
   plan.patch.bound.run(stream_);
+  clk.lap(Op::gemm_linear);
   embed_tokens(*model_, B.patch_out.ptr, B.x.ptr, n);
   tap(Tap::embed, -1, B.x.ptr, rows, D);
+  clk.lap(Op::other);
 
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
   for (int l = 0; l < c.depth; ++l) {
     IntPlan::Block &blk = plan.blocks[l];
     kernels::layernorm_quant(B.x.ptr, I.h.ptr, rows, D, blk.norm1_w, blk.norm1_b, c.ln_eps,
                              blk.qkv_in);
+    clk.lap(Op::layernorm);
     blk.qkv.bound.run(stream_);
+    clk.lap(Op::gemm_linear);
     void *const heads[3] = {I.q.ptr, I.k.ptr, I.v.ptr};
     const kernels::QuantGrid grids[3] = {blk.q, blk.k, blk.v};
     kernels::split_heads_quant(B.qkv.ptr, heads, grids, n, T, 3, H, dh);
+    clk.lap(Op::quantize_reorder);
     blk.qk.run(stream_);
+    clk.lap(Op::gemm_attention);
     kernels::softmax_quant(B.scores.ptr, I.attn.ptr, head_rows, T, scale, blk.attn);
+    clk.lap(Op::softmax);
     blk.av.run(stream_);
+    clk.lap(Op::gemm_attention);
     kernels::merge_heads_quant(B.attn_out.ptr, I.merged.ptr, n, H, T, dh, blk.proj_in);
+    clk.lap(Op::quantize_reorder);
     blk.proj.bound.run(stream_);  // x += attn · Wproj + b
     tap(Tap::attn_residual, l, B.x.ptr, rows, D);
+    clk.lap(Op::gemm_linear);
     kernels::layernorm_quant(B.x.ptr, I.h.ptr, rows, D, blk.norm2_w, blk.norm2_b, c.ln_eps,
                              blk.fc1_in);
+    clk.lap(Op::layernorm);
     blk.fc1.bound.run(stream_);
+    clk.lap(Op::gemm_linear);
     kernels::gelu_quant(B.mlp.ptr, I.mlp.ptr, rows * c.mlp_hidden, blk.fc2_in);
+    clk.lap(Op::gelu);
     blk.fc2.bound.run(stream_);  // x += mlp · W2 + b
     tap(Tap::block_out, l, B.x.ptr, rows, D);
+    clk.lap(Op::gemm_linear);
   }
 
   pool_prefix_tokens(*model_, B, n);
   tap(Tap::prelogits, -1, B.pooled.ptr, n, D);
+  clk.lap(Op::layernorm);
   kernels::quantize(B.pooled.ptr, I.pooled.ptr, n * D, plan.head_in);
+  clk.lap(Op::quantize_reorder);
   plan.head.bound.run(stream_);
+  clk.lap(Op::gemm_linear);
   if (c.distilled) {
     kernels::quantize(B.pooled_dist.ptr, I.pooled_dist.ptr, n * D, plan.head_in);
+    clk.lap(Op::quantize_reorder);
     plan.head_dist.bound.run(stream_);
+    clk.lap(Op::gemm_linear);
   }
   write_logits(*model_, B, n, logits);
+  clk.lap(Op::other);
 }
 
 }  // namespace vqm

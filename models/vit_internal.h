@@ -2,6 +2,7 @@
 // simulated path (vit.cpp) and the integer path (vit_int8.cpp).
 #pragma once
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <vector>
@@ -133,6 +134,29 @@ struct VitSession::IntPlan {
   Linear patch, head, head_dist;
   std::vector<Block> blocks;
   kernels::QuantGrid patch_in, head_in;
+};
+
+// Charges the wall time since the previous lap to an operation kind of a profile; a no-op (one
+// branch) when the session does not profile.
+class OpClock {
+ public:
+  using clock = std::chrono::steady_clock;
+  explicit OpClock(OpProfile *p) : p_(p) {
+    if (p_) {
+      ++p_->forwards;
+      t_ = clock::now();
+    }
+  }
+  void lap(OpProfile::Op op) {
+    if (!p_) return;
+    const auto t = clock::now();
+    p_->seconds[op] += std::chrono::duration<double>(t - t_).count();
+    t_ = t;
+  }
+
+ private:
+  OpProfile *p_;
+  clock::time_point t_;
 };
 
 // x[b, t] = (cls | dist | patch_out[b, t - prefix]) + pos_embed[t] for n images.

@@ -1,17 +1,14 @@
 #include "quantizer/calibrate.h"
 
 #include <algorithm>
-#include <filesystem>
 #include <numeric>
 #include <random>
 
+#include "runtime/dataset.h"
 #include "runtime/error.h"
-#include "runtime/idx.h"
 #include "runtime/image.h"
 
 namespace vqm::quant {
-
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -24,18 +21,6 @@ std::vector<int> seeded_choice(int population, int n, uint64_t seed) {
   return idx;
 }
 
-bool is_image_file(const fs::path &p) {
-  std::string ext = p.extension().string();
-  for (char &c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp";
-}
-
-bool has_idx(const std::string &dir) {
-  for (const char *name : {"train-images-idx3-ubyte", "train-images-idx3-ubyte.gz"})
-    if (fs::exists(fs::path(dir) / name)) return true;
-  return false;
-}
-
 // struct used to mark the early end of a calibration forward.
 struct StopForward {};
 
@@ -46,58 +31,27 @@ CalibrationSet load_calibration(const std::string &source, int n, uint64_t seed,
   if (n < 1)
     fail(ErrorCode::invalid_argument,
          "calibration needs at least 1 image, got " + std::to_string(n));
-  std::error_code ec;
-  if (!fs::exists(source, ec))
-    fail(ErrorCode::io, "calibration source '" + source + "' does not exist");
-  if (!fs::is_directory(source, ec))
-    fail(ErrorCode::invalid_argument, "calibration source '" + source + "' is not a folder");
   const VitConfig &c = model.config();
+  DatasetOptions dopt;
+  dopt.split = "train";  // never the evaluation split
+  dopt.need_labels = false;
+  const Dataset data = Dataset::open(source, dopt);
   CalibrationSet set;
   set.description = {{"source", source}, {"seed", seed}};
-
-  if (has_idx(source)) {
-    const auto images = load_idx_images(find_idx_file(source, "train", "images"));
-    if (c.in_chans != 1)
-      fail(ErrorCode::unsupported, "idx images are grayscale but the model takes " +
-                                       std::to_string(c.in_chans) + " channels");
-    const auto chosen = seeded_choice(images.count, n, seed);
-    set.n = static_cast<int>(chosen.size());
-    set.input.resize(static_cast<size_t>(set.n) * c.input_size());
-    const size_t pixels = static_cast<size_t>(images.rows) * images.cols;
-    for (int i = 0; i < set.n; ++i) {
-      Image img;
-      img.width = images.cols;
-      img.height = images.rows;
-      img.channels = 1;
-      img.pixels.assign(images.pixels.begin() + chosen[i] * pixels,
-                        images.pixels.begin() + (chosen[i] + 1) * pixels);
-      preprocess_image(img, model.preprocess(), set.input.data() + i * c.input_size());
-    }
+  const auto chosen = seeded_choice(data.size(), n, seed);
+  set.n = static_cast<int>(chosen.size());
+  set.input.resize(static_cast<size_t>(set.n) * c.input_size());
+  std::vector<std::string> used;
+  for (int i = 0; i < set.n; ++i) {
+    preprocess_image(data.image(chosen[i], c.in_chans), model.preprocess(),
+                     set.input.data() + i * c.input_size());
+    used.push_back(data.item_name(chosen[i]));
+  }
+  if (data.is_idx()) {
     set.description["kind"] = "idx";
     set.description["split"] = "train";
     set.description["indices"] = chosen;
   } else {
-    std::vector<std::string> files;
-    for (auto it = fs::recursive_directory_iterator(
-             source, fs::directory_options::skip_permission_denied, ec);
-         !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
-      if (it->is_regular_file(ec) && is_image_file(it->path()))
-        files.push_back(it->path().string());
-    if (files.empty())
-      fail(ErrorCode::invalid_argument,
-           "calibration folder '" + source +
-               "' holds no .jpg/.jpeg/.png/.bmp images (and no train-images-idx3-ubyte)");
-    std::sort(files.begin(), files.end());  // directory order is not stable across file systems
-    const auto chosen = seeded_choice(static_cast<int>(files.size()), n, seed);
-    set.n = static_cast<int>(chosen.size());
-    set.input.resize(static_cast<size_t>(set.n) * c.input_size());
-    std::vector<std::string> used;
-    for (int i = 0; i < set.n; ++i) {
-      const std::string &f = files[chosen[i]];
-      preprocess_image(decode_image_file(f, c.in_chans), model.preprocess(),
-                       set.input.data() + i * c.input_size());
-      used.push_back(fs::relative(f, source, ec).string());
-    }
     set.description["kind"] = "folder";
     set.description["files"] = used;
   }

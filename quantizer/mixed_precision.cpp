@@ -2,6 +2,9 @@
 // output feature (MLP) times the squared error of the module's output when that module alone is
 // quantized at b bits; then the Pareto-frontier choice within the budget.
 //
+// Where the error is measured is a choice (PtqOptions::sensitivity_at): at the module's output as
+// in the paper, or (default, ours) at the network's output feature.
+//
 // One change (ours, docs/quantization.md): the nuclear norm enters relative to the mean over the
 // modules of its own kind. An attention map (rows summing to 1) and an MLP output feature have
 // nuclear norms orders of magnitude apart, so the raw product makes every MSA module look
@@ -39,6 +42,11 @@ std::vector<std::pair<int, int>> choose_mixed_bits(PtqContext &c, double budget_
   std::vector<std::vector<BitOption>> options;  // module order: blocks.0.attn, blocks.0.mlp, ...
   const int total = depth * 2 * static_cast<int>(cands.size());
   int done = 0;
+  const bool at_output = c.opt.sensitivity_at == "output";
+  const TapKey output_key{Tap::prelogits, -1};
+  // Every module is fp32 here (each is restored after its trial), so this is the fp32 output.
+  const std::vector<float> fp_output =
+      at_output ? capture(c, {output_key}).at(output_key) : std::vector<float>{};
 
   for (int l = 0; l < depth; ++l) {
     // fp32 activations of this block (everything else fp32 too: sensitivity is per module).
@@ -88,9 +96,13 @@ std::vector<std::pair<int, int>> choose_mixed_bits(PtqContext &c, double budget_
         }
         // With everything upstream in fp32, the residual stream after the module differs from
         // the fp32 one by exactly the module's output error.
-        const TapKey key = is_attn ? TapKey{Tap::attn_residual, l} : TapKey{Tap::block_out, l};
+        const TapKey key = at_output ? output_key
+                           : is_attn ? TapKey{Tap::attn_residual, l}
+                                     : TapKey{Tap::block_out, l};
         const auto quantized = capture(c, {key});
-        const double err = squared_error(quantized.at(key), is_attn ? resid : out);
+        const double err = squared_error(quantized.at(key), at_output ? fp_output
+                                                            : is_attn ? resid
+                                                                      : out);
         restore_module(c, l, is_attn);
         opts.push_back({b, double(mr.params) * b, err});  // scaled by the nuclear norm below
         mr.sensitivity[b] = err;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <numeric>
 
 #include "quantizer/ptq_internal.h"
@@ -224,13 +225,11 @@ void check_options(const PtqOptions &o) {
          "edge bits must be in [2, 8], got " + std::to_string(o.edge_bits));
   for (int b : o.candidate_bits)
     if (!valid_bits(b)) fail(ErrorCode::invalid_argument, "candidate bits must be in [2, 8]");
+  if (o.sensitivity_at != "output" && o.sensitivity_at != "module")
+    fail(ErrorCode::invalid_argument,
+         "unknown sensitivity_at '" + o.sensitivity_at + "' (output, module)");
   if (o.mixed_avg_bits < 0 || o.size_budget_bytes < 0)
     fail(ErrorCode::invalid_argument, "budgets must be positive");
-}
-
-// Storage dtype of b-bit integers: the smallest packed type that holds them.
-DType storage_dtype(int bits) {
-  return bits <= 4 ? DType::q4 : bits <= 6 ? DType::q6 : DType::i8;
 }
 
 VqmWriter write_model(PtqContext &c, const VqmFile &fp32) {
@@ -256,6 +255,7 @@ VqmWriter write_model(PtqContext &c, const VqmFile &fp32) {
       {"edge_bits", c.opt.edge_bits},
       {"candidate_bits", c.opt.candidate_bits},
       {"percentile", c.opt.percentile},
+      {"sensitivity_at", c.opt.sensitivity_at},
       {"zero_point_rule", "range"},
       {"order",
        "sequential: each layer searched on the outputs of the quantized layers before it"}};
@@ -284,9 +284,9 @@ VqmWriter write_model(PtqContext &c, const VqmFile &fp32) {
     }
     const auto &iw = it->second;
     const int64_t k = t.shape.back(), rows = static_cast<int64_t>(iw.values.size()) / k;
-    const DType dt = storage_dtype(iw.bits);
-    const int pack_bits = dt == DType::q4 ? 4 : dt == DType::q6 ? 6 : 8;
-    const std::vector<uint8_t> packed = pack_rows(iw.values.data(), rows, k, pack_bits);
+    // Stored in exactly b bits per value (qB), so the file size is what the budget counted.
+    const DType dt = int_dtype_for_bits(iw.bits);
+    const std::vector<uint8_t> packed = pack_rows(iw.values.data(), rows, k, iw.bits);
     w.add_tensor(t.name, dt, t.shape, packed.data(), packed.size(), t.name + ".scale", 0);
     w.add_f32(t.name + ".scale", {static_cast<int64_t>(iw.scale.size())}, iw.scale.data());
   }
@@ -316,6 +316,8 @@ VqmWriter quantize(const VqmFile &fp32, const CalibrationSet &calib, const PtqOp
     const double budget =
         opt.size_budget_bytes > 0 ? opt.size_budget_bytes * 8.0 : opt.mixed_avg_bits * total;
     bits = choose_mixed_bits(c, budget);
+  } else if (opt.measure_sensitivity && report) {
+    choose_mixed_bits(c, std::numeric_limits<double>::max());  // fills the report; bits stay
   }
   double weighted = 0, params = 0;
   for (int l = 0; l < depth; ++l) {

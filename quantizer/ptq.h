@@ -35,6 +35,15 @@ struct PtqOptions {
     return s;
   }();
   int calib_batch = 32;
+  // Where a module's quantization error is measured for its mixed-precision sensitivity:
+  // "module": its own output (PTQ.md, the paper); "output" (ours): the network's output feature
+  // (the pre-logit LayerNorm output), so an error that later blocks amplify or wash out counts
+  // as it reaches the classifier. See docs/quantization.md for the measured difference.
+  std::string sensitivity_at = "output";
+  // Uniform bits only: also measure the mixed-precision sensitivity (Omega per module and
+  // bit-width) and the Pareto frontier for the report, without changing the bits. Costs one
+  // coarse search per module and candidate bit-width, as mixed precision does.
+  bool measure_sensitivity = false;
 };
 
 struct LayerReport {

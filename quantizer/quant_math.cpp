@@ -583,16 +583,8 @@ std::vector<int> pareto_choose(const std::vector<std::vector<BitOption>> &module
 
 int64_t packed_row_size(int64_t k, int bits) {
   check_sizes("packed_row_size", k);
-  switch (bits) {
-    case 4:
-      return static_cast<int64_t>(packed_row_bytes(DType::q4, static_cast<uint64_t>(k)));
-    case 6:
-      return static_cast<int64_t>(packed_row_bytes(DType::q6, static_cast<uint64_t>(k)));
-    case 8:
-      return k;
-    default:
-      bad("packing: bits must be 4, 6 or 8, got " + std::to_string(bits));
-  }
+  if (bits < 2 || bits > 8) bad("packing: bits must be 2 to 8, got " + std::to_string(bits));
+  return static_cast<int64_t>(packed_row_bytes(int_dtype_for_bits(bits), static_cast<uint64_t>(k)));
 }
 
 std::vector<uint8_t> pack_rows(const int8_t *q, int64_t rows, int64_t k, int bits) {
@@ -627,15 +619,11 @@ std::vector<uint8_t> pack_rows(const int8_t *q, int64_t rows, int64_t k, int bit
 
 void unpack_rows(const uint8_t *packed, int64_t rows, int64_t k, int bits, int8_t *q_out) {
   check_sizes("unpack_rows", rows, k);
-  packed_row_size(k, bits);  // throws on a width other than 4, 6 or 8
+  packed_row_size(k, bits);  // throws on a width outside 2..8
   if (rows * k == 0) return;
   if (!packed || !q_out) bad("unpack_rows: null pointer");
   // The bit layout is the file format's: one implementation, in runtime/tensor.cpp.
-  unpack_int_rows(packed,
-                  bits == 8   ? DType::i8
-                  : bits == 4 ? DType::q4
-                              : DType::q6,
-                  rows, k, q_out);
+  unpack_int_rows(packed, int_dtype_for_bits(bits), rows, k, q_out);
 }
 
 }  // namespace vqm::quant

@@ -417,7 +417,7 @@ TensorInfo parse_tensor(const json &entry, size_t index, const uint8_t *data, ui
   const std::string &dtype = required_string(entry, "dtype", ctx);
   if (!dtype_from_name(dtype, &t.dtype)) {
     fail(ErrorCode::unsupported, ctx + ": unknown dtype " + quote_name(dtype) +
-                                     " (version 1 knows f32, f16, bf16, i32, i64, i8, u8, q4, q6)");
+                                     " (version 1 knows f32, f16, bf16, i32, i64, i8, u8, q2..q7)");
   }
   t.shape = detail::parse_shape(required(entry, "shape", ctx), limits, ctx);
   t.offset = detail::parse_u64(required(entry, "offset", ctx), ctx, "offset");

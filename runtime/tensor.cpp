@@ -10,13 +10,17 @@ namespace {
 struct DTypeRow {
   DType t;
   const char *name;
-  uint32_t bits;  // bits per element; q4/q6 rows are padded to whole bytes
+  uint32_t bits;  // bits per element; packed qB rows are padded to whole bytes
 };
 constexpr DTypeRow kDTypes[] = {
     {DType::f32, "f32", 32}, {DType::f16, "f16", 16}, {DType::bf16, "bf16", 16},
     {DType::i32, "i32", 32}, {DType::i64, "i64", 64}, {DType::i8, "i8", 8},
-    {DType::u8, "u8", 8},    {DType::q4, "q4", 4},    {DType::q6, "q6", 6},
+    {DType::u8, "u8", 8},    {DType::q2, "q2", 2},    {DType::q3, "q3", 3},
+    {DType::q4, "q4", 4},    {DType::q5, "q5", 5},    {DType::q6, "q6", 6},
+    {DType::q7, "q7", 7},
 };
+constexpr DType kIntByBits[] = {DType::q2, DType::q3, DType::q4, DType::q5,
+                                DType::q6, DType::q7, DType::i8};
 }  // namespace
 
 const char *dtype_name(DType t) {
@@ -33,6 +37,19 @@ bool dtype_from_name(std::string_view name, DType *out) {
     }
   }
   return false;
+}
+
+int int_dtype_bits(DType t) {
+  for (int b = 2; b <= 8; ++b)
+    if (kIntByBits[b - 2] == t) return b;
+  return 0;
+}
+
+DType int_dtype_for_bits(int bits) {
+  if (bits < 2 || bits > 8)
+    fail(ErrorCode::invalid_argument,
+         "integer storage needs 2 to 8 bits, got " + std::to_string(bits));
+  return kIntByBits[bits - 2];
 }
 
 uint64_t packed_row_bytes(DType t, uint64_t k) {
@@ -66,14 +83,14 @@ int64_t TensorInfo::numel() const {
 }
 
 void unpack_int_rows(const uint8_t *packed, DType t, int64_t rows, int64_t k, int8_t *out) {
-  if (t != DType::i8 && t != DType::q4 && t != DType::q6)
+  const int bits = int_dtype_bits(t);
+  if (bits == 0)
     fail(ErrorCode::unsupported,
          std::string("cannot unpack dtype ") + dtype_name(t) + " as integers");
-  if (t == DType::i8) {
+  if (bits == 8) {
     std::memcpy(out, packed, static_cast<size_t>(rows * k));
     return;
   }
-  const int bits = t == DType::q4 ? 4 : 6;
   const int64_t row_bytes = static_cast<int64_t>(packed_row_bytes(t, static_cast<uint64_t>(k)));
   const unsigned mask = (1u << bits) - 1, sign = 1u << (bits - 1);
 #pragma omp parallel for schedule(static) if (rows * k >= (1 << 16))

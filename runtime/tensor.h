@@ -9,19 +9,25 @@
 
 namespace vqm {
 
-// Packed q4/q6 store K (the innermost dimension) densely: see docs/vqm-format.md.
-enum class DType : uint8_t { f32, f16, bf16, i32, i64, i8, u8, q4, q6 };
+// Packed qB (B = 2..7 bits) store K (the innermost dimension) densely: see docs/vqm-format.md.
+// New values go at the end: the enum's order is not part of the file format (names are).
+enum class DType : uint8_t { f32, f16, bf16, i32, i64, i8, u8, q4, q6, q2, q3, q5, q7 };
 
 const char *dtype_name(DType t);
 // Parses "f32", "f16", ... (the .vqm spelling). Returns false for unknown names.
 bool dtype_from_name(std::string_view name, DType *out);
 
-// Bytes needed for `count` elements of `t` (q4: ceil(count/2), q6: ceil(count*6/8) per row;
-// see `packed_row_bytes`). Returns false on overflow.
+// Bytes needed for a tensor of `t` (packed qB: ceil(B * K / 8) per row of K; see
+// `packed_row_bytes`). Returns false on overflow.
 bool dtype_nbytes(DType t, const std::vector<int64_t> &shape, uint64_t *out);
 
-// Bytes of one packed row of `k` values (the innermost dimension) for q4/q6; k*size otherwise.
+// Bytes of one packed row of `k` values (the innermost dimension) for qB; k*size otherwise.
 uint64_t packed_row_bytes(DType t, uint64_t k);
+
+// Signed integer storage: the bit width of i8 (8) and qB (B), 0 for every other dtype.
+int int_dtype_bits(DType t);
+// The smallest signed integer dtype for `bits` in [2, 8] (qB, or i8 for 8). Throws otherwise.
+DType int_dtype_for_bits(int bits);
 
 struct TensorInfo {
   std::string name;
@@ -39,9 +45,9 @@ struct TensorInfo {
 // Converts f32/f16/bf16 data to f32. Throws vqm::Error(unsupported) for other dtypes.
 std::vector<float> to_f32(const TensorInfo &t);
 
-// Unpacks `rows` rows of `k` signed integers stored as i8 (plain), q4 or q6 (see
-// docs/vqm-format.md: q4 = two's-complement nibbles, element 2j low, 2j+1 high; q6 = element j at
-// bits [6j, 6j+6) of the row's little-endian bit stream; rows padded to whole bytes).
+// Unpacks `rows` rows of `k` signed integers stored as i8 (plain) or qB (see docs/vqm-format.md:
+// element j is the B-bit two's complement field at bits [Bj, Bj+B) of the row's LSB-first bit
+// stream; rows padded to whole bytes). Throws for other dtypes.
 void unpack_int_rows(const uint8_t *packed, DType t, int64_t rows, int64_t k, int8_t *out);
 
 float f16_to_f32(uint16_t h);

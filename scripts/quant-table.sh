@@ -3,6 +3,7 @@
 # the Fashion-MNIST DeiT-Tiny (32 calibration images from the train split, all 10,000 t10k images
 # evaluated). Prints markdown; raw JSON lines go to out/quant-table.jsonl. ~20 min on 2 cores.
 # Usage: bash scripts/quant-table.sh   (after scripts/setup.sh; needs python3 for the JSON)
+#        ONLY='mixed' bash scripts/quant-table.sh   reruns only the configs whose name matches
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=build/bin
@@ -11,10 +12,11 @@ mkdir -p out/quant
 fp32=out/quant/fp32.vqm
 "$bin/vit-convert" tests/data/models/fmnist_deit_tiny.safetensors -o "$fp32" --quiet
 jsonl=out/quant-table.jsonl
-: > "$jsonl"
+[ -n "${ONLY:-}" ] || : > "$jsonl"
 
 run() {  # name, vit-quantize flags...
   local name=$1; shift
+  [[ "$name" =~ ${ONLY:-.} ]] || return 0
   local out=out/quant/$name.vqm
   local stats
   stats=$( { /usr/bin/time -f "%e %M" "$bin/vit-quantize" --model "$fp32" --calib "$data" "$@" -o "$out" \
@@ -48,3 +50,5 @@ run abl_w4_per_tensor --bits 4 --per-tensor
 run abl_w4_no_refine --bits 4 --no-refine
 run abl_mixed4_no_ranking --mixed 4 --no-ranking
 run abl_mixed4_no_bias_correction --mixed 4 --no-bias-correction
+run abl_mixed4_sensitivity_at_module --mixed 4 --sensitivity-at module
+run abl_mixed6_sensitivity_at_module --mixed 6 --sensitivity-at module

@@ -13,6 +13,7 @@ jobs=$(nproc)
 
 VQM_CMAKE_ARGS="-DVQM_WERROR=ON" bash scripts/setup.sh build
 ctest --test-dir build --output-on-failure -j"$jobs"
+bash scripts/test-install.sh build
 
 echo "== clang-format check"
 git ls-files '*.cpp' '*.h' '*.c' | grep -v '^third_party/' | xargs clang-format --dry-run -Werror

@@ -4,17 +4,7 @@
 
 #include <cstdlib>
 
-// stb_image_write only for building test inputs. STATIC keeps its symbols private to this file.
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#define STB_IMAGE_WRITE_STATIC
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#include <stb_image_write.h>
-#pragma GCC diagnostic pop
+#include "stb_image_write_impl.h"
 
 namespace vqm::test {
 

@@ -54,6 +54,10 @@ bool reduced_workload() {
   return sanitizer() != Sanitizer::none && !(full && std::string(full) == "1");
 }
 
+int workload(int full, int sanitized) {
+  return reduced_workload() ? sanitized : full;
+}
+
 std::vector<uint8_t> read_bytes(const std::string &path) {
   std::ifstream f(path, std::ios::binary);
   return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});

@@ -144,8 +144,10 @@ TEST(VqmCorruptJson, BadNames) {
 }
 
 TEST(VqmCorruptJson, BadDtypes) {
-  EXPECT_VQM_ERROR(parse_text(doc(entry(R"("w")", R"("q3")"))), unsupported,
-                   "t.vqm: tensor 'w': unknown dtype 'q3'");
+  EXPECT_VQM_ERROR(parse_text(doc(entry(R"("w")", R"("q8")"))), unsupported,
+                   "t.vqm: tensor 'w': unknown dtype 'q8'");
+  EXPECT_VQM_ERROR(parse_text(doc(entry(R"("w")", R"("q1")"))), unsupported,
+                   "t.vqm: tensor 'w': unknown dtype 'q1'");
   EXPECT_VQM_ERROR(parse_text(doc(entry(R"("w")", R"("F32")"))), unsupported,
                    "unknown dtype 'F32'");
   EXPECT_VQM_ERROR(parse_text(doc(entry(R"("w")", "32"))), format,

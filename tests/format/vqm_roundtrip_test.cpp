@@ -57,7 +57,7 @@ struct SampleTensor {
   int quant_axis;
 };
 
-// One tensor of every dtype, including packed q4/q6 rows that end mid-byte and an empty tensor.
+// One tensor of every dtype, including packed qB rows that end mid-byte and an empty tensor.
 const std::vector<SampleTensor> &sample_tensors() {
   static const std::vector<SampleTensor> kTensors = {
       {"f32.w", DType::f32, {2, 3}, 24, "", -1},
@@ -72,6 +72,10 @@ const std::vector<SampleTensor> &sample_tensors() {
       {"q4.w.scale", DType::f32, {3}, 12, "", -1},
       {"q6.w", DType::q6, {2, 5}, 8, "q6.w.scale", 1},  // 30 bits -> 4 bytes per row
       {"q6.w.scale", DType::f32, {5}, 20, "", -1},
+      {"q2.w", DType::q2, {2, 5}, 4, "", -1},   // 10 bits -> 2 bytes per row
+      {"q3.w", DType::q3, {3, 3}, 6, "", -1},   // 9 bits -> 2 bytes per row
+      {"q5.w", DType::q5, {1, 8}, 5, "", -1},   // 40 bits -> 5 bytes
+      {"q7.w", DType::q7, {2, 7}, 14, "", -1},  // 49 bits -> 7 bytes per row
       {"scalar", DType::f32, {}, 4, "", -1},
   };
   return kTensors;

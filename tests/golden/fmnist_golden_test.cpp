@@ -66,8 +66,8 @@ TEST_F(FmnistGolden, IntermediateActivationsOfFirstFourImages) {
   EXPECT_LE(d.max_abs, 1e-3);
 }
 
-// All 10,000 t10k images against PyTorch. Sanitizer builds check the first 2,000 (the same
-// comparisons, a fifth of the time; test::reduced_workload).
+// All 10,000 t10k images against PyTorch. Sanitizer builds check the first 1,000 (the same
+// comparisons, a tenth of the time; test::workload).
 TEST_F(FmnistGolden, AllTestLogitsAndTop1) {
   const auto images = load_idx_images(find_idx_file(fmnist_dir(), "t10k", "images"));
   const auto labels = load_idx_labels(find_idx_file(fmnist_dir(), "t10k", "labels"));
@@ -76,14 +76,14 @@ TEST_F(FmnistGolden, AllTestLogitsAndTop1) {
   const auto ref_file = SafetensorsFile::from_file(data_path(kRef));  // owns the bytes
   const TensorInfo &ref_labels = ref_file.get("labels");
   ASSERT_EQ(ref.size(), 100000u);
-  const int n = reduced_workload() ? 2000 : 10000;
 
   const int batch = 64;
   SessionOptions so;
   so.max_batch = batch;
   VitSession session(model_, so);
   const size_t pixels = 28 * 28;
-  std::vector<float> input(batch * pixels), logits(n * 10);
+  const int n = workload(10000, 1000);
+  std::vector<float> input(batch * pixels), logits(static_cast<size_t>(n) * 10);
   for (int start = 0; start < n; start += batch) {
     const int count = std::min(batch, n - start);
     for (int i = 0; i < count; ++i) {

@@ -14,14 +14,7 @@
 namespace vqm::test {
 namespace {
 
-// Images evaluated (the first of t10k) and calibration images of the W8A8 test. Sanitizer builds
-// use 300 and 16 (test::reduced_workload): the same checks, at ASan's 5-10x cost per image.
-int eval_count() {
-  return reduced_workload() ? 300 : 1000;
-}
-int calib_count() {
-  return reduced_workload() ? 16 : 32;
-}
+const int kEval = workload(1000, 200);
 
 VqmFile fp32_model() {
   const auto st = SafetensorsFile::from_file(data_path("models/fmnist_deit_tiny.safetensors"));
@@ -29,7 +22,7 @@ VqmFile fp32_model() {
   return VqmFile::from_memory(bytes.data(), bytes.size());
 }
 
-// top-1 on the first eval_count() t10k images; `predictions` receives the argmax of each.
+// top-1 on the first kEval t10k images; `predictions` receives the argmax of each.
 double accuracy(const std::shared_ptr<const VitModel> &model, bool simulate = false,
                 std::vector<int> *predictions = nullptr) {
   static const auto images = load_idx_images(find_idx_file(fmnist_dir(), "t10k", "images"));
@@ -40,8 +33,7 @@ double accuracy(const std::shared_ptr<const VitModel> &model, bool simulate = fa
   VitSession session(model, so);
   std::vector<float> input(50 * 784), logits(50 * 10);
   int correct = 0;
-  const int n_eval = eval_count();
-  for (int start = 0; start < n_eval; start += 50) {
+  for (int start = 0; start < kEval; start += 50) {
     for (int i = 0; i < 50; ++i) {
       Image img{28, 28, 1,
                 std::vector<uint8_t>(images.pixels.begin() + (start + i) * 784,
@@ -57,14 +49,15 @@ double accuracy(const std::shared_ptr<const VitModel> &model, bool simulate = fa
       if (predictions) predictions->push_back(best);
     }
   }
-  return double(correct) / n_eval;
+  return double(correct) / kEval;
 }
 
 TEST(PtqEndToEnd, W8A8KeepsFp32AccuracyAndRoundTrips) {
   const VqmFile fp32 = fp32_model();
   const auto fp32_model_ptr = VitModel::load(fp32);
-  const auto calib = quant::load_calibration(fmnist_dir(), calib_count(), 0, *fp32_model_ptr);
-  EXPECT_EQ(calib.n, calib_count());
+  const int n_calib = workload(32, 8);
+  const auto calib = quant::load_calibration(fmnist_dir(), n_calib, 0, *fp32_model_ptr);
+  EXPECT_EQ(calib.n, n_calib);
   EXPECT_EQ(calib.description["split"], "train");  // never calibrate on the evaluation set
 
   quant::PtqOptions opt;
@@ -79,31 +72,33 @@ TEST(PtqEndToEnd, W8A8KeepsFp32AccuracyAndRoundTrips) {
   EXPECT_EQ(q->file().get("blocks.0.mlp.fc1.weight").dtype, DType::i8);
   EXPECT_EQ(report.layers.size(), 2u + 12u * 6u);
   for (const auto &l : report.layers) EXPECT_GT(l.similarity, 0.99) << l.name;
+  for (const auto &m : report.modules) EXPECT_TRUE(m.sensitivity.empty()) << m.name;
+  EXPECT_TRUE(report.frontier.empty());  // uniform bits measure no sensitivity unless asked
 
-  const double acc_fp32 = accuracy(fp32_model_ptr), acc_q = accuracy(q);
-  const int kEval = eval_count();
+  std::vector<int> int_pred, sim_pred;  // integer execution is the default for a quantized model
+  const double acc_fp32 = accuracy(fp32_model_ptr), acc_q = accuracy(q, false, &int_pred);
   std::printf("[ measured ] first %d t10k: fp32 %.4f, W8A8 %.4f\n", kEval, acc_fp32, acc_q);
   // W8A8 on this model loses well under a point on the full set (docs/quantization.md); on 1000
-  // images one point is 10 images (3 on the 300 of a sanitizer build).
+  // images one point is 10 images (2 on the sanitizers' 200).
   EXPECT_GE(acc_q, acc_fp32 - 0.01);
   // Integer execution (the default for a quantized model) against the simulated forward it must
   // reproduce up to float rounding: the same predictions but for images whose top two logits sit
   // within rounding of each other (0.15 % of t10k at 4 bits, fewer at 8; 1 in 1000 allowed here).
-  std::vector<int> int_pred, sim_pred;
-  const double acc_int = accuracy(q, false, &int_pred), acc_sim = accuracy(q, true, &sim_pred);
+  const double acc_int = acc_q, acc_sim = accuracy(q, true, &sim_pred);
   int agree = 0;
   for (int i = 0; i < kEval; ++i) agree += int_pred[i] == sim_pred[i];
   std::printf("[ measured ] integer vs simulated: agreement %d/%d, top-1 %.4f vs %.4f\n", agree,
               kEval, acc_int, acc_sim);
   EXPECT_GE(agree, kEval - 1);
-  EXPECT_NEAR(acc_int, acc_sim, 1.1 / kEval);  // one image at most
+  EXPECT_NEAR(acc_int, acc_sim, 1.1 / kEval);
   // An 8-bit file is about a quarter of the fp32 one.
   EXPECT_LT(bytes.size(), fp32.meta().dump().size() + 6u * 1000 * 1000);
 }
 
 TEST(PtqEndToEnd, MixedPrecisionHonoursTheBudget) {
   const VqmFile fp32 = fp32_model();
-  const auto calib = quant::load_calibration(fmnist_dir(), 8, 1, *VitModel::load(fp32));
+  const auto calib =
+      quant::load_calibration(fmnist_dir(), workload(8, 4), 1, *VitModel::load(fp32));
   quant::PtqOptions opt;
   opt.mixed_avg_bits = 4.0;
   opt.search.candidates = opt.sensitivity_search.candidates = 5;
@@ -125,6 +120,36 @@ TEST(PtqEndToEnd, MixedPrecisionHonoursTheBudget) {
   EXPECT_FALSE(report.frontier.empty());
   const auto q = VitModel::load(VqmFile::from_memory(bytes.data(), bytes.size()));
   ASSERT_NE(q->quant(), nullptr);
+  // A b-bit module is stored in exactly b bits, so the file is as large as the budget says.
+  for (const auto &m : report.modules) {
+    const std::string w =
+        m.name + (m.name.find("attn") != std::string::npos ? ".qkv.weight" : ".fc1.weight");
+    EXPECT_EQ(q->file().get(w).dtype, int_dtype_for_bits(m.bits)) << w;
+  }
+
+  // Profiling times every kind of operation of the integer forward and changes no result.
+  static const auto images = load_idx_images(find_idx_file(fmnist_dir(), "t10k", "images"));
+  std::vector<float> input(4 * 784), plain(4 * 10), profiled(4 * 10);
+  for (int i = 0; i < 4; ++i) {
+    Image img{28, 28, 1,
+              std::vector<uint8_t>(images.pixels.begin() + i * 784,
+                                   images.pixels.begin() + (i + 1) * 784)};
+    preprocess_image(img, q->preprocess(), input.data() + i * 784);
+  }
+  SessionOptions so;
+  so.max_batch = 4;
+  VitSession(q, so).run(input.data(), 4, plain.data());
+  so.profile = true;
+  VitSession prof(q, so);
+  prof.run(input.data(), 4, profiled.data());
+  prof.run(input.data(), 4, profiled.data());
+  EXPECT_EQ(plain, profiled);
+  EXPECT_EQ(prof.profile().forwards, 2);
+  for (int op : {OpProfile::gemm_linear, OpProfile::gemm_attention, OpProfile::softmax,
+                 OpProfile::layernorm, OpProfile::gelu, OpProfile::quantize_reorder})
+    EXPECT_GT(prof.profile().seconds[op], 0.0) << OpProfile::name(op);
+  prof.reset_profile();
+  EXPECT_EQ(prof.profile().total(), 0.0);
 }
 
 TEST(PtqEndToEnd, BadInputsAreClearErrors) {

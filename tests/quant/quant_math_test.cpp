@@ -428,7 +428,7 @@ TEST(Pareto, ViTSizedInstanceAndErrors) {
 
 TEST(Pack, RoundTripsAllWidthsAndAwkwardRowLengths) {
   std::mt19937 rng(13);
-  for (int bits : {4, 6, 8}) {
+  for (int bits : {2, 3, 4, 5, 6, 7, 8}) {
     const int lo = -(1 << (bits - 1)), hi = (1 << (bits - 1)) - 1;
     for (int64_t k : {1, 2, 3, 5, 8, 63, 64, 65}) {
       const int64_t rows = 3;
@@ -438,8 +438,7 @@ TEST(Pack, RoundTripsAllWidthsAndAwkwardRowLengths) {
       q.back() = static_cast<int8_t>(hi);
       if (k > 1) q[1] = static_cast<int8_t>(hi), q[k] = static_cast<int8_t>(lo);
       const auto packed = pack_rows(q.data(), rows, k, bits);
-      const uint64_t row_bytes =
-          bits == 8 ? k : packed_row_bytes(bits == 4 ? DType::q4 : DType::q6, k);
+      const uint64_t row_bytes = (static_cast<uint64_t>(k) * bits + 7) / 8;
       ASSERT_EQ(packed.size(), rows * row_bytes) << bits << " " << k;
       EXPECT_EQ(packed_row_size(k, bits), static_cast<int64_t>(row_bytes));
       std::vector<int8_t> back(q.size());
@@ -460,6 +459,12 @@ TEST(Pack, KnownByteLayout) {
   // Two rows of 5 q6 values: 30 bits -> 4 bytes per row, each row starting on a byte.
   const int8_t q6b[] = {0, 0, 0, 0, -1, -1, 0, 0, 0, 0};
   EXPECT_EQ(pack_rows(q6b, 2, 5, 6), (std::vector<uint8_t>{0, 0, 0, 0x3F, 0x3F, 0, 0, 0}));
+  // q3: patterns 0b011, 0b111, 0b100 -> bits 011 111 100 (LSB first) = 0b00'100'111'011 = 0x3B,
+  // 0x01; q5: 0b01111, 0b10000 -> 0b10000'01111 = 0x0F, 0x02.
+  const int8_t q3[] = {3, -1, -4};
+  EXPECT_EQ(pack_rows(q3, 1, 3, 3), (std::vector<uint8_t>{0x3B, 0x01}));
+  const int8_t q5[] = {15, -16};
+  EXPECT_EQ(pack_rows(q5, 1, 2, 5), (std::vector<uint8_t>{0x0F, 0x02}));
 }
 
 TEST(Pack, RejectsValuesOutOfRangeAndBadWidths) {
@@ -467,10 +472,11 @@ TEST(Pack, RejectsValuesOutOfRangeAndBadWidths) {
   EXPECT_VQM_ERROR(pack_rows(q, 1, 2, 4), invalid_argument, "column 1");
   const int8_t q6[] = {-33};
   EXPECT_VQM_ERROR(pack_rows(q6, 1, 1, 6), invalid_argument, "6 bits");
-  EXPECT_VQM_ERROR(pack_rows(q, 1, 2, 5), invalid_argument, "bits");
+  EXPECT_VQM_ERROR(pack_rows(q, 1, 2, 9), invalid_argument, "bits");
+  EXPECT_VQM_ERROR(pack_rows(q, 1, 2, 1), invalid_argument, "bits");
   int8_t out[2];
   const uint8_t bytes[] = {0};
-  EXPECT_VQM_ERROR(unpack_rows(bytes, 1, 2, 3, out), invalid_argument, "bits");
+  EXPECT_VQM_ERROR(unpack_rows(bytes, 1, 2, 9, out), invalid_argument, "bits");
 }
 
 }  // namespace

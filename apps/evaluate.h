@@ -1,0 +1,45 @@
+// Accuracy of a model on a labelled data set (vit-eval, vit-quantize --eval-data): top-1, top-5
+// and per class, with several sessions on the shared model, one per worker thread, each
+// decoding and preprocessing its own batches (on JPEG folders decoding costs as much as the
+// forward of a small model).
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "apps/progress.h"
+#include "models/vit.h"
+#include "runtime/dataset.h"
+
+namespace vqm::app {
+
+struct EvalOptions {
+  int batch = 32;    // images per forward pass
+  int threads = 0;   // CPU threads in all (0: all cores)
+  int sessions = 0;  // worker threads, each with a session of threads/sessions OpenMP threads
+                     // (0: one per thread)
+  bool keep_logits = false;
+};
+
+struct EvalResult {
+  int n = 0, top1 = 0, top5 = 0;
+  double seconds = 0;
+  // Per class index of the model: images, top-1 and top-5 hits.
+  std::vector<int> class_n, class_top1, class_top5;
+  std::vector<float> logits;  // n x classes in `items` order, with keep_logits
+};
+
+// Throws vqm::Error when the data set is unlabelled, a label is outside the model's classes,
+// a sorted-folder data set has a different number of classes than the model (the indices would
+// not mean the model's classes: a class-index file is needed), or an image cannot be decoded.
+void check_labels(const Dataset &data, const VitModel &model);
+
+// Evaluates `model` on data items `items` (see Dataset::select). `progress` may be null.
+EvalResult evaluate(const std::shared_ptr<const VitModel> &model, const Dataset &data,
+                    const std::vector<int> &items, const EvalOptions &options,
+                    ProgressBar *progress);
+
+// Name of class k for reports: the model's label, else the data set's folder name, else "k".
+std::string class_name(const VitModel &model, const Dataset &data, int k);
+
+}  // namespace vqm::app

@@ -1,0 +1,180 @@
+// The built tools end to end, as a user runs them: vit-eval on an image folder equals vit-eval on
+// the idx files, vit-quantize writes the HTML report with every plot, and every tool has --help,
+// JSON output, one-line errors, and progress bars only on terminals.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "apps/apps_test_util.h"
+#include "html_plots.h"
+#include "test_util.h"
+
+namespace vqm::test {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+json parse(const ToolRun &r) {
+  EXPECT_EQ(r.status, 0) << r.err;
+  const json j = json::parse(r.out, nullptr, false);
+  EXPECT_FALSE(j.is_discarded()) << r.out;
+  return j;
+}
+
+TEST(Tools, EvalOnAnImageFolderEqualsEvalOnTheIdxFiles) {
+  const std::string dir = scratch_dir();
+  const std::string model = write_fmnist_model(dir);
+  const std::string index = write_fmnist_folder(dir + "/val", 100);
+  // --batch 1: each image is its own forward, so the logits cannot depend on image order.
+  const std::string common = " --json --batch 1 --threads 2 --sessions 2 --model " + model;
+  const json idx =
+      parse(run_tool("vit-eval --limit 100 --dump-logits " + dir + "/idx.bin" + common));
+  const json folder = parse(run_tool("vit-eval --data " + dir + "/val --class-index " + index +
+                                     " --dump-logits " + dir + "/folder.bin" + common));
+  EXPECT_EQ(idx["n"], 100);
+  EXPECT_EQ(folder["n"], 100);
+  EXPECT_EQ(idx["top1"], folder["top1"]);
+  EXPECT_EQ(idx["top5"], folder["top5"]);
+  EXPECT_EQ(idx["per_class"], folder["per_class"]);
+  EXPECT_EQ(idx["per_class"].size(), 10u);
+  EXPECT_EQ(folder["per_class"][9]["label"], "Ankle boot");
+  EXPECT_GT(idx["top1"].get<double>(), 0.8);
+  // Logits, row by row: folder rows are in sorted file order, idx rows in index order.
+  const auto a = read_bytes(dir + "/idx.bin"), b = read_bytes(dir + "/folder.bin");
+  ASSERT_EQ(a.size(), 100u * 10 * 4);
+  ASSERT_EQ(b.size(), a.size());
+  std::vector<std::string> files;
+  for (const auto &e : fs::recursive_directory_iterator(dir + "/val"))
+    if (e.is_regular_file()) files.push_back(e.path().string());
+  std::sort(files.begin(), files.end());
+  for (size_t row = 0; row < files.size(); ++row) {
+    const size_t image = std::stoul(fs::path(files[row]).stem().string());
+    EXPECT_TRUE(std::equal(b.begin() + row * 40, b.begin() + row * 40 + 40, a.begin() + image * 40))
+        << files[row];
+  }
+  // Sorted folder names are not the model's class order here: without the index the numbers
+  // are those of a relabelled set (far below the model's accuracy), not an error.
+  const json sorted = parse(run_tool("vit-eval --data " + dir + "/val" + common));
+  EXPECT_LT(sorted["top1"].get<double>(), 0.5);
+}
+
+TEST(Tools, QuantizeWritesTheHtmlReportWithEveryPlot) {
+  const std::string dir = scratch_dir();
+  const std::string model = write_fmnist_model(dir);
+  const std::string index = write_fmnist_folder(dir + "/val", 50);
+  // Uniform 8 bits with the sensitivity measured as mixed precision would (so every plot has
+  // data; mixed precision itself is tested in tests/quant). Small settings for the CI budget: 4
+  // calibration images, 3 candidates, two candidate bit-widths, and one OpenMP thread (the
+  // search's many small GEMMs stall when CTest runs two tests on two cores).
+  const json j = parse(run_shell(
+      "OMP_NUM_THREADS=1 " + std::string(VQM_BIN_DIR) + "/vit-quantize --model " + model +
+      " --calib " + fmnist_dir() + " -o " + dir +
+      "/q.vqm --n-calib 4 --bits 8 --sensitivity --candidate-bits 4,8 --candidates 3 --rounds 1 "
+      "--sensitivity-candidates 1 --eval-data " +
+      dir + "/val --class-index " + index + " --report " + dir + "/r.json --html-report " + dir +
+      "/report --json"));
+  EXPECT_EQ(j["output"], dir + "/q.vqm");
+  EXPECT_EQ(j["avg_bits"].get<double>(), 8.0);  // measured, not applied
+  for (const auto &[name, bits] : j["modules"].items()) EXPECT_EQ(bits, 8) << name;
+  EXPECT_EQ(j["accuracy"]["n"], 50);
+  const double fp32 = j["accuracy"]["fp32_top1"], quant = j["accuracy"]["quantized_top1"];
+  EXPECT_GT(fp32, 0.8);
+  EXPECT_GT(quant, fp32 - 0.1);
+  EXPECT_EQ(j["accuracy"]["per_class"].size(), 10u);
+  // The fp32 number is vit-eval's on the same folder.
+  const json eval = parse(run_tool("vit-eval --model " + model + " --json --data " + dir +
+                                   "/val --class-index " + index));
+  EXPECT_EQ(eval["top1"].get<double>(), fp32);
+  EXPECT_TRUE(json::parse(read_bytes(dir + "/r.json")).contains("accuracy"));
+
+  ASSERT_EQ(j["html_report"], dir + "/report/index.html");
+  const auto bytes = read_bytes(dir + "/report/index.html");
+  const std::string html(bytes.begin(), bytes.end());
+  const auto p = html_plots(html);
+  using S = std::map<std::string, int>;
+  EXPECT_EQ(p.at("bits"), (S{{"MSA (attn)", 12}, {"MLP", 12}}));
+  for (const char *id : {"sensitivity-attn", "sensitivity-mlp"})
+    EXPECT_EQ(p.at(id), (S{{"4 bits", 12}, {"8 bits", 12}, {"chosen", 12}})) << id;
+  EXPECT_EQ(p.at("nuclear-norm"), (S{{"MSA", 12}, {"MLP", 12}}));
+  EXPECT_GE(p.at("pareto").at("frontier"), 2);
+  EXPECT_EQ(p.at("pareto").at("chosen"), 1);
+  EXPECT_EQ(p.at("similarity"),
+            (S{{"before search (max-based intervals)", 74}, {"after search", 74}}));
+  int curves = 0;
+  for (const auto &[id, series] : p)
+    if (id.rfind("curve:", 0) == 0) {
+      ++curves;
+      EXPECT_EQ(series, (S{{"objective", 3}})) << id;
+    }
+  EXPECT_EQ(curves, 4);
+  EXPECT_EQ(p.at("accuracy"), (S{{"fp32", 2}, {"quantized", 2}}));
+  EXPECT_EQ(p.at("accuracy-per-class"), (S{{"fp32", 10}, {"quantized", 10}}));
+}
+
+TEST(Tools, HelpJsonAndErrors) {
+  for (const char *tool : {"vit-run", "vit-convert", "vit-eval", "vit-bench", "vit-quantize"}) {
+    const ToolRun help = run_tool(std::string(tool) + " --help");
+    EXPECT_EQ(help.status, 0) << tool;
+    for (const char *part : {"usage: ", "examples:", "options:", "--help", "exit status"})
+      EXPECT_NE(help.out.find(part), std::string::npos) << tool << " --help lacks " << part;
+    const ToolRun bad = run_tool(std::string(tool) + " --no-such-flag");
+    EXPECT_EQ(bad.status, 2) << tool;
+    EXPECT_EQ(bad.err,
+              std::string(tool) + ": error: unknown option '--no-such-flag' (see --help)\n");
+  }
+  const std::string dir = scratch_dir();
+  const json conv =
+      parse(run_tool("vit-convert " + data_path("models/fmnist_deit_tiny.safetensors") + " -o " +
+                     dir + "/m.vqm --json"));
+  EXPECT_EQ(conv["num_classes"], 10);
+  EXPECT_EQ(conv["depth"], 12);
+  const json run = parse(run_tool("vit-run --json --top 2 --model " + dir + "/m.vqm " +
+                                  data_path("images/fmnist_t10k_0_ankle_boot.png")));
+  EXPECT_EQ(run["top"].size(), 2u);
+  const json bench = parse(run_tool("vit-bench --model " + dir +
+                                    "/m.vqm --batch 1 --runs 1 --min-time 0 --warmup 0 --json"));
+  EXPECT_EQ(bench["batch"], 1);
+  // The per-class table: a header, the ten classes, the summary line.
+  const ToolRun per_class = run_tool("vit-eval --limit 50 --per-class --model " + dir + "/m.vqm");
+  EXPECT_EQ(per_class.status, 0) << per_class.err;
+  EXPECT_EQ(std::count(per_class.out.begin(), per_class.out.end(), '\n'), 12) << per_class.out;
+  EXPECT_NE(per_class.out.find("    9  Ankle boot "), std::string::npos) << per_class.out;
+  EXPECT_NE(per_class.out.find("n=50 top-1 "), std::string::npos);
+  // A wrong data folder is one line naming it, exit status 1.
+  const ToolRun missing = run_tool("vit-eval --model " + dir + "/m.vqm --data " + dir + "/nope");
+  EXPECT_EQ(missing.status, 1);
+  EXPECT_EQ(missing.err, "vit-eval: error: data source '" + dir + "/nope' does not exist\n");
+  const ToolRun usage = run_tool("vit-quantize --model m --calib c -o o --eval-limit 5");
+  EXPECT_EQ(usage.status, 2);
+  EXPECT_NE(usage.err.find("--eval-limit and --class-index need --eval-data"), std::string::npos);
+}
+
+TEST(Tools, ProgressBarsOnlyOnTerminals) {
+  const std::string dir = scratch_dir();
+  const std::string model = write_fmnist_model(dir);
+  // Not a terminal (a pipe): stderr stays empty.
+  const ToolRun piped = run_tool("vit-eval --limit 64 --model " + model);
+  EXPECT_EQ(piped.status, 0);
+  EXPECT_EQ(piped.err, "");
+  // A terminal: util-linux `script` runs the tool on a pseudo-terminal.
+  if (std::system("command -v script >/dev/null 2>&1") != 0) GTEST_SKIP() << "no script(1)";
+  const std::string eval = std::string(VQM_BIN_DIR) + "/vit-eval --limit 64 --model " + model;
+  auto on_tty = [&](const std::string &extra) {
+    const ToolRun r = run_shell("script -qec '" + eval + extra + "' /dev/null");
+    EXPECT_EQ(r.status, 0) << r.err;
+    return r.out;
+  };
+  const std::string shown = on_tty("");
+  EXPECT_NE(shown.find("vit-eval 100% ["), std::string::npos) << shown;
+  EXPECT_NE(shown.find("64/64"), std::string::npos);
+  EXPECT_NE(shown.find("images/s"), std::string::npos);
+  const std::string quiet = on_tty(" --quiet");
+  EXPECT_EQ(quiet.find("100% ["), std::string::npos) << quiet;
+  EXPECT_NE(quiet.find("top-1"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace vqm::test
