@@ -48,7 +48,7 @@ TEST(Limits, SessionMemoryIsCheckedBeforeAllocating) {
   const std::vector<uint8_t> bytes = make_random_vit(c, 0).to_bytes();
   const auto model = VitModel::load(VqmFile::from_memory(bytes.data(), bytes.size()));
   EXPECT_VQM_ERROR(VitSession(model, {}), limit, "over the limit max_session_bytes");
-  // The default geometry (DeiT-S, 197 tokens) passes with a batch of 16.
+  // A real geometry (DeiT-Tiny, 197 tokens) passes with a batch of 16.
   const std::vector<uint8_t> deit = make_random_vit(arch_config("deit_tiny"), 0).to_bytes();
   const auto tiny = VitModel::load(VqmFile::from_memory(deit.data(), deit.size()));
   SessionOptions so;
