@@ -52,6 +52,33 @@ vqm_stb_fix("PNG IDAT longer than the file"
 [=[            if ((int)(ioff + c.length) < (int)ioff) return 0;
             if (!s->io.read && c.length > (stbi__uint32)(s->img_buffer_end - s->img_buffer)) return stbi__err("outofdata","Corrupt PNG"); // vqm: before allocating]=])
 
+# JPEG scan coded with a Huffman table that no DHT segment defined: the table is all zeros, the
+# maxcode[17] sentinel that ends stbi__jpeg_huff_decode's search is missing, and the search reads
+# past maxcode[] (UBSan: index 18 out of bounds). The search stops at 17, where a valid table's
+# sentinel would have stopped it, and k == 17 is already the "code not found" error.
+vqm_stb_fix("JPEG scan with an undefined Huffman table"
+[=[   for (k=FAST_BITS+1 ; ; ++k)
+      if (temp < h->maxcode[k])]=]
+[=[   for (k=FAST_BITS+1 ; k < 17 ; ++k) // vqm: bounded, an undefined table has no sentinel
+      if (temp < h->maxcode[k])]=])
+
+# The same undefined table, further on: the symbol index computed from its garbage delta[] reads
+# size[], code[] and values[] out of bounds. Upstream 2.28 returns "not found" for an index
+# outside [0, 256); so does this fix. The decoder state is also zeroed when it is allocated, so
+# an undefined table is all zeros instead of leftover heap bytes and decoding is deterministic.
+vqm_stb_fix("JPEG Huffman symbol index out of bounds"
+[=[   c = ((j->code_buffer >> (32 - k)) & stbi__bmask[k]) + h->delta[k];
+   STBI_ASSERT(]=]
+[=[   c = ((j->code_buffer >> (32 - k)) & stbi__bmask[k]) + h->delta[k];
+   if (c < 0 || c >= 256) return -1; // vqm: symbol index out of bounds (upstream 2.28)
+   STBI_ASSERT(]=])
+vqm_stb_fix("JPEG decoder state zeroed"
+[=[   if (!j) return stbi__errpuc("outofmem", "Out of memory");
+   STBI_NOTUSED(ri);]=]
+[=[   if (!j) return stbi__errpuc("outofmem", "Out of memory");
+   memset(j, 0, sizeof(stbi__jpeg)); // vqm: undefined Huffman tables read as zeros
+   STBI_NOTUSED(ri);]=])
+
 # Written through configure_file so an unchanged result does not rebuild the decoder.
 set(VQM_STB_FIXED_DIR ${CMAKE_BINARY_DIR}/generated/stb_fixed)
 file(WRITE ${VQM_STB_FIXED_DIR}/stb_image_fixed.h.tmp "${VQM_STB_TEXT}")

@@ -272,6 +272,28 @@ TEST(ImageDecode, JpegHuffmanTableWithTooManyCodesIsAFormatError) {
   EXPECT_NE(msg.find("bad DHT header"), std::string::npos) << msg;
 }
 
+// Fuzzer finding (tests/fuzz/regressions/image/jpeg-undefined-huffman-table): a scan coded with a
+// Huffman table no DHT segment defined made stb read past maxcode[] and, through the table's
+// garbage, size[] and values[]. With the fixes the undefined table reads as zeros: the scan
+// decodes to a flat image, the same every time, and nothing reads out of bounds (ASan/UBSan).
+TEST(ImageDecode, JpegScanWithAnUndefinedHuffmanTableIsDeterministic) {
+  const uint8_t levels[4] = {10, 200, 30, 40};
+  std::vector<uint8_t> jpeg = test::cmyk_jpeg(levels);
+  const Image good = decode(jpeg, 3);
+  bool patched = false;
+  for (size_t i = 0; i + 6 < jpeg.size() && !patched; ++i) {
+    if (jpeg[i] == 0xff && jpeg[i + 1] == 0xda) {  // SOS: length, count, then (id, Td<<4|Ta)
+      jpeg[i + 6] = 0x33;  // the first component's DC and AC tables: 3, never defined
+      patched = true;
+    }
+  }
+  ASSERT_TRUE(patched);
+  const Image a = decode(jpeg, 3), b = decode(jpeg, 3);
+  EXPECT_EQ(a.width, 8);
+  EXPECT_EQ(a.pixels, b.pixels);
+  EXPECT_NE(a.pixels, good.pixels);
+}
+
 // Fuzzer findings in PNG (tests/fuzz/regressions/image/png-*): an empty first IDAT chunk made
 // stb memcpy to a null buffer, and an IDAT length larger than the file made it allocate that
 // length (1.2 GB for a 76-byte file) before noticing. Both are format errors now, found out
