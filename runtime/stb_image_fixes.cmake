@@ -79,6 +79,31 @@ vqm_stb_fix("JPEG decoder state zeroed"
    memset(j, 0, sizeof(stbi__jpeg)); // vqm: undefined Huffman tables read as zeros
    STBI_NOTUSED(ri);]=])
 
+# JPEG entropy-coded data that ends (or hits a marker) in the middle of a code: the bit readers
+# take more bits than the buffer holds, code_bits goes negative and the next refill shifts by
+# more than 31 (UBSan: shift exponent 34). Upstream 2.28 returns zeros once the bits run out;
+# so do these fixes (the decoded block is garbage, as for any corrupt scan, but defined).
+vqm_stb_fix("JPEG extend_receive past the end of the bits"
+[=[   if (j->code_bits < n) stbi__grow_buffer_unsafe(j);
+
+   sgn = j->code_buffer >> 31;]=]
+[=[   if (j->code_bits < n) stbi__grow_buffer_unsafe(j);
+   if (j->code_bits < n) return 0; // vqm: out of bits (upstream 2.28)
+
+   sgn = j->code_buffer >> 31;]=])
+vqm_stb_fix("JPEG get_bits past the end of the bits"
+[=[   if (j->code_bits < n) stbi__grow_buffer_unsafe(j);
+   k = stbi_lrot(j->code_buffer, n);]=]
+[=[   if (j->code_bits < n) stbi__grow_buffer_unsafe(j);
+   if (j->code_bits < n) return 0; // vqm: out of bits (upstream 2.28)
+   k = stbi_lrot(j->code_buffer, n);]=])
+vqm_stb_fix("JPEG get_bit past the end of the bits"
+[=[   if (j->code_bits < 1) stbi__grow_buffer_unsafe(j);
+   k = j->code_buffer;]=]
+[=[   if (j->code_bits < 1) stbi__grow_buffer_unsafe(j);
+   if (j->code_bits < 1) return 0; // vqm: out of bits (upstream 2.28)
+   k = j->code_buffer;]=])
+
 # Written through configure_file so an unchanged result does not rebuild the decoder.
 set(VQM_STB_FIXED_DIR ${CMAKE_BINARY_DIR}/generated/stb_fixed)
 file(WRITE ${VQM_STB_FIXED_DIR}/stb_image_fixed.h.tmp "${VQM_STB_TEXT}")

@@ -294,6 +294,23 @@ TEST(ImageDecode, JpegScanWithAnUndefinedHuffmanTableIsDeterministic) {
   EXPECT_NE(a.pixels, good.pixels);
 }
 
+// Fuzzer finding (tests/fuzz/regressions/image/jpeg-bits-past-end-of-scan): a scan that ends in
+// the middle of a code (at a marker) made stb's bit readers take bits it did not have; the count
+// went negative and the next refill shifted by more than 31 (UB, which the sanitizer builds
+// report). Now missing bits read as zeros and the decoder goes on to the bad marker that follows:
+// a format error. Cutting simple baseline scans at every byte did not reproduce the bug, so the
+// saved input is used here (its first byte is the fuzz target's option byte).
+TEST(ImageDecode, JpegScanEndingMidCodeIsAFormatError) {
+  const auto saved =
+      test::read_bytes(test::data_path("../fuzz/regressions/image/jpeg-bits-past-end-of-scan"));
+  ASSERT_GT(saved.size(), 100u);
+  const std::vector<uint8_t> jpeg(saved.begin() + 1, saved.end());
+  ASSERT_EQ(jpeg[0], 0xff);
+  ASSERT_EQ(jpeg[1], 0xd8);  // SOI
+  const std::string msg = expect_error([&] { decode(jpeg, 3); }, ErrorCode::format);
+  EXPECT_NE(msg.find("unknown marker"), std::string::npos) << msg;
+}
+
 // Fuzzer findings in PNG (tests/fuzz/regressions/image/png-*): an empty first IDAT chunk made
 // stb memcpy to a null buffer, and an IDAT length larger than the file made it allocate that
 // length (1.2 GB for a 76-byte file) before noticing. Both are format errors now, found out
