@@ -248,6 +248,17 @@ VitSession::VitSession(std::shared_ptr<const VitModel> model, const SessionOptio
   const char *env = std::getenv("VQM_EXECUTION");
   const bool simulate = options_.simulate || (env && std::string(env) == "simulated");
   const bool int_mode = model_->quant() && !simulate;
+  // A model file's geometry decides these sizes (a few KB of weights can declare 512x512 patches,
+  // whose attention scores alone would need hundreds of GB), so they are checked first.
+  const uint64_t need = SessionBuffers::bytes(c, options_.max_batch) +
+                        (int_mode ? IntBuffers::bytes(c, options_.max_batch) : 0);
+  const uint64_t limit = default_limits().max_session_bytes;
+  if (need > limit)
+    fail(ErrorCode::limit, "a session of this model with max_batch " +
+                               std::to_string(options_.max_batch) + " needs " +
+                               std::to_string(need) +
+                               " bytes of activations, over the limit max_session_bytes (" +
+                               std::to_string(limit) + ")");
 
   // First pass: primitive descriptors, to size the shared scratchpad before binding memories.
   struct Pds {

@@ -23,6 +23,24 @@ int get_int(const json &j, const char *key, int lo, int hi) {
                                 "]");
   return static_cast<int>(x);
 }
+
+// The integer fields and their ranges, shared by from_json (which also checks the JSON types)
+// and validate (which also sees configs inferred from checkpoint shapes, where a 0 can appear).
+struct IntField {
+  const char *key;
+  int VitConfig::*field;
+  int lo, hi;
+};
+constexpr IntField kIntFields[] = {
+    {"image_size", &VitConfig::image_size, 1, 4096},
+    {"patch_size", &VitConfig::patch_size, 1, 1024},
+    {"in_chans", &VitConfig::in_chans, 1, 4},
+    {"embed_dim", &VitConfig::embed_dim, 1, 16384},
+    {"depth", &VitConfig::depth, 1, 256},
+    {"num_heads", &VitConfig::num_heads, 1, 1024},
+    {"mlp_hidden", &VitConfig::mlp_hidden, 1, 65536},
+    {"num_classes", &VitConfig::num_classes, 1, 1000000},
+};
 }  // namespace
 
 json VitConfig::to_json() const {
@@ -39,14 +57,7 @@ VitConfig VitConfig::from_json(const json &j) {
     if (!j["arch"].is_string()) fail(ErrorCode::format, "model config: 'arch' must be a string");
     c.arch = j["arch"].get<std::string>();
   }
-  c.image_size = get_int(j, "image_size", 1, 4096);
-  c.patch_size = get_int(j, "patch_size", 1, 1024);
-  c.in_chans = get_int(j, "in_chans", 1, 4);
-  c.embed_dim = get_int(j, "embed_dim", 1, 16384);
-  c.depth = get_int(j, "depth", 1, 256);
-  c.num_heads = get_int(j, "num_heads", 1, 1024);
-  c.mlp_hidden = get_int(j, "mlp_hidden", 1, 65536);
-  c.num_classes = get_int(j, "num_classes", 1, 1000000);
+  for (const IntField &f : kIntFields) c.*f.field = get_int(j, f.key, f.lo, f.hi);
   if (j.contains("ln_eps")) {
     if (!j["ln_eps"].is_number())
       fail(ErrorCode::format, "model config: 'ln_eps' must be a number");
@@ -65,6 +76,11 @@ VitConfig VitConfig::from_json(const json &j) {
 
 void VitConfig::validate() const {
   auto bad = [](const std::string &what) { fail(ErrorCode::format, "model config: " + what); };
+  // Ranges first: the divisibility checks below divide by patch_size and num_heads.
+  for (const IntField &f : kIntFields)
+    if (this->*f.field < f.lo || this->*f.field > f.hi)
+      bad(std::string("'") + f.key + "' = " + std::to_string(this->*f.field) + " is outside [" +
+          std::to_string(f.lo) + ", " + std::to_string(f.hi) + "]");
   if (image_size % patch_size != 0)
     bad("image_size " + std::to_string(image_size) + " is not a multiple of patch_size " +
         std::to_string(patch_size));

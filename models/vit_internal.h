@@ -1,6 +1,7 @@
 // Internal to models/: the session's activation buffers and the forward steps shared by the fp32 /
 // simulated path (vit.cpp) and the integer path (vit_int8.cpp).
 #pragma once
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -29,21 +30,49 @@ struct SessionBuffers {
   Aligned patches, patch_out, x, h, qkv, heads, scores, attn_out, merged, mlp, pooled, pooled_dist,
       logits, logits_dist;
   std::vector<uint8_t> scratchpad;
+  // Floats of each buffer, in member order. One list serves the allocation and bytes(), which
+  // the session checks against Limits::max_session_bytes before allocating. No overflow: the
+  // config's ranges (grid <= 512, heads <= 1024) and b <= 4096 keep every term below 2^61.
+  using Sizes = std::array<int64_t, 14>;
+  static Sizes sizes(const VitConfig &c, int64_t b) {
+    const int64_t T = c.tokens(), D = c.embed_dim;
+    return {b * c.num_patches() * c.patch_dim(),
+            b * c.num_patches() * D,
+            b * T * D,
+            b * T * D,
+            b * T * 3 * D,
+            b * T * 3 * D,
+            b * c.num_heads * T * T,
+            b * T * D,
+            b * T * D,
+            b * T * c.mlp_hidden,
+            b * D,
+            b * D,
+            b * c.num_classes,
+            b * c.num_classes};
+  }
+  static uint64_t bytes(const VitConfig &c, int64_t b) {
+    uint64_t n = 0;
+    for (int64_t s : sizes(c, b)) n += static_cast<uint64_t>(s) * sizeof(float);
+    return n;
+  }
   SessionBuffers(const VitConfig &c, int64_t b, size_t scratch)
-      : patches(b * c.num_patches() * c.patch_dim()),
-        patch_out(b * c.num_patches() * c.embed_dim),
-        x(b * c.tokens() * c.embed_dim),
-        h(b * c.tokens() * c.embed_dim),
-        qkv(b * c.tokens() * 3 * c.embed_dim),
-        heads(b * c.tokens() * 3 * c.embed_dim),
-        scores(b * c.num_heads * int64_t{c.tokens()} * c.tokens()),
-        attn_out(b * c.tokens() * c.embed_dim),
-        merged(b * c.tokens() * c.embed_dim),
-        mlp(b * c.tokens() * c.mlp_hidden),
-        pooled(b * c.embed_dim),
-        pooled_dist(b * c.embed_dim),
-        logits(b * c.num_classes),
-        logits_dist(b * c.num_classes),
+      : SessionBuffers(sizes(c, b), scratch) {}
+  SessionBuffers(const Sizes &n, size_t scratch)
+      : patches(n[0]),
+        patch_out(n[1]),
+        x(n[2]),
+        h(n[3]),
+        qkv(n[4]),
+        heads(n[5]),
+        scores(n[6]),
+        attn_out(n[7]),
+        merged(n[8]),
+        mlp(n[9]),
+        pooled(n[10]),
+        pooled_dist(n[11]),
+        logits(n[12]),
+        logits_dist(n[13]),
         scratchpad(scratch) {}
 };
 
@@ -54,17 +83,38 @@ struct VitSession::IntBuffers {
   // outlive the primitives bound to them.
   std::map<std::string, std::vector<float>> biases;
   static size_t floats(int64_t bytes) { return static_cast<size_t>((bytes + 3) / 4); }
-  IntBuffers(const VitConfig &c, int64_t b)
-      : patches(floats(b * c.num_patches() * c.patch_dim())),
-        h(floats(b * c.tokens() * c.embed_dim)),
-        q(floats(b * c.tokens() * c.embed_dim)),
-        k(floats(b * c.tokens() * c.embed_dim)),
-        v(floats(b * c.tokens() * c.embed_dim)),
-        attn(floats(b * c.num_heads * int64_t{c.tokens()} * c.tokens())),
-        merged(floats(b * c.tokens() * c.embed_dim)),
-        mlp(floats(b * c.tokens() * c.mlp_hidden)),
-        pooled(floats(b * c.embed_dim)),
-        pooled_dist(floats(b * c.embed_dim)) {}
+  // Bytes of each buffer, in member order (see SessionBuffers::sizes).
+  using Sizes = std::array<int64_t, 10>;
+  static Sizes sizes(const VitConfig &c, int64_t b) {
+    const int64_t T = c.tokens(), D = c.embed_dim;
+    return {b * c.num_patches() * c.patch_dim(),
+            b * T * D,
+            b * T * D,
+            b * T * D,
+            b * T * D,
+            b * c.num_heads * T * T,
+            b * T * D,
+            b * T * c.mlp_hidden,
+            b * D,
+            b * D};
+  }
+  static uint64_t bytes(const VitConfig &c, int64_t b) {
+    uint64_t n = 0;
+    for (int64_t s : sizes(c, b)) n += floats(s) * sizeof(float);
+    return n;
+  }
+  IntBuffers(const VitConfig &c, int64_t b) : IntBuffers(sizes(c, b)) {}
+  explicit IntBuffers(const Sizes &n)
+      : patches(floats(n[0])),
+        h(floats(n[1])),
+        q(floats(n[2])),
+        k(floats(n[3])),
+        v(floats(n[4])),
+        attn(floats(n[5])),
+        merged(floats(n[6])),
+        mlp(floats(n[7])),
+        pooled(floats(n[8])),
+        pooled_dist(floats(n[9])) {}
 };
 
 struct VitSession::IntPlan {

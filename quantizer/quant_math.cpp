@@ -12,20 +12,20 @@
 
 namespace vqm::quant {
 
-namespace {
-
-// Element-wise loops below this size are not worth waking the OpenMP team for.
-constexpr int64_t kParallelMin = int64_t{1} << 15;
-// Chunk of an element-wise loop handed to one thread (a few L1-sized blocks).
-constexpr int64_t kChunk = int64_t{1} << 14;
-
-[[noreturn]] void bad(const std::string &what) {
+// Shared with search.cpp (declared in quant_math.h).
+void bad_argument(const std::string &what) {
   fail(ErrorCode::invalid_argument, what);
 }
 
+namespace {
+
+// Chunk of an element-wise loop handed to one thread (a few L1-sized blocks).
+constexpr int64_t kChunk = int64_t{1} << 14;
+
 void check_sizes(const char *fn, int64_t a, int64_t b = 0) {
   if (a < 0 || b < 0)
-    bad(std::string(fn) + ": negative size (" + std::to_string(a) + ", " + std::to_string(b) + ")");
+    bad_argument(std::string(fn) + ": negative size (" + std::to_string(a) + ", " +
+                 std::to_string(b) + ")");
 }
 
 // Round half to even of v, |v| <= 2^22, in the default rounding mode: adding 1.5 * 2^23 lands in
@@ -100,14 +100,14 @@ void check_weight_args(const char *fn, const float *w, int64_t n, int64_t k,
                        const float *delta_per_row, int bits, const void *out) {
   check_sizes(fn, n, k);
   if (bits < 2 || bits > 8)
-    bad(std::string(fn) + ": bits must be in [2, 8], got " + std::to_string(bits));
+    bad_argument(std::string(fn) + ": bits must be in [2, 8], got " + std::to_string(bits));
   if ((n > 0 && !delta_per_row) || (n * k > 0 && (!w || !out)))
-    bad(std::string(fn) + ": null pointer");
+    bad_argument(std::string(fn) + ": null pointer");
   for (int64_t r = 0; r < n; ++r) {
     const float d = delta_per_row[r];
     if (!(std::isfinite(d) && d > 0.f))
-      bad(std::string(fn) + ": delta of row " + std::to_string(r) + " is " + std::to_string(d) +
-          " (must be finite and > 0)");
+      bad_argument(std::string(fn) + ": delta of row " + std::to_string(r) + " is " +
+                   std::to_string(d) + " (must be finite and > 0)");
   }
 }
 
@@ -128,13 +128,13 @@ double ordered_block_sum(int64_t n, int64_t block, F &&f) {
 
 void check_grid(const ActGrid &g) {
   if (g.bits < 1 || g.bits > 16)
-    bad("activation grid: bits must be in [1, 16], got " + std::to_string(g.bits));
+    bad_argument("activation grid: bits must be in [1, 16], got " + std::to_string(g.bits));
   const int qmax = (1 << g.bits) - 1;
   if (g.zero_point < 0 || g.zero_point > qmax)
-    bad("activation grid: zero point " + std::to_string(g.zero_point) + " outside [0, " +
-        std::to_string(qmax) + "]");
+    bad_argument("activation grid: zero point " + std::to_string(g.zero_point) + " outside [0, " +
+                 std::to_string(qmax) + "]");
   if (!(std::isfinite(g.delta) && g.delta > 0.f))
-    bad("activation grid: delta " + std::to_string(g.delta) + " must be finite and > 0");
+    bad_argument("activation grid: delta " + std::to_string(g.delta) + " must be finite and > 0");
 }
 
 float fake_quant_act(float x, const ActGrid &g) {
@@ -147,7 +147,7 @@ float fake_quant_act(float x, const ActGrid &g) {
 void fake_quant_act(const float *x, float *y, int64_t n, const ActGrid &g) {
   check_grid(g);
   check_sizes("fake_quant_act", n);
-  if (n > 0 && (!x || !y)) bad("fake_quant_act: null pointer");
+  if (n > 0 && (!x || !y)) bad_argument("fake_quant_act: null pointer");
   const float lo = static_cast<float>(-g.zero_point);
   const float hi = static_cast<float>((1 << g.bits) - 1 - g.zero_point);
   const int64_t chunks = (n + kChunk - 1) / kChunk;
@@ -183,7 +183,7 @@ void fake_quant_weights(const float *w, int64_t n, int64_t k, const float *delta
 double pearson(const float *a, const float *b, int64_t n) {
   check_sizes("pearson", n);
   if (n == 0) return 1.0;
-  if (!a || !b) bad("pearson: null pointer");
+  if (!a || !b) bad_argument("pearson: null pointer");
   const Sums s = pearson_sums(a, b, n);
   const bool const_a = s.amin == s.amax, const_b = s.bmin == s.bmax;
   if (const_a && const_b) return a[0] == b[0] ? 1.0 : 0.0;
@@ -196,7 +196,7 @@ double pearson(const float *a, const float *b, int64_t n) {
 
 double mean_pearson(const float *o, const float *o_hat, int64_t samples, int64_t per_sample) {
   check_sizes("mean_pearson", samples, per_sample);
-  if (samples == 0) bad("mean_pearson: no samples");
+  if (samples == 0) bad_argument("mean_pearson: no samples");
   std::vector<double> r(static_cast<size_t>(samples));
 #pragma omp parallel for schedule(static) if (samples * per_sample >= kParallelMin)
   for (int64_t s = 0; s < samples; ++s)
@@ -234,8 +234,8 @@ VQM_MULTIVERSION ShiftedMoments shifted_moments(const float *centred, const floa
 PearsonReference::PearsonReference(const float *o, int64_t samples, int64_t per_sample)
     : o_(o), samples_(samples), per_sample_(per_sample) {
   check_sizes("PearsonReference", samples, per_sample);
-  if (samples == 0) bad("PearsonReference: no samples");
-  if (per_sample > 0 && !o) bad("PearsonReference: null pointer");
+  if (samples == 0) bad_argument("PearsonReference: no samples");
+  if (per_sample > 0 && !o) bad_argument("PearsonReference: null pointer");
   const size_t ns = static_cast<size_t>(samples);
   centred_.resize(static_cast<size_t>(samples * per_sample));
   mean_.resize(ns);
@@ -266,7 +266,7 @@ PearsonReference::PearsonReference(const float *o, int64_t samples, int64_t per_
 }
 
 double PearsonReference::mean(const float *o_hat) const {
-  if (per_sample_ > 0 && !o_hat) bad("PearsonReference: null pointer");
+  if (per_sample_ > 0 && !o_hat) bad_argument("PearsonReference: null pointer");
   // Work items are (sample, chunk) so that a few large samples still use every thread; partial
   // moments are combined in a fixed order.
   const int64_t chunks = std::max<int64_t>(1, (per_sample_ + kChunk - 1) / kChunk);
@@ -309,10 +309,10 @@ std::vector<std::pair<int64_t, int64_t>> sample_ranking_pairs(const float *a, in
                                                               int64_t cols, int pairs_per_row,
                                                               uint64_t seed) {
   check_sizes("sample_ranking_pairs", rows, cols);
-  if (pairs_per_row <= 0) bad("sample_ranking_pairs: pairs_per_row must be > 0");
+  if (pairs_per_row <= 0) bad_argument("sample_ranking_pairs: pairs_per_row must be > 0");
   std::vector<std::pair<int64_t, int64_t>> pairs;
   if (cols < 2) return pairs;
-  if (!a) bad("sample_ranking_pairs: null pointer");
+  if (!a) bad_argument("sample_ranking_pairs: null pointer");
   pairs.reserve(static_cast<size_t>(rows) * static_cast<size_t>(pairs_per_row));
   std::mt19937_64 rng(seed);
   const uint64_t c = static_cast<uint64_t>(cols);
@@ -337,7 +337,7 @@ std::vector<std::pair<int64_t, int64_t>> sample_ranking_pairs(const float *a, in
 double ranking_loss_on_pairs(const std::vector<std::pair<int64_t, int64_t>> &pairs,
                              const float *a_hat, float theta) {
   if (pairs.empty()) return 0.0;
-  if (!a_hat) bad("ranking_loss: null pointer");
+  if (!a_hat) bad_argument("ranking_loss: null pointer");
   const int64_t n = static_cast<int64_t>(pairs.size());
   const double th = theta;
   const double sum = ordered_block_sum(n, 4096, [&](int64_t b, int64_t e) {
@@ -354,12 +354,12 @@ double ranking_loss_on_pairs(const std::vector<std::pair<int64_t, int64_t>> &pai
 double ranking_loss(const float *a, const float *a_hat, int64_t rows, int64_t cols, float theta,
                     int pairs_per_row, uint64_t seed) {
   check_sizes("ranking_loss", rows, cols);
-  if (pairs_per_row < 0) bad("ranking_loss: pairs_per_row must be >= 0");
+  if (pairs_per_row < 0) bad_argument("ranking_loss: pairs_per_row must be >= 0");
   if (pairs_per_row > 0)
     return ranking_loss_on_pairs(sample_ranking_pairs(a, rows, cols, pairs_per_row, seed), a_hat,
                                  theta);
   if (cols < 2 || rows == 0) return 0.0;
-  if (!a || !a_hat) bad("ranking_loss: null pointer");
+  if (!a || !a_hat) bad_argument("ranking_loss: null pointer");
   std::vector<double> sums(static_cast<size_t>(rows));
   std::vector<int64_t> counts(static_cast<size_t>(rows));
   const double th = theta;
@@ -448,7 +448,7 @@ std::vector<double> jacobi_eigenvalues(std::vector<double> &g, int64_t p) {
 double nuclear_norm(const float *a, int64_t m, int64_t n) {
   check_sizes("nuclear_norm", m, n);
   if (m == 0 || n == 0) return 0.0;
-  if (!a) bad("nuclear_norm: null pointer");
+  if (!a) bad_argument("nuclear_norm: null pointer");
   const int64_t p = std::min(m, n);
   std::vector<double> g(static_cast<size_t>(p * p));
   if (m <= n) {  // A A^T: dot products of rows
@@ -483,8 +483,8 @@ double nuclear_norm(const float *a, int64_t m, int64_t n) {
 std::vector<float> mean_output_error(const float *o, const float *o_hat, int64_t rows,
                                      int64_t cols) {
   check_sizes("mean_output_error", rows, cols);
-  if (rows == 0) bad("mean_output_error: no rows");
-  if (cols > 0 && (!o || !o_hat)) bad("mean_output_error: null pointer");
+  if (rows == 0) bad_argument("mean_output_error: no rows");
+  if (cols > 0 && (!o || !o_hat)) bad_argument("mean_output_error: null pointer");
   std::vector<float> out(static_cast<size_t>(cols));
   constexpr int64_t kBlock = 64;  // columns per task: contiguous reads, private accumulators
   const int64_t blocks = (cols + kBlock - 1) / kBlock;
@@ -518,11 +518,12 @@ std::vector<std::vector<FrontierPoint>> build_frontier(
   stages.push_back({{0.0, 0.0, -1, -1}});
   for (size_t m = 0; m < modules.size(); ++m) {
     const auto &opts = modules[m];
-    if (opts.empty()) bad("mixed precision: module " + std::to_string(m) + " has no options");
+    if (opts.empty())
+      bad_argument("mixed precision: module " + std::to_string(m) + " has no options");
     for (size_t o = 0; o < opts.size(); ++o)
       if (!std::isfinite(opts[o].cost) || !std::isfinite(opts[o].sensitivity))
-        bad("mixed precision: module " + std::to_string(m) + " option " + std::to_string(o) +
-            " has a non-finite cost or sensitivity");
+        bad_argument("mixed precision: module " + std::to_string(m) + " option " +
+                     std::to_string(o) + " has a non-finite cost or sensitivity");
     const auto &prev = stages.back();
     if (prev.size() * opts.size() > kMaxFrontier)
       fail(ErrorCode::limit, "mixed precision: frontier of " +
@@ -561,7 +562,7 @@ std::vector<std::pair<double, double>> pareto_frontier(
 }
 
 std::vector<int> pareto_choose(const std::vector<std::vector<BitOption>> &modules, double budget) {
-  if (!std::isfinite(budget)) bad("mixed precision: budget must be finite");
+  if (!std::isfinite(budget)) bad_argument("mixed precision: budget must be finite");
   const auto stages = build_frontier(modules);
   const auto &last = stages.back();
   const double limit = budget + 1e-9 * std::max(1.0, std::fabs(budget));
@@ -570,8 +571,9 @@ std::vector<int> pareto_choose(const std::vector<std::vector<BitOption>> &module
   int64_t best = -1;
   for (size_t i = 0; i < last.size() && last[i].cost <= limit; ++i) best = static_cast<int64_t>(i);
   if (best < 0)
-    bad("mixed precision: the cheapest configuration costs " + std::to_string(last[0].cost) +
-        " bits, above the budget of " + std::to_string(budget));
+    bad_argument("mixed precision: the cheapest configuration costs " +
+                 std::to_string(last[0].cost) + " bits, above the budget of " +
+                 std::to_string(budget));
   std::vector<int> choice(modules.size());
   for (size_t m = modules.size(); m > 0; --m) {
     const FrontierPoint &pt = stages[m][static_cast<size_t>(best)];
@@ -583,7 +585,8 @@ std::vector<int> pareto_choose(const std::vector<std::vector<BitOption>> &module
 
 int64_t packed_row_size(int64_t k, int bits) {
   check_sizes("packed_row_size", k);
-  if (bits < 2 || bits > 8) bad("packing: bits must be 2 to 8, got " + std::to_string(bits));
+  if (bits < 2 || bits > 8)
+    bad_argument("packing: bits must be 2 to 8, got " + std::to_string(bits));
   return static_cast<int64_t>(packed_row_bytes(int_dtype_for_bits(bits), static_cast<uint64_t>(k)));
 }
 
@@ -592,7 +595,7 @@ std::vector<uint8_t> pack_rows(const int8_t *q, int64_t rows, int64_t k, int bit
   const int64_t row_bytes = packed_row_size(k, bits);
   std::vector<uint8_t> out(static_cast<size_t>(rows * row_bytes), 0);
   if (rows * k == 0) return out;
-  if (!q) bad("pack_rows: null pointer");
+  if (!q) bad_argument("pack_rows: null pointer");
   if (bits == 8) {
     std::memcpy(out.data(), q, static_cast<size_t>(rows * k));
     return out;
@@ -604,8 +607,9 @@ std::vector<uint8_t> pack_rows(const int8_t *q, int64_t rows, int64_t k, int bit
     for (int64_t j = 0; j < k; ++j) {
       const int v = q[r * k + j];
       if (v < lo || v > hi)
-        bad("pack_rows: value " + std::to_string(v) + " at row " + std::to_string(r) + ", column " +
-            std::to_string(j) + " does not fit in " + std::to_string(bits) + " bits");
+        bad_argument("pack_rows: value " + std::to_string(v) + " at row " + std::to_string(r) +
+                     ", column " + std::to_string(j) + " does not fit in " + std::to_string(bits) +
+                     " bits");
       // LSB-first bit stream: a value spans at most two bytes (bits <= 8).
       const unsigned pattern = static_cast<unsigned>(v) & mask;
       const int64_t bit = j * bits;
@@ -621,7 +625,7 @@ void unpack_rows(const uint8_t *packed, int64_t rows, int64_t k, int bits, int8_
   check_sizes("unpack_rows", rows, k);
   packed_row_size(k, bits);  // throws on a width outside 2..8
   if (rows * k == 0) return;
-  if (!packed || !q_out) bad("unpack_rows: null pointer");
+  if (!packed || !q_out) bad_argument("unpack_rows: null pointer");
   // The bit layout is the file format's: one implementation, in runtime/tensor.cpp.
   unpack_int_rows(packed, int_dtype_for_bits(bits), rows, k, q_out);
 }

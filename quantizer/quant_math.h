@@ -6,10 +6,16 @@
 // not depend on the number of threads (reductions are done in a fixed order).
 #pragma once
 #include <cstdint>
+#include <string>
 #include <utility>
 #include <vector>
 
 namespace vqm::quant {
+
+// Element-wise loops below this size are not worth waking the OpenMP team for.
+constexpr int64_t kParallelMin = int64_t{1} << 15;
+// Throws vqm::Error(invalid_argument, what): the quantizer's check for bad arguments.
+[[noreturn]] void bad_argument(const std::string &what);
 
 // Activation grid: x_q = clamp(round(x / delta) + zero_point, 0, 2^bits - 1);
 // x_hat = (x_q - zero_point) * delta. A "signed" symmetric grid is zero_point = 2^(bits-1); an

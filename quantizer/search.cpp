@@ -20,34 +20,30 @@ namespace {
 namespace dn = vqm::kernels::onednn;
 using dnnl::memory;
 
-constexpr int64_t kParallelMin = int64_t{1} << 15;
-
-[[noreturn]] void bad(const std::string &what) {
-  fail(ErrorCode::invalid_argument, what);
-}
-
 void check_bits(const char *what, int bits) {
   if (bits < 2 || bits > 8)
-    bad(std::string(what) + " bits must be in [2, 8], got " + std::to_string(bits));
+    bad_argument(std::string(what) + " bits must be in [2, 8], got " + std::to_string(bits));
 }
 
 void check_zero_point(const char *what, int zp, int bits) {
   if (zp < 0 || zp > (1 << bits) - 1)
-    bad(std::string(what) + " zero point " + std::to_string(zp) + " outside [0, " +
-        std::to_string((1 << bits) - 1) + "]");
+    bad_argument(std::string(what) + " zero point " + std::to_string(zp) + " outside [0, " +
+                 std::to_string((1 << bits) - 1) + "]");
 }
 
 void check_options(const SearchOptions &o) {
   if (!(std::isfinite(o.alpha) && std::isfinite(o.beta) && o.alpha > 0 && o.beta >= o.alpha))
-    bad("search: need 0 < alpha <= beta (got " + std::to_string(o.alpha) + ", " +
-        std::to_string(o.beta) + ")");
-  if (o.candidates < 1) bad("search: candidates must be >= 1");
-  if (o.rounds < 0) bad("search: rounds must be >= 0");
-  if (o.rank_pairs < 0) bad("search: rank_pairs must be >= 0");
-  if (o.max_rows < 0) bad("search: max_rows must be >= 0");
+    bad_argument("search: need 0 < alpha <= beta (got " + std::to_string(o.alpha) + ", " +
+                 std::to_string(o.beta) + ")");
+  if (o.candidates < 1) bad_argument("search: candidates must be >= 1");
+  if (o.rounds < 0) bad_argument("search: rounds must be >= 0");
+  if (o.rank_pairs < 0) bad_argument("search: rank_pairs must be >= 0");
+  if (o.max_rows < 0) bad_argument("search: max_rows must be >= 0");
   if (!(o.init_percentile > 0.5f && o.init_percentile <= 1.f))
-    bad("search: init_percentile must be in (0.5, 1], got " + std::to_string(o.init_percentile));
-  if (!std::isfinite(o.gamma) || !std::isfinite(o.theta)) bad("search: gamma/theta not finite");
+    bad_argument("search: init_percentile must be in (0.5, 1], got " +
+                 std::to_string(o.init_percentile));
+  if (!std::isfinite(o.gamma) || !std::isfinite(o.theta))
+    bad_argument("search: gamma/theta not finite");
 }
 
 // C factors linearly spaced over [alpha, beta].
@@ -111,7 +107,7 @@ Range data_range(const char *what, const float *x, int64_t n, double percentile)
     hi = std::max(hi, x[i]);
     finite = finite && std::isfinite(x[i]);
   }
-  if (!finite) bad(std::string(what) + " holds non-finite values");
+  if (!finite) bad_argument(std::string(what) + " holds non-finite values");
   if (percentile >= 1.0) return {lo, hi};
   std::vector<float> scratch(x, x + n);
   const float qhi = quantile(scratch, percentile);
@@ -145,7 +141,7 @@ std::vector<float> weight_d0(const float *w, int64_t n, int64_t k, int bits, boo
     }
     d[r] = m;
   }
-  if (!finite) bad("search: weights hold non-finite values");
+  if (!finite) bad_argument("search: weights hold non-finite values");
   if (!per_channel) std::fill(d.begin(), d.end(), *std::max_element(d.begin(), d.end()));
   const float denom = static_cast<float>(1 << (bits - 1)) - 0.5f;
   for (float &v : d) v = v > 0 ? v / denom : 1.f;  // an all-zero row: any delta is exact
@@ -262,11 +258,11 @@ void column_sse(const float *o, const float *o_hat, int64_t rows, int64_t cols, 
 }
 
 void check_linear(const LinearProblem &p) {
-  if (!p.x || !p.w) bad("linear search: null x or w");
+  if (!p.x || !p.w) bad_argument("linear search: null x or w");
   if (p.samples <= 0 || p.tokens <= 0 || p.k <= 0 || p.n <= 0)
-    bad("linear search: samples, tokens, k and n must be > 0 (got " + std::to_string(p.samples) +
-        ", " + std::to_string(p.tokens) + ", " + std::to_string(p.k) + ", " + std::to_string(p.n) +
-        ")");
+    bad_argument("linear search: samples, tokens, k and n must be > 0 (got " +
+                 std::to_string(p.samples) + ", " + std::to_string(p.tokens) + ", " +
+                 std::to_string(p.k) + ", " + std::to_string(p.n) + ")");
   check_bits("linear search: weight", p.w_bits);
   check_bits("linear search: input", p.x_bits);
   check_zero_point("linear search: input", p.x_zero_point, p.x_bits);
@@ -439,7 +435,7 @@ LinearResult search_linear(const LinearProblem &p, const SearchOptions &opt) {
 LinearResult minmax_linear(const LinearProblem &p, double percentile) {
   check_linear(p);
   if (!(percentile > 0.5 && percentile <= 1.0))
-    bad("minmax: percentile must be in (0.5, 1], got " + std::to_string(percentile));
+    bad_argument("minmax: percentile must be in (0.5, 1], got " + std::to_string(percentile));
   const SearchOptions opt;  // measured on the same rows as a default search
   const std::vector<float> d0w = weight_d0(p.w, p.n, p.k, p.w_bits, opt.per_channel);
   const float d0x = act_d0(data_range("minmax: x", p.x, p.samples * p.tokens * p.k, percentile),
@@ -458,18 +454,18 @@ LinearResult minmax_linear(const LinearProblem &p, double percentile) {
 namespace {
 
 void check_matmul(const MatmulProblem &p) {
-  if (!p.a || !p.b) bad("matmul search: null a or b");
+  if (!p.a || !p.b) bad_argument("matmul search: null a or b");
   if (p.batch <= 0 || p.m <= 0 || p.k <= 0 || p.n <= 0 || p.samples <= 0)
-    bad("matmul search: batch, m, k, n and samples must be > 0");
+    bad_argument("matmul search: batch, m, k, n and samples must be > 0");
   if (p.batch % p.samples != 0)
-    bad("matmul search: batch " + std::to_string(p.batch) + " is not a multiple of samples " +
-        std::to_string(p.samples));
+    bad_argument("matmul search: batch " + std::to_string(p.batch) +
+                 " is not a multiple of samples " + std::to_string(p.samples));
   check_bits("matmul search: a", p.a_bits);
   check_bits("matmul search: b", p.b_bits);
   check_zero_point("matmul search: a", p.a_zero_point, p.a_bits);
   check_zero_point("matmul search: b", p.b_zero_point, p.b_bits);
   if (!std::isfinite(p.out_scale) || p.out_scale == 0.f)
-    bad("matmul search: out_scale must be finite and non-zero");
+    bad_argument("matmul search: out_scale must be finite and non-zero");
 }
 
 struct Objective {
@@ -613,7 +609,7 @@ MatmulResult search_matmul(const MatmulProblem &p, const SearchOptions &opt, boo
 MatmulResult minmax_matmul(const MatmulProblem &p, double percentile) {
   check_matmul(p);
   if (!(percentile > 0.5 && percentile <= 1.0))
-    bad("minmax: percentile must be in (0.5, 1], got " + std::to_string(percentile));
+    bad_argument("minmax: percentile must be in (0.5, 1], got " + std::to_string(percentile));
   const SearchOptions opt;
   MatmulResult r;
   r.a_grid = make_grid(p.a_bits, p.a_zero_point,

@@ -1,5 +1,7 @@
 // The C boundary: every entry point catches everything, so no C++ exception reaches a caller,
 // and reports through a status plus a thread-local message.
+#include <cstddef>
+#include <cstring>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -49,13 +51,22 @@ vqm_status guarded(Fn &&fn) {
 }
 
 void check_params_size(size_t given, size_t ours, const char *what) {
-  // Older callers may pass a smaller struct; we read only what they gave. A size of 0 means the
-  // struct was never initialised, which is a bug worth reporting.
+  // Older callers may pass a smaller struct; we read only what they gave (see has_field). A size
+  // of 0 means the struct was never initialised, which is a bug worth reporting.
   if (given == 0 || given > 4096)
     vqm::fail(vqm::ErrorCode::invalid_argument,
               std::string(what) + ".struct_size is " + std::to_string(given) + ", expected " +
                   std::to_string(ours) + " (use the default_params() function)");
 }
+
+// Whether a caller's params struct of `struct_size` bytes (an older, smaller version perhaps)
+// holds the field at [offset, offset + size): fields past its end are not read, they keep their
+// defaults.
+bool has_field(size_t struct_size, size_t offset, size_t size) {
+  return struct_size >= offset + size;
+}
+#define VQM_HAS_FIELD(params, type, field) \
+  has_field((params)->struct_size, offsetof(type, field), sizeof((params)->field))
 
 }  // namespace
 
@@ -66,7 +77,12 @@ const char *vqm_version(void) {
 }
 
 const char *vqm_status_string(vqm_status status) {
-  switch (status) {
+  // C callers may pass any int. Loading an enum outside its range is undefined in C++ (UBSan's
+  // -fsanitize=enum traps it), so the bytes are read as an int instead.
+  int code;
+  std::memcpy(&code, &status, sizeof code);
+  static_assert(sizeof code == sizeof status, "vqm_status is int-sized");
+  switch (code) {
     case VQM_OK:
       return "ok";
     case VQM_ERR_INVALID_ARGUMENT:
@@ -112,8 +128,13 @@ static vqm_status load_common(vqm_model **out, const vqm_model_params *params,
   if (!out) return set_error(VQM_ERR_INVALID_ARGUMENT, "vqm_model_load: out is NULL");
   *out = nullptr;
   return guarded([&] {
-    if (params)
+    if (params) {
       check_params_size(params->struct_size, sizeof(vqm_model_params), "vqm_model_params");
+      if (VQM_HAS_FIELD(params, vqm_model_params, reserved) && params->reserved != 0)
+        vqm::fail(
+            vqm::ErrorCode::invalid_argument,
+            "vqm_model_params.reserved is " + std::to_string(params->reserved) + ", must be 0");
+    }
     auto model = std::make_unique<vqm_model>();
     model->impl = vqm::VitModel::load(open());
     *out = model.release();
@@ -161,8 +182,8 @@ vqm_status vqm_session_create(const vqm_model *model, const vqm_session_params *
     vqm::SessionOptions opt;
     if (params) {
       check_params_size(params->struct_size, sizeof(vqm_session_params), "vqm_session_params");
-      opt.n_threads = params->n_threads;
-      opt.max_batch = params->max_batch;
+      if (VQM_HAS_FIELD(params, vqm_session_params, n_threads)) opt.n_threads = params->n_threads;
+      if (VQM_HAS_FIELD(params, vqm_session_params, max_batch)) opt.max_batch = params->max_batch;
     }
     auto s = std::make_unique<vqm_session>();
     s->impl = std::make_unique<vqm::VitSession>(model->impl, opt);

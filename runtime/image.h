@@ -18,7 +18,7 @@ struct Image {
   std::vector<uint8_t> pixels;
 };
 
-// Decodes JPEG/PNG/BMP/GIF (first frame)/PNM with stb_image (TGA/PSD/PIC/HDR are compiled out)
+// Decodes JPEG/PNG/BMP with stb_image (every other stb format is compiled out: stb_image_impl.cpp)
 // and converts to `channels` (1 or 3) the way PIL's convert("L") / convert("RGB") does: L is
 // (R*19595 + G*38470 + B*7471 + 0x8000) >> 16, gray is replicated to RGB, alpha is dropped
 // without compositing. 16-bit PNGs keep the high byte of each sample (PIL does the same for

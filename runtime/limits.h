@@ -14,6 +14,9 @@ struct Limits {
   int64_t max_dim = int64_t{1} << 31;              // one dimension
   uint32_t max_image_side = 16384;                 // decoded image width or height (pixels)
   uint64_t max_image_pixels = uint64_t{64} << 20;  // width * height
+  // Activation memory of one session (its geometry comes from the model file): DeiT-B/384 with
+  // max_batch 256 needs about 10 GB.
+  uint64_t max_session_bytes = uint64_t{16} << 30;
 };
 
 inline const Limits &default_limits() {

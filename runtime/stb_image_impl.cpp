@@ -1,15 +1,22 @@
 // The one translation unit that compiles stb_image's implementation (Debian's libstb-dev ships
-// only the header). Everything else includes <stb_image.h> for declarations only.
+// only the header). Everything else includes <stb_image.h> for declarations only. The header
+// compiled here is Debian's with the safety fixes of runtime/stb_image_fixes.cmake applied
+// (generated at configure time as stb_image_fixed.h).
 //
-// Format selection: formats with a magic number are kept (JPEG, PNG, BMP, GIF, PNM). TGA has no
-// magic, so stb's TGA probe accepts many random byte strings as "an image"; PSD/PIC/HDR are not
-// inputs a vision runtime needs and stb's parsers for them are the least exercised. Turning them
-// off makes "not an image" a clean format error instead of a garbage decode.
+// Format selection: JPEG, PNG and BMP are kept. TGA has no magic, so stb's TGA probe accepts
+// many random byte strings as "an image"; PSD/PIC/HDR are not inputs a vision runtime needs and
+// stb's parsers for them are the least exercised. GIF and PNM went too (docs/robustness.md): the
+// fuzzer found a signed overflow in the PNM header parser within minutes, and stb's GIF decoder
+// has published heap overflows that 2.27 does not fix (CVE-2023-45661, -45663, -45664); every
+// decoder compiled in is attack surface for files from strangers. Turning them off makes
+// "not an image" a clean format error ("unknown image type").
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_NO_TGA
 #define STBI_NO_PSD
 #define STBI_NO_PIC
 #define STBI_NO_HDR
+#define STBI_NO_GIF
+#define STBI_NO_PNM
 // stb's own hard ceiling, a second line of defence behind vqm::Limits (checked before decoding).
 // Kept at stb's default so a caller who raises Limits::max_image_side is not silently capped.
 #define STBI_MAX_DIMENSIONS (1 << 24)
@@ -31,7 +38,7 @@
 #pragma GCC diagnostic ignored "-Wcast-qual"
 #pragma GCC diagnostic ignored "-Wdouble-promotion"
 #pragma GCC diagnostic ignored "-Wconversion"
-#include <stb_image.h>
+#include "stb_image_fixed.h"
 #pragma GCC diagnostic pop
 
 #include "idx.h"

@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# Every test, as CI runs it: install + build with warnings as errors, the whole CTest suite, a
-# clang-format check, then the suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# Every test, as CI runs it:
+#  1. Release build (gcc) with warnings as errors, the whole CTest suite, the install test
+#     (scripts/test-install.sh), a clang-format check;
+#  2. clang AddressSanitizer + UndefinedBehaviorSanitizer build, which also builds the libFuzzer
+#     targets: the whole suite again, then the five fuzz targets for 60 s, all at once
+#     (scripts/fuzz.sh; longer local runs: docs/robustness.md);
+#  3. clang ThreadSanitizer build of what the multi-threaded tests need: the 8-thread shared-model
+#     test, the kill-mid-write tests, the C API test and vit-eval's multi-session evaluation.
+# The libraries are unity builds here (CMAKE_UNITY_BUILD, about a third less compile time: CI
+# has 2 cores and three builds to make); tests keep one translation unit per file.
+# docs/robustness.md explains the choices (OpenMP under the sanitizers, smaller workloads).
 # Usage: bash scripts/test.sh [--no-sanitizers]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 
-VQM_CMAKE_ARGS="-DVQM_WERROR=ON" bash scripts/setup.sh build
+VQM_CMAKE_ARGS="-DVQM_WERROR=ON -DCMAKE_UNITY_BUILD=ON" bash scripts/setup.sh build
 ctest --test-dir build --output-on-failure -j"$jobs"
 bash scripts/test-install.sh build
 
@@ -14,12 +23,33 @@ echo "== clang-format check"
 git ls-files '*.cpp' '*.h' '*.c' | grep -v '^third_party/' | xargs clang-format --dry-run -Werror
 
 if [ "${1:-}" != "--no-sanitizers" ]; then
-  echo "== ASan + UBSan build and suite"
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVQM_WERROR=ON \
-    -DVQM_SANITIZE=address,undefined >/dev/null
+  # Line tables are all a sanitizer report needs, and much cheaper to build than full -g.
+  clang_args=(-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DVQM_WERROR=ON
+              -DCMAKE_UNITY_BUILD=ON
+              -DCMAKE_BUILD_TYPE=RelWithDebInfo
+              "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O2 -gline-tables-only -DNDEBUG"
+              "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -gline-tables-only -DNDEBUG")
+
+  echo "== clang ASan + UBSan build (with the libFuzzer targets) and suite"
+  cmake -S . -B build-asan "${clang_args[@]}" -DVQM_SANITIZE=address,undefined -DVQM_FUZZ=ON \
+    >/dev/null
   cmake --build build-asan -j"$jobs"
-  # oneDNN's JIT and OpenMP runtime are not instrumented; leak checking of their one-time
-  # allocations at exit is noise, every other ASan check stays on.
+  # oneDNN's JIT and the OpenMP runtime are not instrumented; leak checking of their one-time
+  # allocations at exit is noise, every other ASan check stays on (the fuzzers check leaks).
   ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure -j"$jobs"
+
+  echo "== fuzzing: the five targets for 60 s, all at once"
+  bash scripts/fuzz.sh --build build-asan --seconds 60 --jobs 5
+
+  echo "== clang TSan build and the multi-threaded tests"
+  cmake -S . -B build-tsan "${clang_args[@]}" -DVQM_SANITIZE=thread >/dev/null
+  cmake --build build-tsan -j"$jobs" --target test_robust test_apps capi_test
+  # OpenMP's runtime is not TSan-instrumented (its barriers are invisible to TSan), so OpenMP
+  # runs one thread per team here; the threads under test are the application's own.
+  # tests/tsan.supp: the one suppression (races inside the uninstrumented libdnnl).
+  OMP_NUM_THREADS=1 \
+    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp \
+    ctest --test-dir build-tsan --output-on-failure -j"$jobs" \
+    -R '^(Concurrency\.|KillMidWrite\.|Evaluate\.|capi\.|tools\.)'
 fi

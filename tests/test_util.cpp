@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -19,16 +20,6 @@ std::string fmnist_dir() {
   return VQM_FMNIST_DIR;
 }
 
-int workload(int full, int sanitized) {
-#ifdef VQM_TEST_SANITIZED
-  (void)full;
-  return sanitized;
-#else
-  (void)sanitized;
-  return full;
-#endif
-}
-
 std::string scratch_dir() {
   const auto *info = ::testing::UnitTest::GetInstance()->current_test_info();
   std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "global";
@@ -38,6 +29,33 @@ std::string scratch_dir() {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir.string();
+}
+
+Sanitizer sanitizer() {
+#if defined(__SANITIZE_THREAD__)
+  return Sanitizer::thread;
+#elif defined(__SANITIZE_ADDRESS__)
+  return Sanitizer::address;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+  return Sanitizer::thread;
+#elif __has_feature(address_sanitizer)
+  return Sanitizer::address;
+#else
+  return Sanitizer::none;
+#endif
+#else
+  return Sanitizer::none;
+#endif
+}
+
+bool reduced_workload() {
+  const char *full = std::getenv("VQM_TEST_FULL");
+  return sanitizer() != Sanitizer::none && !(full && std::string(full) == "1");
+}
+
+int workload(int full, int sanitized) {
+  return reduced_workload() ? sanitized : full;
 }
 
 std::vector<uint8_t> read_bytes(const std::string &path) {

@@ -17,12 +17,19 @@ std::string fmnist_dir();
 // How many images an accuracy-scale test works through: `full` in normal builds, `sanitized`
 // under ASan/UBSan/TSan. The sanitizers look for memory and UB errors, which the same code paths
 // show on a smaller workload 5-10x faster; the accuracy figures themselves are asserted on the
-// full workload in the Release suite, which CI runs too.
+// full workload in the Release suite, which CI runs too. VQM_TEST_FULL=1 in the environment
+// restores the full workload there.
 int workload(int full, int sanitized);
+// True in sanitizer builds unless VQM_TEST_FULL=1 (what workload() keys on).
+bool reduced_workload();
 // A fresh, empty scratch directory unique to the calling test; removed at process exit is not
 // guaranteed, so it lives under the build tree (VQM_BIN_DIR/../test-work).
 std::string scratch_dir();
 std::vector<uint8_t> read_bytes(const std::string &path);
+
+enum class Sanitizer { none, address, thread };
+// The sanitizer this test binary was built with (ASan covers the ASan+UBSan build).
+Sanitizer sanitizer();
 void write_bytes(const std::string &path, const std::vector<uint8_t> &bytes);
 
 // Asserts that f() throws vqm::Error with `code` and a message containing `substr`.

@@ -1,8 +1,11 @@
 /* The C API, used from C99 as an embedding application would: load, inspect, run against the
- * PyTorch reference, misuse (NULLs, small buffers, bad files), and two threads sharing a model.
- * Usage: capi_test DATA_DIR MODEL.vqm */
+ * PyTorch reference, misuse (NULLs, small buffers, bad files, bad params, an older caller's
+ * shorter params struct, out-of-range statuses, hostile input values), and threads sharing a
+ * model. Every misuse must be a status and a message, never a crash: the ASan+UBSan build runs
+ * this too. Usage: capi_test DATA_DIR MODEL.vqm */
 #include <math.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +65,15 @@ static void *worker(void *p) {
   return NULL;
 }
 
+static void *failing_load(void *unused) {
+  vqm_model *m = NULL;
+  (void)unused;
+  if (vqm_model_load("/nonexistent/other.vqm", NULL, &m) != VQM_ERR_IO ||
+      strstr(vqm_last_error(), "other.vqm") == NULL)
+    ++g_failures;
+  return NULL;
+}
+
 int main(int argc, char **argv) {
   char path[4096];
   size_t size = 0;
@@ -90,6 +102,7 @@ int main(int argc, char **argv) {
   CHECK(strlen(vqm_version()) > 0);
   CHECK(strcmp(vqm_status_string(VQM_OK), "ok") == 0);
   CHECK(strlen(vqm_status_string((vqm_status)12345)) > 0);
+  CHECK(strcmp(vqm_status_string((vqm_status)-1), "unknown status") == 0);
 
   /* Misuse: each a status and a message, never a crash. */
   CHECK(vqm_model_load(NULL, NULL, &model) == VQM_ERR_INVALID_ARGUMENT);
@@ -108,7 +121,17 @@ int main(int argc, char **argv) {
     vqm_model_params bad = vqm_model_default_params();
     bad.struct_size = 0;
     CHECK(vqm_model_load(argv[2], &bad, &model) == VQM_ERR_INVALID_ARGUMENT);
+    bad.struct_size = (size_t)1 << 20; /* garbage, not a struct size */
+    CHECK(vqm_model_load(argv[2], &bad, &model) == VQM_ERR_INVALID_ARGUMENT);
+    bad = vqm_model_default_params();
+    bad.reserved = 7;
+    CHECK(vqm_model_load(argv[2], &bad, &model) == VQM_ERR_INVALID_ARGUMENT && model == NULL);
+    CHECK(strstr(vqm_last_error(), "reserved") != NULL);
   }
+  CHECK(vqm_model_load_from_memory(NULL, 16, NULL, &model) == VQM_ERR_INVALID_ARGUMENT);
+  CHECK(vqm_model_load_from_memory(NULL, 0, NULL, &model) == VQM_ERR_FORMAT && model == NULL);
+  CHECK(vqm_model_input_channels(NULL) == 0 && vqm_model_input_size(NULL) == 0);
+  CHECK(vqm_session_run_image_file(NULL, "x.png", logits, kClasses) == VQM_ERR_INVALID_ARGUMENT);
 
   /* Load and inspect. */
   CHECK(vqm_model_load(argv[2], NULL, &model) == VQM_OK);
@@ -119,6 +142,37 @@ int main(int argc, char **argv) {
   CHECK(vqm_model_label(model, 0) && strcmp(vqm_model_label(model, 0), "T-shirt/top") == 0);
   CHECK(vqm_model_label(model, 9) && strcmp(vqm_model_label(model, 9), "Ankle boot") == 0);
   CHECK(vqm_model_label(model, 10) == NULL && vqm_model_label(model, -1) == NULL);
+  CHECK(vqm_model_label(model, 2147483647) == NULL);
+
+  /* Session params out of range, and NULL out. */
+  CHECK(vqm_session_create(model, NULL, NULL) == VQM_ERR_INVALID_ARGUMENT);
+  sp = vqm_session_default_params();
+  sp.max_batch = 0;
+  CHECK(vqm_session_create(model, &sp, &session) == VQM_ERR_INVALID_ARGUMENT && session == NULL);
+  CHECK(strstr(vqm_last_error(), "max_batch") != NULL);
+  sp.max_batch = 1000000;
+  CHECK(vqm_session_create(model, &sp, &session) == VQM_ERR_INVALID_ARGUMENT && session == NULL);
+  sp = vqm_session_default_params();
+  sp.n_threads = -1;
+  CHECK(vqm_session_create(model, &sp, &session) == VQM_ERR_INVALID_ARGUMENT && session == NULL);
+  /* A caller built against an older header whose struct ends before max_batch: only the fields
+   * it has are read (ASan would catch a read past the allocation). */
+  {
+    const size_t old_size = offsetof(vqm_session_params, max_batch);
+    unsigned char *old = (unsigned char *)malloc(old_size);
+    CHECK(old != NULL);
+    if (old) {
+      sp = vqm_session_default_params();
+      sp.struct_size = old_size;
+      sp.n_threads = 1;
+      memcpy(old, &sp, old_size);
+      CHECK(vqm_session_create(model, (const vqm_session_params *)(void *)old, &session) == VQM_OK);
+      CHECK(vqm_session_run(session, input, 1, logits, kClasses) == VQM_OK);
+      vqm_session_free(session);
+      session = NULL;
+      free(old);
+    }
+  }
 
   /* Run against PyTorch's logits. */
   sp = vqm_session_default_params();
@@ -132,6 +186,25 @@ int main(int argc, char **argv) {
   CHECK(vqm_session_run(session, NULL, kImages, logits, kImages * kClasses) ==
         VQM_ERR_INVALID_ARGUMENT);
   CHECK(vqm_session_run_image_file(session, "/nonexistent.png", logits, kClasses) == VQM_ERR_IO);
+  CHECK(vqm_session_run_image_file(session, argv[1], logits, kClasses) == VQM_ERR_IO);
+  CHECK(vqm_session_run_image_file(session, NULL, logits, kClasses) == VQM_ERR_INVALID_ARGUMENT);
+  snprintf(path, sizeof path, "%s/images/fmnist_t10k_0_ankle_boot.png", argv[1]);
+  CHECK(vqm_session_run_image_file(session, path, logits, kClasses - 1) ==
+        VQM_ERR_BUFFER_TOO_SMALL);
+  CHECK(vqm_session_run_image_file(session, path, logits, kClasses) == VQM_OK);
+  CHECK(vqm_session_run(session, input, 0, NULL, 0) == VQM_OK); /* nothing to do */
+  CHECK(vqm_session_run(session, input, kImages, NULL, kImages * kClasses) ==
+        VQM_ERR_INVALID_ARGUMENT);
+  CHECK(vqm_session_run(session, input, 2147483647, logits, kImages * kClasses) ==
+        VQM_ERR_BUFFER_TOO_SMALL);
+  /* Hostile values: the logits may be garbage, the call must not crash (UBSan checks the
+   * float-to-int conversions). */
+  {
+    float odd[kPixels];
+    const float values[] = {NAN, INFINITY, -INFINITY, 1e30f, -1e30f, 0.0f};
+    for (i = 0; i < kPixels; ++i) odd[i] = values[i % 6];
+    CHECK(vqm_session_run(session, odd, 1, logits, kClasses) == VQM_OK);
+  }
   /* The session still works after errors. */
   CHECK(vqm_session_run(session, input, kImages, logits, kImages * kClasses) == VQM_OK);
   for (i = 0; i < kImages * kClasses; ++i) {
@@ -173,8 +246,20 @@ int main(int argc, char **argv) {
     }
   }
 
-  vqm_session_free(session);
+  /* Error messages are per thread: a failure on another thread does not show here. */
+  {
+    pthread_t failing;
+    CHECK(vqm_session_run(session, input, 1, logits, kClasses) == VQM_OK);
+    CHECK(pthread_create(&failing, NULL, failing_load, NULL) == 0);
+    pthread_join(failing, NULL);
+    CHECK(strcmp(vqm_last_error(), "") == 0);
+  }
+
+  /* A session keeps its model alive after vqm_model_free. */
   vqm_model_free(model);
+  model = NULL;
+  CHECK(vqm_session_run(session, input, kImages, logits, kImages * kClasses) == VQM_OK);
+  vqm_session_free(session);
   free(input);
   free(ref);
   printf("capi: %d checks, %d failed\n", g_checks, g_failures);

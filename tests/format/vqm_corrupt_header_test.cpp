@@ -3,6 +3,7 @@
 // names the field and the numbers; none may crash (this suite also runs under ASan+UBSan).
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -60,6 +61,7 @@ TEST(VqmCorruptHeader, TruncationAtEveryLengthNamesTheTruncatedField) {
   const uint64_t json_end = 64 + get(full, kJsonSize, 8);
   const uint64_t data_offset = get(full, kDataOffset, 8);
   ASSERT_GT(full.size(), data_offset);  // the file has tensor data to cut into
+  std::printf("[ measured ] cut at every length 0..%zu\n", full.size() - 1);
   const char *fields[] = {"magic",       "magic",       "magic",       "magic",
                           "version",     "version",     "version",     "version",
                           "header_size", "header_size", "header_size", "header_size",

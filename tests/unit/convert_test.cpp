@@ -168,6 +168,10 @@ TEST(Convert, MissingExtraAndContradictoryTensors) {
 
   EXPECT_VQM_ERROR(convert_timm(st(base, {{"img_size", "16"}}), opt), format, "img_size");
   EXPECT_VQM_ERROR(convert_timm(st(base, {{"num_heads", "two"}}), {}), format, "num_heads");
+  // Fuzzer finding (tests/fuzz/regressions/safetensors/metadata-num-heads-0): a 0 from the
+  // metadata reached the divisibility check (embed_dim % num_heads) before any range check.
+  EXPECT_VQM_ERROR(convert_timm(st(base, {{"num_heads", "0"}}), {}), format,
+                   "'num_heads' = 0 is outside [1, 1024]");
   EXPECT_VQM_ERROR(convert_timm(st(base), {}), invalid_argument,
                    "--heads");  // 32 is not a multiple of 64
 

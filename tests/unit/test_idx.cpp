@@ -10,13 +10,18 @@
 
 #include "runtime/error.h"
 #include "runtime/idx.h"
+#include "test_files.h"
 #include "test_util.h"
-
-// stbi_zlib_compress builds the deflate streams of the synthetic .gz files.
-#include "stb_image_write_impl.h"
 
 namespace vqm {
 namespace {
+
+using test::crc32;
+using test::gzip;
+using test::idx1;
+using test::idx3;
+using test::put_be32;
+using test::put_le32;
 
 std::string expect_error(const std::function<void()> &fn, ErrorCode code) {
   try {
@@ -30,67 +35,6 @@ std::string expect_error(const std::function<void()> &fn, ErrorCode code) {
   }
   ADD_FAILURE() << "no exception thrown";
   return "";
-}
-
-uint32_t crc32(const uint8_t *p, size_t n) {
-  uint32_t c = 0xffffffffu;
-  for (size_t i = 0; i < n; ++i) {
-    c ^= p[i];
-    for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xedb88320u ^ (c >> 1) : c >> 1;
-  }
-  return ~c;
-}
-
-void put_be32(std::vector<uint8_t> *v, uint32_t x) {
-  for (int s = 24; s >= 0; s -= 8) v->push_back(static_cast<uint8_t>(x >> s));
-}
-void put_le32(std::vector<uint8_t> *v, uint32_t x) {
-  for (int s = 0; s < 32; s += 8) v->push_back(static_cast<uint8_t>(x >> s));
-}
-
-std::vector<uint8_t> idx3(uint32_t magic, uint32_t count, uint32_t rows, uint32_t cols,
-                          size_t payload) {
-  std::vector<uint8_t> b;
-  put_be32(&b, magic);
-  put_be32(&b, count);
-  put_be32(&b, rows);
-  put_be32(&b, cols);
-  for (size_t i = 0; i < payload; ++i) b.push_back(static_cast<uint8_t>(i * 7));
-  return b;
-}
-
-std::vector<uint8_t> idx1(uint32_t magic, uint32_t count, size_t payload) {
-  std::vector<uint8_t> b;
-  put_be32(&b, magic);
-  put_be32(&b, count);
-  for (size_t i = 0; i < payload; ++i) b.push_back(static_cast<uint8_t>(i % 10));
-  return b;
-}
-
-struct GzipOptions {
-  uint8_t flags = 0;  // FTEXT 1, FHCRC 2, FEXTRA 4, FNAME 8, FCOMMENT 16
-};
-
-// RFC 1952 member around a raw deflate stream (stb writes zlib: strip 2-byte header, 4-byte
-// Adler-32 trailer).
-std::vector<uint8_t> gzip(const std::vector<uint8_t> &data, uint8_t flags = 0) {
-  std::vector<uint8_t> g = {0x1f, 0x8b, 8, flags, 0, 0, 0, 0, 0, 3};
-  if (flags & 4) g.insert(g.end(), {5, 0, 'A', 'B', 3, 0, 'x'});
-  if (flags & 8) g.insert(g.end(), {'f', 'i', 'l', 'e', 0});
-  if (flags & 16) g.insert(g.end(), {'h', 'i', 0});
-  if (flags & 2) {
-    const uint32_t c = crc32(g.data(), g.size());
-    g.insert(g.end(), {static_cast<uint8_t>(c), static_cast<uint8_t>(c >> 8)});
-  }
-  int zlen = 0;
-  unsigned char *z = stbi_zlib_compress(const_cast<unsigned char *>(data.data()),
-                                        static_cast<int>(data.size()), &zlen, 8);
-  EXPECT_GT(zlen, 6);
-  g.insert(g.end(), z + 2, z + zlen - 4);
-  STBIW_FREE(z);
-  put_le32(&g, crc32(data.data(), data.size()));
-  put_le32(&g, static_cast<uint32_t>(data.size()));
-  return g;
 }
 
 std::string write(const std::string &dir, const std::string &name, const std::vector<uint8_t> &b) {

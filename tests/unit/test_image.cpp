@@ -16,14 +16,15 @@
 #include "runtime/image.h"
 #include "runtime/safetensors.h"
 #include "runtime/tensor.h"
+#include "test_files.h"
 #include "test_util.h"
-
-#include "stb_image_write_impl.h"
 
 namespace vqm {
 namespace {
 
+using test::craft_png;
 using test::data_path;
+using test::png_encode;
 
 // Runs `fn`, requires a vqm::Error with `code`, returns its message for further checks.
 std::string expect_error(const std::function<void()> &fn, ErrorCode code) {
@@ -38,58 +39,6 @@ std::string expect_error(const std::function<void()> &fn, ErrorCode code) {
   }
   ADD_FAILURE() << "no exception thrown";
   return "";
-}
-
-std::vector<uint8_t> png_encode(int w, int h, int comp, const std::vector<uint8_t> &px) {
-  std::vector<uint8_t> out;
-  auto sink = [](void *ctx, void *data, int size) {
-    auto *v = static_cast<std::vector<uint8_t> *>(ctx);
-    v->insert(v->end(), static_cast<uint8_t *>(data), static_cast<uint8_t *>(data) + size);
-  };
-  EXPECT_NE(stbi_write_png_to_func(sink, &out, w, h, comp, px.data(), w * comp), 0);
-  return out;
-}
-
-uint32_t crc32(const uint8_t *p, size_t n) {
-  uint32_t c = 0xffffffffu;
-  for (size_t i = 0; i < n; ++i) {
-    c ^= p[i];
-    for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xedb88320u ^ (c >> 1) : c >> 1;
-  }
-  return ~c;
-}
-
-void put_be32(std::vector<uint8_t> *v, uint32_t x) {
-  for (int s = 24; s >= 0; s -= 8) v->push_back(static_cast<uint8_t>(x >> s));
-}
-
-void png_chunk(std::vector<uint8_t> *png, const char *type, const std::vector<uint8_t> &data) {
-  put_be32(png, static_cast<uint32_t>(data.size()));
-  const size_t start = png->size();
-  png->insert(png->end(), type, type + 4);
-  png->insert(png->end(), data.begin(), data.end());
-  put_be32(png, crc32(png->data() + start, png->size() - start));
-}
-
-// A hand-made PNG: signature, IHDR with the given numbers, optional raw (already filtered)
-// scanlines compressed into one IDAT, IEND. Lets tests declare sizes no encoder would write.
-std::vector<uint8_t> craft_png(uint32_t w, uint32_t h, uint8_t depth, uint8_t color_type,
-                               const std::vector<uint8_t> *scanlines = nullptr) {
-  std::vector<uint8_t> png = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
-  std::vector<uint8_t> ihdr;
-  put_be32(&ihdr, w);
-  put_be32(&ihdr, h);
-  ihdr.insert(ihdr.end(), {depth, color_type, 0, 0, 0});
-  png_chunk(&png, "IHDR", ihdr);
-  if (scanlines) {
-    int zlen = 0;
-    unsigned char *z = stbi_zlib_compress(const_cast<unsigned char *>(scanlines->data()),
-                                          static_cast<int>(scanlines->size()), &zlen, 8);
-    png_chunk(&png, "IDAT", std::vector<uint8_t>(z, z + zlen));
-    STBIW_FREE(z);
-  }
-  png_chunk(&png, "IEND", {});
-  return png;
 }
 
 Image decode(const std::vector<uint8_t> &b, int channels) {
@@ -304,6 +253,95 @@ TEST(ImageDecode, DeclaredSizesOverLimitsAreRefusedBeforeDecoding) {
   small.max_image_side = 300;
   expect_error([&] { decode_image_file(data_path("images/chelsea.png"), 3, small); },
                ErrorCode::limit);
+}
+
+// Fuzzer finding (tests/fuzz/regressions/image/jpeg-dht-257-codes): a DHT segment declaring more
+// than 256 codes made Debian's stb_image 2.27 write past a 257-byte table (CVE-2021-37789); the
+// fixed decoder (runtime/stb_image_fixes.cmake) refuses it. The ASan build proves no overflow.
+TEST(ImageDecode, JpegHuffmanTableWithTooManyCodesIsAFormatError) {
+  const uint8_t levels[4] = {10, 20, 30, 40};
+  std::vector<uint8_t> jpeg = test::cmyk_jpeg(levels);
+  EXPECT_EQ(decode(jpeg, 3).width, 8);  // the untouched file decodes
+  for (size_t i = 0; i + 21 < jpeg.size(); ++i) {
+    if (jpeg[i] == 0xff && jpeg[i + 1] == 0xc4) {
+      for (size_t k = 0; k < 16; ++k) jpeg[i + 5 + k] = 0x20;  // 16 x 32 = 512 codes
+      break;
+    }
+  }
+  const std::string msg = expect_error([&] { decode(jpeg, 3); }, ErrorCode::format);
+  EXPECT_NE(msg.find("bad DHT header"), std::string::npos) << msg;
+}
+
+// Fuzzer finding (tests/fuzz/regressions/image/jpeg-undefined-huffman-table): a scan coded with a
+// Huffman table no DHT segment defined made stb read past maxcode[] and, through the table's
+// garbage, size[] and values[]. With the fixes the undefined table reads as zeros: the scan
+// decodes to a flat image, the same every time, and nothing reads out of bounds (ASan/UBSan).
+TEST(ImageDecode, JpegScanWithAnUndefinedHuffmanTableIsDeterministic) {
+  const uint8_t levels[4] = {10, 200, 30, 40};
+  std::vector<uint8_t> jpeg = test::cmyk_jpeg(levels);
+  const Image good = decode(jpeg, 3);
+  bool patched = false;
+  for (size_t i = 0; i + 6 < jpeg.size() && !patched; ++i) {
+    if (jpeg[i] == 0xff && jpeg[i + 1] == 0xda) {  // SOS: length, count, then (id, Td<<4|Ta)
+      jpeg[i + 6] = 0x33;  // the first component's DC and AC tables: 3, never defined
+      patched = true;
+    }
+  }
+  ASSERT_TRUE(patched);
+  const Image a = decode(jpeg, 3), b = decode(jpeg, 3);
+  EXPECT_EQ(a.width, 8);
+  EXPECT_EQ(a.pixels, b.pixels);
+  EXPECT_NE(a.pixels, good.pixels);
+}
+
+// Fuzzer finding (tests/fuzz/regressions/image/jpeg-bits-past-end-of-scan): a scan that ends in
+// the middle of a code (at a marker) made stb's bit readers take bits it did not have; the count
+// went negative and the next refill shifted by more than 31 (UB, which the sanitizer builds
+// report). Now missing bits read as zeros and the decoder goes on to the bad marker that follows:
+// a format error. Cutting simple baseline scans at every byte did not reproduce the bug, so the
+// saved input is used here (its first byte is the fuzz target's option byte).
+TEST(ImageDecode, JpegScanEndingMidCodeIsAFormatError) {
+  const auto saved =
+      test::read_bytes(test::data_path("../fuzz/regressions/image/jpeg-bits-past-end-of-scan"));
+  ASSERT_GT(saved.size(), 100u);
+  const std::vector<uint8_t> jpeg(saved.begin() + 1, saved.end());
+  ASSERT_EQ(jpeg[0], 0xff);
+  ASSERT_EQ(jpeg[1], 0xd8);  // SOI
+  const std::string msg = expect_error([&] { decode(jpeg, 3); }, ErrorCode::format);
+  EXPECT_NE(msg.find("unknown marker"), std::string::npos) << msg;
+}
+
+// Fuzzer findings in PNG (tests/fuzz/regressions/image/png-*): an empty first IDAT chunk made
+// stb memcpy to a null buffer, and an IDAT length larger than the file made it allocate that
+// length (1.2 GB for a 76-byte file) before noticing. Both are format errors now, found out
+// before any allocation.
+TEST(ImageDecode, PngChunksThatLieAreFormatErrors) {
+  const std::vector<uint8_t> row = {0, 7};  // filter byte + one gray pixel
+  const std::vector<uint8_t> good = craft_png(1, 1, 8, 0, &row);
+  EXPECT_EQ(decode(good, 1).pixels, std::vector<uint8_t>{7});
+  // IHDR is 8 + 25 bytes; the IDAT chunk's length field follows.
+  std::vector<uint8_t> empty_idat(good.begin(), good.begin() + 33);
+  const std::vector<uint8_t> tail = {0, 0, 0, 0, 'I', 'D', 'A', 'T', 0x35, 0xaf, 0x06, 0x1e};
+  empty_idat.insert(empty_idat.end(), tail.begin(), tail.end());
+  empty_idat.insert(empty_idat.end(), good.end() - 12, good.end());  // IEND
+  expect_error([&] { decode(empty_idat, 1); }, ErrorCode::format);
+  std::vector<uint8_t> long_idat = good;
+  long_idat[33] = 0x4c;  // IDAT length 0x4c00000a: 1.2 GB claimed, 10 present
+  const std::string msg = expect_error([&] { decode(long_idat, 1); }, ErrorCode::format);
+  EXPECT_NE(msg.find("outofdata"), std::string::npos) << msg;
+}
+
+// GIF and PNM are compiled out of the decoder (runtime/stb_image_impl.cpp): a fuzzer found an
+// integer overflow in stb's PNM header parser, and its GIF decoder has published heap overflows.
+TEST(ImageDecode, GifAndPnmAreNotDecoded) {
+  const std::vector<uint8_t> gif = {'G', 'I',  'F',  '8',  '9', 'a', 1, 0,   1, 0, 0x80, 0,
+                                    0,   0xff, 0xff, 0xff, 0,   0,   0, ',', 0, 0, 0,    0,
+                                    1,   0,    1,    0,    0,   2,   2, 'D', 1, 0, ';'};
+  const std::vector<uint8_t> pgm = {'P', '5', ' ', '1', ' ', '1', ' ', '2', '5', '5', '\n', 9};
+  for (const auto &file : {gif, pgm}) {
+    const std::string msg = expect_error([&] { decode(file, 1); }, ErrorCode::format);
+    EXPECT_NE(msg.find("unknown image type"), std::string::npos) << msg;
+  }
 }
 
 // ---- resampling ---------------------------------------------------------------------------
