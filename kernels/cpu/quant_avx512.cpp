@@ -21,16 +21,12 @@ namespace {
 
 // A grid broadcast into registers once per call (per group for split_heads_quant).
 struct VecGrid {
-  __m512 delta, inv_delta, near_tie, zero_point, qmax;
+  __m512 delta, zero_point, qmax;
   __m512i zero_point_i32;
   bool store_signed;
 
   explicit VecGrid(const QuantGrid &g)
       : delta(_mm512_set1_ps(g.delta)),
-        inv_delta(_mm512_set1_ps(1.0f / g.delta)),
-        // See quantize_store. A step so small that 1/delta overflows (only a subnormal delta)
-        // gets a negative threshold, which sends every lane down the exact division.
-        near_tie(_mm512_set1_ps(std::isfinite(1.0f / g.delta) ? 0.5f - 0x1p-12f : -1.0f)),
         zero_point(_mm512_set1_ps(static_cast<float>(g.zero_point))),
         qmax(_mm512_set1_ps(static_cast<float>(g.qmax))),
         zero_point_i32(_mm512_set1_epi32(g.zero_point)),
@@ -38,29 +34,12 @@ struct VecGrid {
 };
 
 // Quantizes the lanes of v selected by m and stores them as bytes at dst (lane i to dst[i]).
-//
-// The level must be fake_quant_f32's, nearbyint(v / delta) with a true division: the simulated
-// path computes it that way, and fl(v * (1/delta)) can differ from fl(v / delta) by an ulp or two,
-// which moves a level when the quotient sits next to a half-integer. But vdivps is ~10 cycles per
-// vector and was the largest single cost of gelu_quant and softmax_quant, so the division is only
-// done for lanes where it can matter:
-//   t = fl(v * fl(1/delta)) is within 3 u |v/delta| (u = 2^-24) of fl(v / delta). Every |t| above
-//   ~512 clamps to 0 or qmax whichever way it rounds (|q - zero_point| <= 255), so a difference
-//   matters only for |t| <= 512, where it is below 2^-14. Hence if t is farther than 2^-12 from
-//   the nearest half-integer, fl(v / delta) lies on the same side of it and rounds (half to even)
-//   to the same integer as t. Lanes within 2^-12 of a tie (~0.05% of lanes on real data) redo the
-//   true division; a NaN t fails the ordered compare and also takes it, so nothing changes there.
-// A subnormal result of v * (1/delta) has a tiny absolute error and is nowhere near a tie.
-// QuantKernels.QuantizeAgreesWithFakeQuantBitForBit holds this to fake_quant_f32 bit for bit.
+// The float steps are fake_quant_f32's: a true division, not a multiply by 1/delta, because the
+// product rounds differently for some v and a level would then differ from the simulated path;
+// the division costs ~0.5 cycle per element, small next to the memory traffic fusion saves.
 inline void quantize_store(__m512 v, const VecGrid &g, __mmask16 m, uint8_t *dst) {
-  constexpr int kNearest = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-  __m512 t = _mm512_mul_ps(v, g.inv_delta);
-  __m512 q = _mm512_roundscale_ps(t, kNearest);
-  const __mmask16 far =
-      _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(t, q)), g.near_tie, _CMP_LT_OQ);
-  const __mmask16 redo = static_cast<__mmask16>(~far & m);
-  if (__builtin_expect(redo != 0, 0))
-    q = _mm512_mask_roundscale_ps(q, redo, _mm512_maskz_div_ps(redo, v, g.delta), kNearest);
+  __m512 q = _mm512_roundscale_ps(_mm512_div_ps(v, g.delta),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   // Clamp in float, before converting: out-of-range floats would convert to INT_MIN. vmaxps
   // returns its second operand when one is NaN, so a NaN becomes level 0 as in the reference.
   q = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(q, g.zero_point), _mm512_setzero_ps()), g.qmax);

@@ -45,14 +45,7 @@ inline __m512 erf_ps(__m512 x) {
   q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(-1.68282697438203e-03f));
   q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(-7.37332916720468e-03f));
   q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(-1.42647390514189e-02f));
-  // p / q without vdivps (~10 cycles per vector, the largest cost of gelu_quant): a 14-bit
-  // reciprocal estimate, the quotient from it, then one correction with the exact residual
-  // p - q * y0 (an FMA), which brings the 2^-14 relative error to ~2^-28 plus rounding, i.e.
-  // within about an ulp of the division. q is in [-2.4, -0.014] here, far from 0 and from
-  // overflow. Downstream the result is quantized to a grid many thousands of ulps wide.
-  const __m512 r = _mm512_rcp14_ps(q);
-  const __m512 y0 = _mm512_mul_ps(p, r);
-  return _mm512_fmadd_ps(_mm512_fnmadd_ps(q, y0, p), r, y0);
+  return _mm512_div_ps(p, q);
 }
 
 // Mask with the low `n` lanes set (n in [0, 16]) for row tails.
