@@ -153,6 +153,37 @@ TEST(QuantKernels, QuantizeAgreesWithFakeQuantBitForBit) {
   }
 }
 
+TEST(QuantKernels, QuantizeNearTiesBitForBit) {
+  // Values within a few ulps of every tie (k + 1/2) * delta, over many steps: the fast path must
+  // land each where the true division puts it. The sweep contains cases where v * (1/delta)
+  // rounds to the other level, so this catches a multiply-by-reciprocal shortcut without a
+  // fix-up near ties (tried for speed on the perf branch: it measured no faster, see git log).
+  std::mt19937 rng(21);
+  std::uniform_real_distribution<float> log_delta(-14.f, 8.f);
+  int64_t product_would_differ = 0;
+  for (int trial = 0; trial < 40; ++trial) {
+    const float delta = std::exp2(log_delta(rng));
+    const float inv = 1.0f / delta;
+    std::vector<float> x;
+    for (int k = -300; k <= 300; ++k) {
+      float v = (static_cast<float>(k) + 0.5f) * delta;
+      for (int step = 0; step < 6; ++step) v = std::nextafter(v, -INFINITY);
+      for (int step = 0; step < 13; ++step, v = std::nextafter(v, INFINITY)) {
+        x.push_back(v);
+        if (std::nearbyint(v * inv) != std::nearbyint(v / delta)) ++product_would_differ;
+      }
+    }
+    for (const QuantGrid &g : {QuantGrid{delta, 128, 255, false}, QuantGrid{delta, 0, 255, false},
+                               QuantGrid{delta, 128, 255, true}, QuantGrid{delta, 8, 15, true}}) {
+      Bytes fast(x.size()), ref(x.size());
+      quantize(x.data(), fast.data(), static_cast<int64_t>(x.size()), g);
+      quantize_ref(x.data(), ref.data(), static_cast<int64_t>(x.size()), g);
+      ASSERT_EQ(fast, ref) << describe(g);
+    }
+  }
+  EXPECT_GT(product_would_differ, 0);
+}
+
 TEST(QuantKernels, QuantizeExtremesTiesAndSaturation) {
   const float inf = std::numeric_limits<float>::infinity();
   const std::vector<float> x = {0.25f,  0.75f, -0.25f, -0.75f, 1e30f, -1e30f, inf,  -inf,
