@@ -1,16 +1,13 @@
 #include "apps/apps_test_util.h"
 
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <atomic>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
 #include "models/convert.h"
 #include "models/vit.h"
+#include "process_util.h"
 #include "runtime/idx.h"
 #include "test_util.h"
 
@@ -56,26 +53,8 @@ std::string write_fmnist_folder(const std::string &root, int n, bool digit_names
 }
 
 ToolRun run_shell(const std::string &command_line) {
-  static std::atomic<int> counter{0};
-  const std::string err_path =
-      (fs::temp_directory_path() /
-       ("vqm-tool-" + std::to_string(getpid()) + "-" + std::to_string(counter++)))
-          .string();
-  const std::string cmd = command_line + " 2>" + err_path;
-  ToolRun r;
-  FILE *p = popen(cmd.c_str(), "r");
-  if (!p) {
-    ADD_FAILURE() << "popen failed: " << cmd;
-    return r;
-  }
-  char buf[4096];
-  for (size_t got; (got = fread(buf, 1, sizeof buf, p)) > 0;) r.out.append(buf, got);
-  const int status = pclose(p);
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  const auto err = read_bytes(err_path);
-  r.err.assign(err.begin(), err.end());
-  fs::remove(err_path);
-  return r;
+  const ProcessResult p = run_process({"/bin/sh", "-c", command_line});
+  return ToolRun{p.exit_code, p.out, p.err};
 }
 
 ToolRun run_tool(const std::string &command_line) {

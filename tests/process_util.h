@@ -1,4 +1,5 @@
-// Running the vqm tools from tests: a child process with its stdout and stderr captured.
+// Running the vqm tools (or a shell) from tests: a child process with its stdout and stderr
+// captured. Shared by tests/robust and tests/apps (run_shell).
 #pragma once
 #include <string>
 #include <vector>
