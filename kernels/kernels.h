@@ -106,11 +106,14 @@ void softmax_quant_ref(const float *x, void *y, int64_t rows, int64_t cols, floa
 
 // split_heads_f32's permutation fused with quantization: src [B, T, S, H, D] f32; dst[s] is a
 // dense [B, H, T, D] byte block holding group s on grids[s] (q, k and v get their own grids and
-// may differ in signedness).
+// may differ in signedness). With dst_t, dst[s] is [B, H, dst_t[s], D] (dst_t[s] >= t) and the
+// call fills its tokens [0, t): offset dst[s] by t0 * D to write a token range [t0, t0 + t) of a
+// longer sequence, as a caller that splits one sequence's rows between threads does.
 void split_heads_quant(const float *src, void *const *dst, const QuantGrid *grids, int64_t b,
-                       int64_t t, int64_t s, int64_t h, int64_t d);
+                       int64_t t, int64_t s, int64_t h, int64_t d, const int64_t *dst_t = nullptr);
 void split_heads_quant_ref(const float *src, void *const *dst, const QuantGrid *grids, int64_t b,
-                           int64_t t, int64_t s, int64_t h, int64_t d);
+                           int64_t t, int64_t s, int64_t h, int64_t d,
+                           const int64_t *dst_t = nullptr);
 
 // merge_heads_f32's permutation fused with quantization: src [B, H, T, D] f32 -> dst [B, T, H, D]
 // bytes.

@@ -203,9 +203,14 @@ memory VitModel::packed_weight(const std::string &name, const memory::desc &layo
 // Session
 
 const char *OpProfile::name(int op) {
-  static const char *const kNames[count] = {
-      "GEMM (linear layers)", "GEMM (attention Q*K^T, A*V)", "softmax", "LayerNorm", "GELU",
-      "quantize / reorder",   "other (embedding, logits)"};
+  static const char *const kNames[count] = {"GEMM (linear layers)",
+                                            "GEMM (attention Q*K^T, A*V)",
+                                            "softmax",
+                                            "LayerNorm",
+                                            "GELU",
+                                            "quantize / reorder",
+                                            "wait for other threads",
+                                            "other (embedding, logits)"};
   return op >= 0 && op < count ? kNames[op] : "?";
 }
 
@@ -248,10 +253,12 @@ VitSession::VitSession(std::shared_ptr<const VitModel> model, const SessionOptio
   const char *env = std::getenv("VQM_EXECUTION");
   const bool simulate = options_.simulate || (env && std::string(env) == "simulated");
   const bool int_mode = model_->quant() && !simulate;
+  // The integer forward splits each batch's rows into one chunk per thread (vit_int8.cpp).
+  const int64_t threads = options_.n_threads > 0 ? options_.n_threads : omp_get_max_threads();
   // A model file's geometry decides these sizes (a few KB of weights can declare 512x512 patches,
   // whose attention scores alone would need hundreds of GB), so they are checked first.
   const uint64_t need = SessionBuffers::bytes(c, options_.max_batch) +
-                        (int_mode ? IntBuffers::bytes(c, options_.max_batch) : 0);
+                        (int_mode ? IntBuffers::bytes(c, options_.max_batch, threads) : 0);
   const uint64_t limit = default_limits().max_session_bytes;
   if (need > limit)
     fail(ErrorCode::limit, "a session of this model with max_batch " +
@@ -266,7 +273,7 @@ VitSession::VitSession(std::shared_ptr<const VitModel> model, const SessionOptio
   };
   std::vector<Pds> pds;
   size_t scratch = 0;
-  if (int_mode) build_int_plans(sizes_, &scratch);
+  if (int_mode) build_int_plans(sizes_, threads, &scratch);
   for (int b : int_mode ? std::vector<int>{} : sizes_) {
     Pds p;
     p.patch = dn::linear_f32_pd(b * c.num_patches(), c.patch_dim(), D, true, dn::Epilogue::none);

@@ -104,7 +104,17 @@ struct SessionBuffers;  // models/vit_internal.h
 
 // Wall time of a session's forward passes by kind of operation (SessionOptions::profile).
 struct OpProfile {
-  enum Op { gemm_linear, gemm_attention, softmax, layernorm, gelu, quantize_reorder, other, count };
+  enum Op {
+    gemm_linear,
+    gemm_attention,
+    softmax,
+    layernorm,
+    gelu,
+    quantize_reorder,
+    wait,  // integer path: thread 0 waiting at a block's barrier for the other threads
+    other,
+    count
+  };
   static const char *name(int op);
   double seconds[count] = {};
   int64_t forwards = 0;
@@ -113,7 +123,9 @@ struct OpProfile {
 
 struct SessionOptions {
   int max_batch = 1;  // images per internal forward; larger requests are split
-  int n_threads = 0;  // 0: OpenMP default
+  // OpenMP threads; 0: OpenMP's default at session creation. The integer path splits each
+  // batch's rows into this many chunks when the session is created.
+  int n_threads = 0;
   // Quantized models run on integer kernels (u8 x s8 oneDNN matmuls) unless `simulate` is set
   // (or VQM_EXECUTION=simulated): then in fp32 arithmetic on dequantized values, the quantizer's
   // own view of the model. The two agree up to float rounding.
@@ -148,7 +160,7 @@ class VitSession {
   struct IntBuffers;
   void forward(const float *nchw, int n, float *logits, const TapFn *taps);
   void forward_int(const float *nchw, int n, float *logits, const TapFn *taps);
-  void build_int_plans(const std::vector<int> &sizes, size_t *scratch);
+  void build_int_plans(const std::vector<int> &sizes, int64_t threads, size_t *scratch);
   void bind_int_plans(const dnnl::memory &scratch);
   std::vector<std::string> int_kernel_report() const;
   int chunk_for(int n) const;  // largest planned batch size <= n

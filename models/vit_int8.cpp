@@ -1,7 +1,10 @@
 // Integer execution of a quantized model: every linear layer and both attention products run as
 // oneDNN u8 x s8 matmuls (brg:avx512_core_vnni) with the calibrated scales baked in; the element-
 // wise steps between them quantize as they go (LayerNorm, GELU, softmax and the head permutations
-// write u8/s8 directly). Equals the simulated path (vit.cpp) up to float rounding.
+// write u8/s8 directly). Equals the simulated path (vit.cpp) up to float rounding. The blocks run
+// row-chunked, one chunk of token rows per thread (RowChunk in vit_internal.h, forward_int).
+#include <omp.h>
+
 #include <cmath>
 #include <iostream>
 
@@ -21,12 +24,34 @@ kernels::QuantGrid grid_of(const ActQuant &a, bool store_signed) {
 }
 }  // namespace
 
-void VitSession::build_int_plans(const std::vector<int> &sizes, size_t *scratch) {
+std::vector<RowChunk> split_rows(int64_t n, int64_t tokens, int64_t threads) {
+  const int64_t rows = n * tokens, chunks = std::max<int64_t>(1, std::min(threads, rows));
+  std::vector<RowChunk> out(chunks);
+  for (int64_t c = 0; c < chunks; ++c) {
+    RowChunk &ch = out[c];
+    ch.row0 = rows * c / chunks;
+    ch.rows = rows * (c + 1) / chunks - ch.row0;
+    for (int64_t r = ch.row0; r < ch.row0 + ch.rows;) {
+      const int64_t image = r / tokens, t0 = r % tokens;
+      const int64_t tq = std::min(tokens - t0, ch.row0 + ch.rows - r);
+      ch.segments.push_back({image, t0, tq, r});
+      r += tq;
+    }
+  }
+  return out;
+}
+
+// Each batch size gets whole-batch primitives for the patch embedding and the head (run by all
+// threads, outside the blocks) and, per block and chunk, primitives created for one thread that
+// the chunk's owner runs inside the forward's parallel region (see forward_int).
+void VitSession::build_int_plans(const std::vector<int> &sizes, int64_t threads, size_t *scratch) {
   const VitConfig &c = model_->config();
   const ModelQuant &mq = *model_->quant();
   const int64_t T = c.tokens(), H = c.num_heads, dh = c.head_dim();
+  size_t chunk_scratch = 0;
   // Output scale of a linear layer: delta of its input times each output channel's weight scale.
-  auto linear = [&](const std::string &name, int64_t m, const ActQuant &in, dn::Epilogue ep) {
+  auto linear = [&](const std::string &name, int64_t m, const ActQuant &in, dn::Epilogue ep,
+                    size_t *scratch_size) {
     const IntWeight *w = model_->int_weight(name + ".weight");
     if (!w)
       fail(ErrorCode::format,
@@ -39,26 +64,47 @@ void VitSession::build_int_plans(const std::vector<int> &sizes, size_t *scratch)
     if (!ibuf_->biases.count(name))
       ibuf_->biases[name] =
           dn::prescale_linear_bias_u8s8(model_->weight(name + ".bias"), w->n, scales);
-    *scratch = std::max(*scratch, l.pd.scratchpad_desc().get_size());
+    *scratch_size = std::max(*scratch_size, l.pd.scratchpad_desc().get_size());
     return l;
   };
-  ibuf_ = std::make_unique<IntBuffers>(c, options_.max_batch);
+  auto batched = [&](int64_t m, int64_t k, int64_t n, bool b_is_nk, float scale, int32_t zp) {
+    auto pd = dn::batched_u8s8_pd(H, m, k, n, b_is_nk, scale, zp);
+    chunk_scratch = std::max(chunk_scratch, pd.scratchpad_desc().get_size());
+    return pd;
+  };
+  ibuf_ = std::make_unique<IntBuffers>(c, options_.max_batch, threads);
   for (int b : sizes) {
     auto plan = std::make_unique<IntPlan>();
     plan->batch = b;
+    plan->chunks = split_rows(b, T, threads);
     plan->patch_in = grid_of(mq.patch_in, false);
     plan->head_in = grid_of(mq.head_in, false);
-    plan->patch = linear("patch_embed.proj", b * c.num_patches(), mq.patch_in, dn::Epilogue::none);
-    plan->head = linear("head", b, mq.head_in, dn::Epilogue::none);
-    if (c.distilled) plan->head_dist = linear("head_dist", b, mq.head_in, dn::Epilogue::none);
+    plan->patch =
+        linear("patch_embed.proj", b * c.num_patches(), mq.patch_in, dn::Epilogue::none, scratch);
+    plan->head = linear("head", b, mq.head_in, dn::Epilogue::none, scratch);
+    if (c.distilled)
+      plan->head_dist = linear("head_dist", b, mq.head_in, dn::Epilogue::none, scratch);
+    const dn::CreationThreads one_thread(1);
     for (int l = 0; l < c.depth; ++l) {
       const BlockQuant &bq = mq.blocks[l];
       const std::string pre = "blocks." + std::to_string(l) + ".";
       IntPlan::Block blk;
-      blk.qkv = linear(pre + "attn.qkv", b * T, bq.qkv_in, dn::Epilogue::none);
-      blk.proj = linear(pre + "attn.proj", b * T, bq.proj_in, dn::Epilogue::accumulate);
-      blk.fc1 = linear(pre + "mlp.fc1", b * T, bq.fc1_in, dn::Epilogue::none);
-      blk.fc2 = linear(pre + "mlp.fc2", b * T, bq.fc2_in, dn::Epilogue::accumulate);
+      for (const RowChunk &ch : plan->chunks) {
+        IntPlan::ChunkBlock cb;
+        const int64_t m = ch.rows;
+        cb.qkv = linear(pre + "attn.qkv", m, bq.qkv_in, dn::Epilogue::none, &chunk_scratch);
+        cb.proj =
+            linear(pre + "attn.proj", m, bq.proj_in, dn::Epilogue::accumulate, &chunk_scratch);
+        cb.fc1 = linear(pre + "mlp.fc1", m, bq.fc1_in, dn::Epilogue::none, &chunk_scratch);
+        cb.fc2 = linear(pre + "mlp.fc2", m, bq.fc2_in, dn::Epilogue::accumulate, &chunk_scratch);
+        for (const RowChunk::Segment &seg : ch.segments) {
+          cb.qk_pd.push_back(
+              batched(seg.tq, dh, T, true, bq.q.delta * bq.k.delta, bq.q.zero_point));
+          cb.av_pd.push_back(
+              batched(seg.tq, T, dh, false, bq.attn.delta * bq.v.delta, bq.attn.zero_point));
+        }
+        blk.chunks.push_back(std::move(cb));
+      }
       // K and V are stored as s8 (q - zp): the quantizer keeps (q - zp) within s8 for them.
       blk.qkv_in = grid_of(bq.qkv_in, false);
       blk.q = grid_of(bq.q, false);
@@ -68,12 +114,6 @@ void VitSession::build_int_plans(const std::vector<int> &sizes, size_t *scratch)
       blk.proj_in = grid_of(bq.proj_in, false);
       blk.fc1_in = grid_of(bq.fc1_in, false);
       blk.fc2_in = grid_of(bq.fc2_in, false);
-      blk.qk_pd =
-          dn::batched_u8s8_pd(b * H, T, dh, T, true, bq.q.delta * bq.k.delta, bq.q.zero_point);
-      blk.av_pd = dn::batched_u8s8_pd(b * H, T, T, dh, false, bq.attn.delta * bq.v.delta,
-                                      bq.attn.zero_point);
-      *scratch = std::max({*scratch, blk.qk_pd.scratchpad_desc().get_size(),
-                           blk.av_pd.scratchpad_desc().get_size()});
       blk.norm1_w = model_->weight(pre + "norm1.weight");
       blk.norm1_b = model_->weight(pre + "norm1.bias");
       blk.norm2_w = model_->weight(pre + "norm2.weight");
@@ -82,12 +122,19 @@ void VitSession::build_int_plans(const std::vector<int> &sizes, size_t *scratch)
     }
     int_plans_.push_back(std::move(plan));
   }
+  IntBuffers &I = *ibuf_;
+  I.chunk_scratch_stride = (chunk_scratch + 63) / 64 * 64;
+  I.chunk_scratch.resize(I.chunk_scratch_stride * I.chunks);
+  for (int64_t i = 0; i < I.chunks; ++i) I.streams.emplace_back(dn::cpu_engine());
 }
 
 void VitSession::bind_int_plans(const memory &scratch) {
   SessionBuffers &B = *buf_;
   IntBuffers &I = *ibuf_;
-  auto bind = [&](IntPlan::Linear &l, const void *src, float *dst) {
+  const VitConfig &c = model_->config();
+  const int64_t T = c.tokens(), D = c.embed_dim, F = c.mlp_hidden, H = c.num_heads;
+  auto bytes = [](const SessionBuffers::Aligned &a) { return reinterpret_cast<uint8_t *>(a.ptr); };
+  auto bind = [&](IntPlan::Linear &l, const void *src, float *dst, const memory &scratch_mem) {
     l.bound.prim = dnnl::matmul(l.pd);
     l.bound.impl = l.pd.impl_info_str();
     l.bound.args = {
@@ -95,28 +142,58 @@ void VitSession::bind_int_plans(const memory &scratch) {
         {DNNL_ARG_WEIGHTS, model_->packed_weight_s8(l.name + ".weight", l.pd.weights_desc())},
         {DNNL_ARG_BIAS, dn::wrap(l.pd.bias_desc(), I.biases.at(l.name).data())},
         {DNNL_ARG_DST, dn::wrap(l.pd.dst_desc(), dst)},
-        {DNNL_ARG_SCRATCHPAD, scratch}};
+        {DNNL_ARG_SCRATCHPAD, scratch_mem}};
   };
-  auto bind_batched = [&](const dnnl::matmul::primitive_desc &pd, dn::BoundPrimitive &bp,
-                          const void *a, const void *b, float *dst) {
+  auto bind_batched = [&](const dnnl::matmul::primitive_desc &pd, const void *a, const void *b,
+                          float *dst, const memory &scratch_mem) {
+    dn::BoundPrimitive bp;
     bp.prim = dnnl::matmul(pd);
     bp.impl = pd.impl_info_str();
     bp.args = {{DNNL_ARG_SRC, dn::wrap(pd.src_desc(), a)},
                {DNNL_ARG_WEIGHTS, dn::wrap(pd.weights_desc(), b)},
                {DNNL_ARG_DST, dn::wrap(pd.dst_desc(), dst)},
-               {DNNL_ARG_SCRATCHPAD, scratch}};
+               {DNNL_ARG_SCRATCHPAD, scratch_mem}};
+    return bp;
   };
+  std::vector<memory> chunk_scratch;
+  for (int64_t i = 0; i < I.chunks; ++i)
+    chunk_scratch.push_back(dn::wrap(memory::desc({static_cast<int64_t>(I.chunk_scratch_stride)},
+                                                  memory::data_type::u8, memory::format_tag::a),
+                                     I.chunk_scratch.data() + i * I.chunk_scratch_stride));
+  const int64_t kv_size = int64_t{options_.max_batch} * T * D;  // one parity of K or V
   for (auto &plan : int_plans_) {
-    bind(plan->patch, I.patches.ptr, B.patch_out.ptr);
-    bind(plan->head, I.pooled.ptr, B.logits.ptr);
-    if (model_->config().distilled) bind(plan->head_dist, I.pooled_dist.ptr, B.logits_dist.ptr);
-    for (auto &blk : plan->blocks) {
-      bind(blk.qkv, I.h.ptr, B.qkv.ptr);
-      bind(blk.proj, I.merged.ptr, B.x.ptr);
-      bind(blk.fc1, I.h.ptr, B.mlp.ptr);
-      bind(blk.fc2, I.mlp.ptr, B.x.ptr);
-      bind_batched(blk.qk_pd, blk.qk, I.q.ptr, I.k.ptr, B.scores.ptr);
-      bind_batched(blk.av_pd, blk.av, I.attn.ptr, I.v.ptr, B.attn_out.ptr);
+    bind(plan->patch, I.patches.ptr, B.patch_out.ptr, scratch);
+    bind(plan->head, I.pooled.ptr, B.logits.ptr, scratch);
+    if (c.distilled) bind(plan->head_dist, I.pooled_dist.ptr, B.logits_dist.ptr, scratch);
+    // The primitives too, not only their descriptors: made into a primitive under 2 threads, a
+    // descriptor created for 1 failed (std::bad_alloc in oneDNN's brgemm_kernel_create) when
+    // sessions were created concurrently (Concurrency test); oneDNN's primitive cache keys on the
+    // thread count at primitive creation.
+    const dn::CreationThreads one_thread(1);
+    for (size_t l = 0; l < plan->blocks.size(); ++l) {
+      const int64_t kv = static_cast<int64_t>(l % 2) * kv_size;
+      for (size_t ci = 0; ci < plan->chunks.size(); ++ci) {
+        const RowChunk &ch = plan->chunks[ci];
+        IntPlan::ChunkBlock &cb = plan->blocks[l].chunks[ci];
+        const memory &cs = chunk_scratch[ci];
+        const int64_t r = ch.row0;
+        bind(cb.qkv, bytes(I.h) + r * D, B.qkv.ptr + r * 3 * D, cs);
+        bind(cb.proj, bytes(I.merged) + r * D, B.x.ptr + r * D, cs);
+        bind(cb.fc1, bytes(I.h) + r * D, B.mlp.ptr + r * F, cs);
+        bind(cb.fc2, bytes(I.mlp) + r * F, B.x.ptr + r * D, cs);
+        float *scores = I.scores.ptr + ci * H * I.tq_max * T;
+        const uint8_t *attn = bytes(I.attn) + ci * H * I.tq_max * T;
+        float *attn_out = I.attn_out.ptr + ci * I.tq_max * D;
+        for (size_t si = 0; si < ch.segments.size(); ++si) {
+          const RowChunk::Segment &seg = ch.segments[si];
+          // The segment's queries are a dense [H, tq, dh] block at its rows; its image's keys and
+          // values are [H, T, dh] blocks of this block's parity.
+          cb.qk.push_back(bind_batched(cb.qk_pd[si], bytes(I.q) + seg.row * D,
+                                       bytes(I.k) + kv + seg.image * T * D, scores, cs));
+          cb.av.push_back(
+              bind_batched(cb.av_pd[si], attn, bytes(I.v) + kv + seg.image * T * D, attn_out, cs));
+        }
+      }
     }
   }
 }
@@ -127,16 +204,22 @@ VitSession::IntPlan &VitSession::int_plan_for(int n) {
   return *int_plans_.front();
 }
 
+// The blocks run inside one parallel region, each thread on its own chunk of rows from LayerNorm to
+// the next block's LayerNorm: a chunk's data stays in its core's cache, and a block costs one
+// barrier (between writing K, V and reading all of an image's) instead of the dozen fork-joins of
+// running each operation on all threads in turn. Every result equals that of the operation run
+// over all rows at once: the kernels are row-wise, and the GEMMs' integer accumulation is exact.
 void VitSession::forward_int(const float *nchw, int n, float *logits, const TapFn *taps) {
   const VitConfig &c = model_->config();
   IntPlan &plan = int_plan_for(n);
   SessionBuffers &B = *buf_;
   IntBuffers &I = *ibuf_;
   const int64_t T = c.tokens(), D = c.embed_dim, H = c.num_heads, dh = c.head_dim();
-  const int64_t rows = n * T, head_rows = n * H * T;
+  const int64_t F = c.mlp_hidden, rows = n * T;
   auto tap = [&](Tap t, int block, const float *data, int64_t r, int64_t cols) {
     if (taps) (*taps)(TapEvent{t, block, data, r, cols});
   };
+  auto bytes = [](const SessionBuffers::Aligned &a) { return reinterpret_cast<uint8_t *>(a.ptr); };
 
   using Op = OpProfile::Op;
   OpClock clk(options_.profile ? &profile_ : nullptr);
@@ -152,39 +235,95 @@ void VitSession::forward_int(const float *nchw, int n, float *logits, const TapF
   clk.lap(Op::other);
 
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
-  for (int l = 0; l < c.depth; ++l) {
-    IntPlan::Block &blk = plan.blocks[l];
-    kernels::layernorm_quant(B.x.ptr, I.h.ptr, rows, D, blk.norm1_w, blk.norm1_b, c.ln_eps,
-                             blk.qkv_in);
-    clk.lap(Op::layernorm);
-    blk.qkv.bound.run(stream_);
-    clk.lap(Op::gemm_linear);
-    void *const heads[3] = {I.q.ptr, I.k.ptr, I.v.ptr};
+  const int64_t kv_size = int64_t{options_.max_batch} * T * D;
+  const int chunks = static_cast<int>(plan.chunks.size());
+  // LayerNorm 1, QKV and the head split of chunk ci's rows.
+  auto attention_inputs = [&](const IntPlan::Block &blk, int l, int ci, auto &&lap) {
+    const RowChunk &ch = plan.chunks[ci];
+    const IntPlan::ChunkBlock &cb = blk.chunks[ci];
+    kernels::layernorm_quant(B.x.ptr + ch.row0 * D, bytes(I.h) + ch.row0 * D, ch.rows, D,
+                             blk.norm1_w, blk.norm1_b, c.ln_eps, blk.qkv_in);
+    lap(Op::layernorm);
+    cb.qkv.bound.run(I.streams[ci]);
+    lap(Op::gemm_linear);
     const kernels::QuantGrid grids[3] = {blk.q, blk.k, blk.v};
-    kernels::split_heads_quant(B.qkv.ptr, heads, grids, n, T, 3, H, dh);
-    clk.lap(Op::quantize_reorder);
-    blk.qk.run(stream_);
-    clk.lap(Op::gemm_attention);
-    kernels::softmax_quant(B.scores.ptr, I.attn.ptr, head_rows, T, scale, blk.attn);
-    clk.lap(Op::softmax);
-    blk.av.run(stream_);
-    clk.lap(Op::gemm_attention);
-    kernels::merge_heads_quant(B.attn_out.ptr, I.merged.ptr, n, H, T, dh, blk.proj_in);
-    clk.lap(Op::quantize_reorder);
-    blk.proj.bound.run(stream_);  // x += attn · Wproj + b
-    tap(Tap::attn_residual, l, B.x.ptr, rows, D);
-    clk.lap(Op::gemm_linear);
-    kernels::layernorm_quant(B.x.ptr, I.h.ptr, rows, D, blk.norm2_w, blk.norm2_b, c.ln_eps,
-                             blk.fc1_in);
-    clk.lap(Op::layernorm);
-    blk.fc1.bound.run(stream_);
-    clk.lap(Op::gemm_linear);
-    kernels::gelu_quant(B.mlp.ptr, I.mlp.ptr, rows * c.mlp_hidden, blk.fc2_in);
-    clk.lap(Op::gelu);
-    blk.fc2.bound.run(stream_);  // x += mlp · W2 + b
-    tap(Tap::block_out, l, B.x.ptr, rows, D);
-    clk.lap(Op::gemm_linear);
+    const int64_t kv = (l % 2) * kv_size;
+    for (const RowChunk::Segment &seg : ch.segments) {
+      void *const heads[3] = {bytes(I.q) + seg.row * D,
+                              bytes(I.k) + kv + seg.image * T * D + seg.t0 * dh,
+                              bytes(I.v) + kv + seg.image * T * D + seg.t0 * dh};
+      const int64_t dst_t[3] = {seg.tq, T, T};
+      kernels::split_heads_quant(B.qkv.ptr + seg.row * 3 * D, heads, grids, 1, seg.tq, 3, H, dh,
+                                 dst_t);
+    }
+    lap(Op::quantize_reorder);
+  };
+  // Attention of chunk ci's queries, then x += proj(attention).
+  auto attention = [&](const IntPlan::Block &blk, int ci, auto &&lap) {
+    const RowChunk &ch = plan.chunks[ci];
+    const IntPlan::ChunkBlock &cb = blk.chunks[ci];
+    float *scores = I.scores.ptr + ci * H * I.tq_max * T;
+    uint8_t *attn = bytes(I.attn) + ci * H * I.tq_max * T;
+    const float *attn_out = I.attn_out.ptr + ci * I.tq_max * D;
+    for (size_t si = 0; si < ch.segments.size(); ++si) {
+      const RowChunk::Segment &seg = ch.segments[si];
+      cb.qk[si].run(I.streams[ci]);
+      lap(Op::gemm_attention);
+      kernels::softmax_quant(scores, attn, H * seg.tq, T, scale, blk.attn);
+      lap(Op::softmax);
+      cb.av[si].run(I.streams[ci]);
+      lap(Op::gemm_attention);
+      kernels::merge_heads_quant(attn_out, bytes(I.merged) + seg.row * D, 1, H, seg.tq, dh,
+                                 blk.proj_in);
+      lap(Op::quantize_reorder);
+    }
+    cb.proj.bound.run(I.streams[ci]);  // x += attn · Wproj + b
+    lap(Op::gemm_linear);
+  };
+  // x += fc2(GELU(fc1(LayerNorm 2(x)))) on chunk ci's rows.
+  auto mlp = [&](const IntPlan::Block &blk, int ci, auto &&lap) {
+    const RowChunk &ch = plan.chunks[ci];
+    const IntPlan::ChunkBlock &cb = blk.chunks[ci];
+    kernels::layernorm_quant(B.x.ptr + ch.row0 * D, bytes(I.h) + ch.row0 * D, ch.rows, D,
+                             blk.norm2_w, blk.norm2_b, c.ln_eps, blk.fc1_in);
+    lap(Op::layernorm);
+    cb.fc1.bound.run(I.streams[ci]);
+    lap(Op::gemm_linear);
+    kernels::gelu_quant(B.mlp.ptr + ch.row0 * F, bytes(I.mlp) + ch.row0 * F, ch.rows * F,
+                        blk.fc2_in);
+    lap(Op::gelu);
+    cb.fc2.bound.run(I.streams[ci]);  // x += mlp · W2 + b
+    lap(Op::gemm_linear);
+  };
+
+  // The element-wise kernels' own `omp parallel for` run on one thread in here (OpenMP's default
+  // max-active-levels is 1), and so do the oneDNN primitives (created for one thread).
+#pragma omp parallel num_threads(chunks)
+  {
+    const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+    // Thread 0 profiles its own chunks; its time at a barrier is the others' lag.
+    auto lap = [&](Op op) {
+      if (tid == 0) clk.lap(op);
+    };
+    // A tap sees whole tensors: all chunks must have reached the point first.
+    auto tap_all = [&](Tap t, int l) {
+      if (!taps) return;
+#pragma omp barrier
+      if (tid == 0) tap(t, l, B.x.ptr, rows, D);
+#pragma omp barrier
+    };
+    for (int l = 0; l < c.depth; ++l) {
+      const IntPlan::Block &blk = plan.blocks[l];
+      for (int ci = tid; ci < chunks; ci += team) attention_inputs(blk, l, ci, lap);
+#pragma omp barrier
+      lap(Op::wait);
+      for (int ci = tid; ci < chunks; ci += team) attention(blk, ci, lap);
+      tap_all(Tap::attn_residual, l);
+      for (int ci = tid; ci < chunks; ci += team) mlp(blk, ci, lap);
+      tap_all(Tap::block_out, l);
+    }
   }
+  clk.lap(Op::wait);  // the region's closing barrier
 
   pool_prefix_tokens(*model_, B, n);
   tap(Tap::prelogits, -1, B.pooled.ptr, n, D);
@@ -212,12 +351,13 @@ std::vector<std::string> VitSession::int_kernel_report() const {
   for (const auto &p : int_plans_) {
     const std::string b = "batch " + std::to_string(p->batch) + " int8 ";
     out.push_back(b + "patch_embed: " + p->patch.bound.impl);
-    out.push_back(b + "qkv: " + p->blocks[0].qkv.bound.impl);
-    out.push_back(b + "q*k^T: " + p->blocks[0].qk.impl);
-    out.push_back(b + "attn*v: " + p->blocks[0].av.impl);
-    out.push_back(b + "proj: " + p->blocks[0].proj.bound.impl);
-    out.push_back(b + "fc1: " + p->blocks[0].fc1.bound.impl);
-    out.push_back(b + "fc2: " + p->blocks[0].fc2.bound.impl);
+    const IntPlan::ChunkBlock &cb = p->blocks[0].chunks[0];
+    out.push_back(b + "qkv: " + cb.qkv.bound.impl);
+    out.push_back(b + "q*k^T: " + cb.qk[0].impl);
+    out.push_back(b + "attn*v: " + cb.av[0].impl);
+    out.push_back(b + "proj: " + cb.proj.bound.impl);
+    out.push_back(b + "fc1: " + cb.fc1.bound.impl);
+    out.push_back(b + "fc2: " + cb.fc2.bound.impl);
     out.push_back(b + "head: " + p->head.bound.impl);
   }
   return out;

@@ -1,6 +1,7 @@
 // Internal to models/: the session's activation buffers and the forward steps shared by the fp32 /
 // simulated path (vit.cpp) and the integer path (vit_int8.cpp).
 #pragma once
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
@@ -76,45 +77,87 @@ struct SessionBuffers {
         scratchpad(scratch) {}
 };
 
-// Quantized activations, sized for max_batch (u8 or s8 bytes; 64-byte aligned).
+// How the integer forward splits a batch between threads: each chunk is a contiguous range of
+// the batch's token rows (all rows of all images, in order), and a chunk's rows are cut where
+// images begin into segments, the units of attention (a segment's queries attend to all of its
+// image's keys). For n images of T tokens on P threads, chunk c holds rows [nT c / P, nT (c+1) /
+// P): whole images when P divides n, halves of one image at batch 1 on 2 threads.
+struct RowChunk {
+  struct Segment {
+    int64_t image, t0, tq;  // image index, first token, token count
+    int64_t row;            // batch row of token t0 (image * T + t0)
+  };
+  int64_t row0 = 0, rows = 0;
+  std::vector<Segment> segments;
+};
+std::vector<RowChunk> split_rows(int64_t n, int64_t tokens, int64_t threads);
+
+// Quantized activations, sized for max_batch (u8 or s8 bytes; 64-byte aligned), and each chunk's
+// own attention buffers, scratchpad and stream.
 struct VitSession::IntBuffers {
-  SessionBuffers::Aligned patches, h, q, k, v, attn, merged, mlp, pooled, pooled_dist;
+  SessionBuffers::Aligned patches, h, q, k, v, merged, mlp, pooled, pooled_dist;
+  // Per chunk, at chunk * stride: the scores of one segment (f32 [H, tq, T]), its probabilities
+  // (bytes [H, tq, T]) and the attention output (f32 [H, tq, dh]).
+  SessionBuffers::Aligned scores, attn, attn_out;
+  int64_t chunks, tq_max;
   // Prescaled biases (bias / output scale, see prescale_linear_bias_u8s8), by layer; they must
   // outlive the primitives bound to them.
   std::map<std::string, std::vector<float>> biases;
+  std::vector<uint8_t> chunk_scratch;  // chunk c's oneDNN scratchpad at c * chunk_scratch_stride
+  size_t chunk_scratch_stride = 0;
+  std::vector<dnnl::stream> streams;  // one per chunk: chunks run their primitives concurrently
+
   static size_t floats(int64_t bytes) { return static_cast<size_t>((bytes + 3) / 4); }
-  // Bytes of each buffer, in member order (see SessionBuffers::sizes).
-  using Sizes = std::array<int64_t, 10>;
-  static Sizes sizes(const VitConfig &c, int64_t b) {
-    const int64_t T = c.tokens(), D = c.embed_dim;
+  // Chunks and the longest segment for max_batch images on `threads` threads.
+  static int64_t chunk_count(const VitConfig &c, int64_t b, int64_t threads) {
+    return std::max<int64_t>(1, std::min(threads, b * c.tokens()));
+  }
+  static int64_t longest_segment(const VitConfig &c, int64_t b, int64_t chunks) {
+    return std::min<int64_t>(c.tokens(), (b * c.tokens() + chunks - 1) / chunks);
+  }
+  // Bytes of each buffer, in member order (see SessionBuffers::sizes). K and V are double-
+  // buffered (by block parity), so that a thread may write the next block's keys while another
+  // still reads this block's: one barrier per block.
+  using Sizes = std::array<int64_t, 12>;
+  static Sizes sizes(const VitConfig &c, int64_t b, int64_t threads) {
+    const int64_t T = c.tokens(), D = c.embed_dim, H = c.num_heads;
+    const int64_t chunks = chunk_count(c, b, threads), tq = longest_segment(c, b, chunks);
     return {b * c.num_patches() * c.patch_dim(),
             b * T * D,
             b * T * D,
-            b * T * D,
-            b * T * D,
-            b * c.num_heads * T * T,
+            2 * b * T * D,
+            2 * b * T * D,
             b * T * D,
             b * T * c.mlp_hidden,
             b * D,
-            b * D};
+            b * D,
+            chunks * H * tq * T * 4,
+            chunks * H * tq * T,
+            chunks * tq * D * 4};
   }
-  static uint64_t bytes(const VitConfig &c, int64_t b) {
+  static uint64_t bytes(const VitConfig &c, int64_t b, int64_t threads) {
     uint64_t n = 0;
-    for (int64_t s : sizes(c, b)) n += floats(s) * sizeof(float);
+    for (int64_t s : sizes(c, b, threads)) n += floats(s) * sizeof(float);
     return n;
   }
-  IntBuffers(const VitConfig &c, int64_t b) : IntBuffers(sizes(c, b)) {}
-  explicit IntBuffers(const Sizes &n)
+  IntBuffers(const VitConfig &c, int64_t b, int64_t threads)
+      : IntBuffers(sizes(c, b, threads), chunk_count(c, b, threads),
+                   longest_segment(c, b, chunk_count(c, b, threads))) {}
+  IntBuffers(const Sizes &n, int64_t chunk_n, int64_t tq)
       : patches(floats(n[0])),
         h(floats(n[1])),
         q(floats(n[2])),
         k(floats(n[3])),
         v(floats(n[4])),
-        attn(floats(n[5])),
-        merged(floats(n[6])),
-        mlp(floats(n[7])),
-        pooled(floats(n[8])),
-        pooled_dist(floats(n[9])) {}
+        merged(floats(n[5])),
+        mlp(floats(n[6])),
+        pooled(floats(n[7])),
+        pooled_dist(floats(n[8])),
+        scores(floats(n[9])),
+        attn(floats(n[10])),
+        attn_out(floats(n[11])),
+        chunks(chunk_n),
+        tq_max(tq) {}
 };
 
 struct VitSession::IntPlan {
@@ -123,15 +166,21 @@ struct VitSession::IntPlan {
     dnnl::matmul::primitive_desc pd;
     kernels::onednn::BoundPrimitive bound;
   };
-  struct Block {
+  // One chunk's primitives in one block: its rows' linear layers (created for one thread, run
+  // by the thread that owns the chunk) and Q·Kᵀ, A·V for each of its segments.
+  struct ChunkBlock {
     Linear qkv, proj, fc1, fc2;
-    dnnl::matmul::primitive_desc qk_pd, av_pd;
-    kernels::onednn::BoundPrimitive qk, av;
+    std::vector<dnnl::matmul::primitive_desc> qk_pd, av_pd;
+    std::vector<kernels::onednn::BoundPrimitive> qk, av;
+  };
+  struct Block {
+    std::vector<ChunkBlock> chunks;
     kernels::QuantGrid qkv_in, q, k, v, attn, proj_in, fc1_in, fc2_in;
     const float *norm1_w, *norm1_b, *norm2_w, *norm2_b;
   };
   int batch = 0;
-  Linear patch, head, head_dist;
+  std::vector<RowChunk> chunks;
+  Linear patch, head, head_dist;  // whole-batch primitives, run by all threads
   std::vector<Block> blocks;
   kernels::QuantGrid patch_in, head_in;
 };

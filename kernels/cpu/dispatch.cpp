@@ -76,9 +76,9 @@ void softmax_quant(const float *x, void *y, int64_t rows, int64_t cols, float sc
 }
 
 void split_heads_quant(const float *src, void *const *dst, const QuantGrid *grids, int64_t b,
-                       int64_t t, int64_t s, int64_t h, int64_t d) {
-  if (use_avx512()) return avx512::split_heads_quant(src, dst, grids, b, t, s, h, d);
-  split_heads_quant_ref(src, dst, grids, b, t, s, h, d);
+                       int64_t t, int64_t s, int64_t h, int64_t d, const int64_t *dst_t) {
+  if (use_avx512()) return avx512::split_heads_quant(src, dst, grids, b, t, s, h, d, dst_t);
+  split_heads_quant_ref(src, dst, grids, b, t, s, h, d, dst_t);
 }
 
 void merge_heads_quant(const float *src, void *dst, int64_t b, int64_t h, int64_t t, int64_t d,

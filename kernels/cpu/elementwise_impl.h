@@ -26,7 +26,7 @@ void gelu_quant(const float *x, void *y, int64_t n, const QuantGrid &g);
 void softmax_quant(const float *x, void *y, int64_t rows, int64_t cols, float scale,
                    const QuantGrid &g);
 void split_heads_quant(const float *src, void *const *dst, const QuantGrid *grids, int64_t b,
-                       int64_t t, int64_t s, int64_t h, int64_t d);
+                       int64_t t, int64_t s, int64_t h, int64_t d, const int64_t *dst_t);
 void merge_heads_quant(const float *src, void *dst, int64_t b, int64_t h, int64_t t, int64_t d,
                        const QuantGrid &g);
 }  // namespace vqm::kernels::avx512

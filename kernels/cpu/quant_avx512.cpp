@@ -155,16 +155,17 @@ void softmax_quant(const float *x, void *y, int64_t rows, int64_t cols, float sc
 }
 
 void split_heads_quant(const float *src, void *const *dst, const QuantGrid *grids, int64_t b,
-                       int64_t t, int64_t s, int64_t h, int64_t d) {
+                       int64_t t, int64_t s, int64_t h, int64_t d, const int64_t *dst_t) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t bi = 0; bi < b; ++bi)
     for (int64_t ti = 0; ti < t; ++ti)
       for (int64_t si = 0; si < s; ++si) {
         const VecGrid vg(grids[si]);  // a few broadcasts, against h * d elements
         uint8_t *block = static_cast<uint8_t *>(dst[si]);
+        const int64_t bt = dst_t ? dst_t[si] : t;
         for (int64_t hi = 0; hi < h; ++hi)
           quantize_run(src + (((bi * t + ti) * s + si) * h + hi) * d,
-                       block + ((bi * h + hi) * t + ti) * d, d, vg);
+                       block + ((bi * h + hi) * bt + ti) * d, d, vg);
       }
 }
 

@@ -1,5 +1,7 @@
 #include "kernels/onednn/matmul.h"
 
+#include <omp.h>
+
 #include <cstdlib>
 
 namespace vqm::kernels::onednn {
@@ -67,6 +69,13 @@ memory pack_linear_weights_f32(const float *w_nk, int64_t n, int64_t k, const me
   dnnl::reorder(src, dst).execute(s, src, dst);
   s.wait();
   return dst;
+}
+
+CreationThreads::CreationThreads(int n) : saved_(omp_get_max_threads()) {
+  omp_set_num_threads(n);
+}
+CreationThreads::~CreationThreads() {
+  omp_set_num_threads(saved_);
 }
 
 memory wrap(const memory::desc &md, const void *ptr) {

@@ -44,6 +44,21 @@ struct BoundPrimitive {
   void run(dnnl::stream &s) const { prim.execute(s, args); }
 };
 
+// While alive, primitive descriptors are created for `n` OpenMP threads (restored afterwards).
+// oneDNN fixes a primitive's split of the work for omp_get_max_threads() at creation, and runs it
+// on a single thread when called inside a parallel region (it never nests): a primitive that one
+// thread of the caller's own parallel region runs must therefore be created for n = 1.
+class CreationThreads {
+ public:
+  explicit CreationThreads(int n);
+  ~CreationThreads();
+  CreationThreads(const CreationThreads &) = delete;
+  CreationThreads &operator=(const CreationThreads &) = delete;
+
+ private:
+  int saved_;
+};
+
 // Wraps a raw pointer as a memory of `md` (no copy, no ownership).
 dnnl::memory wrap(const dnnl::memory::desc &md, const void *ptr);
 

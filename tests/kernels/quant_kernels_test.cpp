@@ -406,6 +406,42 @@ TEST(QuantKernels, SplitHeadsQuantIsThePermutationOfQuantize) {
   }
 }
 
+// With dst_t, a call writes a token range of longer head-major blocks (how the integer engine
+// splits one image's tokens between threads) and leaves every other byte alone; groups may have
+// different lengths (a dense q block next to full-length k and v).
+TEST(QuantKernels, SplitHeadsQuantFillsATokenRangeOfLongerBlocks) {
+  const int64_t b = 2, t = 7, s = 3, h = 3, d = 17, t0 = 5;
+  const int64_t dst_t[s] = {t, 16, 29};
+  const auto src = random_vector(static_cast<size_t>(b * t * s * h * d), 2.f, 15);
+  const auto grids = group_grids(s);
+  for (bool use_ref : {false, true}) {
+    std::vector<Bytes> out;
+    std::vector<void *> ptrs;
+    for (int64_t si = 0; si < s; ++si) out.emplace_back(b * h * dst_t[si] * d, 0x5A);
+    for (int64_t si = 0; si < s; ++si)
+      ptrs.push_back(out[si].data() + (si == 0 ? 0 : t0 * d));  // q from token 0, k, v from t0
+    if (use_ref)
+      split_heads_quant_ref(src.data(), ptrs.data(), grids.data(), b, t, s, h, d, dst_t);
+    else
+      split_heads_quant(src.data(), ptrs.data(), grids.data(), b, t, s, h, d, dst_t);
+    for (int64_t si = 0; si < s; ++si) {
+      const int64_t first = si == 0 ? 0 : t0;
+      for (int64_t bi = 0; bi < b; ++bi)
+        for (int64_t hi = 0; hi < h; ++hi)
+          for (int64_t ti = 0; ti < dst_t[si]; ++ti)
+            for (int64_t di = 0; di < d; ++di) {
+              const uint8_t got = out[si][((bi * h + hi) * dst_t[si] + ti) * d + di];
+              uint8_t want = 0x5A;  // outside [first, first + t): untouched
+              if (ti >= first && ti < first + t)
+                quantize_ref(&src[(((bi * t + ti - first) * s + si) * h + hi) * d + di], &want, 1,
+                             grids[si]);
+              ASSERT_EQ(got, want) << (use_ref ? "ref" : "dispatched") << " group " << si << " b "
+                                   << bi << " h " << hi << " t " << ti << " d " << di;
+            }
+    }
+  }
+}
+
 TEST(QuantKernels, MergeHeadsQuantIsThePermutationOfQuantize) {
   struct Shape {
     int64_t b, h, t, d;
