@@ -4,6 +4,8 @@
 // any difference is a chunk or segment reading or writing the wrong rows.
 #include <gtest/gtest.h>
 
+#include <omp.h>
+
 #include <cstring>
 
 #include "models/convert.h"
@@ -15,46 +17,79 @@
 namespace vqm::test {
 namespace {
 
-TEST(IntegerForward, ThreadAndBatchSplitsGiveOneThreadsLogits) {
-  const auto st = SafetensorsFile::from_file(data_path("models/fmnist_deit_tiny.safetensors"));
-  const std::vector<uint8_t> fp32_bytes = convert_timm(st, {}).to_bytes();
-  const VqmFile fp32_file = VqmFile::from_memory(fp32_bytes.data(), fp32_bytes.size());
-  const auto calib = quant::load_calibration(fmnist_dir(), 4, 0, *VitModel::load(fp32_file));
-  quant::PtqOptions opt;
-  opt.method = "minmax";  // the intervals do not matter here, only that the model is quantized
-  opt.bits = 6;
-  const std::vector<uint8_t> q_bytes = quant::quantize(fp32_file, calib, opt, nullptr).to_bytes();
-  const auto model = VitModel::load(VqmFile::from_memory(q_bytes.data(), q_bytes.size()));
-  ASSERT_NE(model->quant(), nullptr);
+constexpr int kImages = 7, kClasses = 10;
 
-  constexpr int kImages = 7, kClasses = 10;
-  const auto images = load_idx_images(find_idx_file(fmnist_dir(), "t10k", "images"));
-  std::vector<float> inputs(kImages * 784);
-  for (int i = 0; i < kImages; ++i) {
-    Image img{28, 28, 1,
-              std::vector<uint8_t>(images.pixels.begin() + i * 784,
-                                   images.pixels.begin() + (i + 1) * 784)};
-    preprocess_image(img, model->preprocess(), inputs.data() + i * 784);
-  }
-  auto logits = [&](int threads, int max_batch) {
-    SessionOptions so;
-    so.n_threads = threads;
-    so.max_batch = max_batch;
-    VitSession s(model, so);
-    std::vector<float> out(kImages * kClasses);
-    s.run(inputs.data(), kImages, out.data());
-    return out;
-  };
-  const std::vector<float> want = logits(1, 1);
+struct Fixture {
+  std::shared_ptr<const VitModel> fp32, quantized;
+  std::vector<float> inputs;  // kImages preprocessed t10k images
+};
+
+const Fixture &fixture() {
+  static const Fixture f = [] {
+    Fixture f;
+    const auto st = SafetensorsFile::from_file(data_path("models/fmnist_deit_tiny.safetensors"));
+    const std::vector<uint8_t> fp32_bytes = convert_timm(st, {}).to_bytes();
+    const VqmFile fp32_file = VqmFile::from_memory(fp32_bytes.data(), fp32_bytes.size());
+    f.fp32 = VitModel::load(fp32_file);
+    const auto calib = quant::load_calibration(fmnist_dir(), 4, 0, *f.fp32);
+    quant::PtqOptions opt;
+    opt.method = "minmax";  // the intervals do not matter here, only that the model is quantized
+    opt.bits = 6;
+    const auto q_bytes = quant::quantize(fp32_file, calib, opt, nullptr).to_bytes();
+    f.quantized = VitModel::load(VqmFile::from_memory(q_bytes.data(), q_bytes.size()));
+    const auto images = load_idx_images(find_idx_file(fmnist_dir(), "t10k", "images"));
+    f.inputs.resize(kImages * 784);
+    for (int i = 0; i < kImages; ++i) {
+      Image img{28, 28, 1,
+                std::vector<uint8_t>(images.pixels.begin() + i * 784,
+                                     images.pixels.begin() + (i + 1) * 784)};
+      preprocess_image(img, f.fp32->preprocess(), f.inputs.data() + i * 784);
+    }
+    return f;
+  }();
+  return f;
+}
+
+std::vector<float> logits(const std::shared_ptr<const VitModel> &model, int threads,
+                          int max_batch) {
+  SessionOptions so;
+  so.n_threads = threads;
+  so.max_batch = max_batch;
+  VitSession s(model, so);
+  std::vector<float> out(kImages * kClasses);
+  s.run(fixture().inputs.data(), kImages, out.data());
+  return out;
+}
+
+TEST(IntegerForward, ThreadAndBatchSplitsGiveOneThreadsLogits) {
+  const auto &model = fixture().quantized;
+  ASSERT_NE(model->quant(), nullptr);
+  const std::vector<float> want = logits(model, 1, 1);
   // 50 tokens per image. 2 threads at batch 1 halve each image (25 + 25 rows); 3 threads at
   // batch 4 cut 200 rows into 66 + 67 + 67, so chunks hold the tail of one image and the head of
   // the next; max_batch 4 runs the 7 images as 4 + 2 + 1 (three plans); 5 threads at batch 2 give
   // chunks of 20 rows, some inside one image, some across two.
   for (const auto &[threads, max_batch] :
        {std::pair{2, 1}, std::pair{2, 4}, std::pair{3, 4}, std::pair{5, 2}, std::pair{1, 8}}) {
-    const std::vector<float> got = logits(threads, max_batch);
+    const std::vector<float> got = logits(model, threads, max_batch);
     EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0)
         << threads << " threads, max_batch " << max_batch;
+  }
+}
+
+// A host application may call vqm from its own OpenMP threads. OpenMP does not nest by default,
+// so a session created and run inside the caller's parallel region runs on one thread, whatever
+// n_threads says, and must still compute every row (oneDNN primitives planned for two threads but
+// run on one would not).
+TEST(IntegerForward, SessionsInsideTheCallersParallelRegionGiveTheSameLogits) {
+  for (const auto &model : {fixture().fp32, fixture().quantized}) {
+    const std::vector<float> want = logits(model, 1, 4);
+    std::vector<std::vector<float>> got(2);
+#pragma omp parallel num_threads(2)
+    got[omp_get_thread_num()] = logits(model, 2, 4);
+    for (const auto &g : got)
+      EXPECT_EQ(std::memcmp(g.data(), want.data(), want.size() * sizeof(float)), 0)
+          << (model->quant() ? "integer" : "fp32");
   }
 }
 
