@@ -22,6 +22,9 @@ namespace {
 kernels::QuantGrid grid_of(const ActQuant &a, bool store_signed) {
   return kernels::QuantGrid{a.delta, a.zero_point, a.qmax(), store_signed};
 }
+uint8_t *bytes(const SessionBuffers::Aligned &a) {
+  return reinterpret_cast<uint8_t *>(a.ptr);
+}
 }  // namespace
 
 std::vector<RowChunk> split_rows(int64_t n, int64_t tokens, int64_t threads) {
@@ -133,7 +136,6 @@ void VitSession::bind_int_plans(const memory &scratch) {
   IntBuffers &I = *ibuf_;
   const VitConfig &c = model_->config();
   const int64_t T = c.tokens(), D = c.embed_dim, F = c.mlp_hidden, H = c.num_heads;
-  auto bytes = [](const SessionBuffers::Aligned &a) { return reinterpret_cast<uint8_t *>(a.ptr); };
   auto bind = [&](IntPlan::Linear &l, const void *src, float *dst, const memory &scratch_mem) {
     l.bound.prim = dnnl::matmul(l.pd);
     l.bound.impl = l.pd.impl_info_str();
@@ -219,7 +221,6 @@ void VitSession::forward_int(const float *nchw, int n, float *logits, const TapF
   auto tap = [&](Tap t, int block, const float *data, int64_t r, int64_t cols) {
     if (taps) (*taps)(TapEvent{t, block, data, r, cols});
   };
-  auto bytes = [](const SessionBuffers::Aligned &a) { return reinterpret_cast<uint8_t *>(a.ptr); };
 
   using Op = OpProfile::Op;
   OpClock clk(options_.profile ? &profile_ : nullptr);
@@ -237,15 +238,20 @@ void VitSession::forward_int(const float *nchw, int n, float *logits, const TapF
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
   const int64_t kv_size = int64_t{options_.max_batch} * T * D;
   const int chunks = static_cast<int>(plan.chunks.size());
+  // LayerNorm of chunk ci's rows of x into h, then the linear layer that reads h.
+  auto norm_linear = [&](int ci, const float *gamma, const float *beta, const kernels::QuantGrid &g,
+                         const IntPlan::Linear &linear, auto &&lap) {
+    const RowChunk &ch = plan.chunks[ci];
+    kernels::layernorm_quant(B.x.ptr + ch.row0 * D, bytes(I.h) + ch.row0 * D, ch.rows, D, gamma,
+                             beta, c.ln_eps, g);
+    lap(Op::layernorm);
+    linear.bound.run(I.streams[ci]);
+    lap(Op::gemm_linear);
+  };
   // LayerNorm 1, QKV and the head split of chunk ci's rows.
   auto attention_inputs = [&](const IntPlan::Block &blk, int l, int ci, auto &&lap) {
     const RowChunk &ch = plan.chunks[ci];
-    const IntPlan::ChunkBlock &cb = blk.chunks[ci];
-    kernels::layernorm_quant(B.x.ptr + ch.row0 * D, bytes(I.h) + ch.row0 * D, ch.rows, D,
-                             blk.norm1_w, blk.norm1_b, c.ln_eps, blk.qkv_in);
-    lap(Op::layernorm);
-    cb.qkv.bound.run(I.streams[ci]);
-    lap(Op::gemm_linear);
+    norm_linear(ci, blk.norm1_w, blk.norm1_b, blk.qkv_in, blk.chunks[ci].qkv, lap);
     const kernels::QuantGrid grids[3] = {blk.q, blk.k, blk.v};
     const int64_t kv = (l % 2) * kv_size;
     for (const RowChunk::Segment &seg : ch.segments) {
@@ -284,11 +290,7 @@ void VitSession::forward_int(const float *nchw, int n, float *logits, const TapF
   auto mlp = [&](const IntPlan::Block &blk, int ci, auto &&lap) {
     const RowChunk &ch = plan.chunks[ci];
     const IntPlan::ChunkBlock &cb = blk.chunks[ci];
-    kernels::layernorm_quant(B.x.ptr + ch.row0 * D, bytes(I.h) + ch.row0 * D, ch.rows, D,
-                             blk.norm2_w, blk.norm2_b, c.ln_eps, blk.fc1_in);
-    lap(Op::layernorm);
-    cb.fc1.bound.run(I.streams[ci]);
-    lap(Op::gemm_linear);
+    norm_linear(ci, blk.norm2_w, blk.norm2_b, blk.fc1_in, cb.fc1, lap);
     kernels::gelu_quant(B.mlp.ptr + ch.row0 * F, bytes(I.mlp) + ch.row0 * F, ch.rows * F,
                         blk.fc2_in);
     lap(Op::gelu);

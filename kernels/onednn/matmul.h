@@ -44,10 +44,11 @@ struct BoundPrimitive {
   void run(dnnl::stream &s) const { prim.execute(s, args); }
 };
 
-// While alive, primitive descriptors are created for `n` OpenMP threads (restored afterwards).
-// oneDNN fixes a primitive's split of the work for omp_get_max_threads() at creation, and runs it
-// on a single thread when called inside a parallel region (it never nests): a primitive that one
-// thread of the caller's own parallel region runs must therefore be created for n = 1.
+// While alive, primitive descriptors and primitives are created for `n` OpenMP threads (restored
+// afterwards). oneDNN plans a primitive's blocking and work split for omp_get_max_threads() at
+// creation (and keys its primitive cache on that count), but inside a parallel region it runs
+// every primitive on the calling thread alone (it never nests): a primitive that one thread of a
+// parallel region runs is created for n = 1, so that its plan is for the one thread it gets.
 class CreationThreads {
  public:
   explicit CreationThreads(int n);
