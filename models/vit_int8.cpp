@@ -80,6 +80,9 @@ void VitSession::build_int_plans(const std::vector<int> &sizes, int64_t threads,
     auto plan = std::make_unique<IntPlan>();
     plan->batch = b;
     plan->chunks = split_rows(b, T, threads);
+    for (const RowChunk &ch : plan->chunks)
+      for (const RowChunk::Segment &seg : ch.segments)
+        plan->whole_images = plan->whole_images && seg.tq == T;
     plan->patch_in = grid_of(mq.patch_in, false);
     plan->head_in = grid_of(mq.head_in, false);
     plan->patch =
@@ -207,9 +210,9 @@ VitSession::IntPlan &VitSession::int_plan_for(int n) {
 }
 
 // The blocks run inside one parallel region, each thread on its own chunk of rows from LayerNorm to
-// the next block's LayerNorm: a chunk's data stays in its core's cache, and a block costs one
-// barrier (between writing K, V and reading all of an image's) instead of the dozen fork-joins of
-// running each operation on all threads in turn. Every result equals that of the operation run
+// the next block's LayerNorm: a chunk's data stays in its core's cache, and a block costs at most
+// one barrier (between writing K, V and reading all of an image's) instead of the dozen fork-joins
+// of running each operation on all threads in turn. Every result equals that of the operation run
 // over all rows at once: the kernels are row-wise, and the GEMMs' integer accumulation is exact.
 void VitSession::forward_int(const float *nchw, int n, float *logits, const TapFn *taps) {
   const VitConfig &c = model_->config();
@@ -317,8 +320,13 @@ void VitSession::forward_int(const float *nchw, int n, float *logits, const TapF
     for (int l = 0; l < c.depth; ++l) {
       const IntPlan::Block &blk = plan.blocks[l];
       for (int ci = tid; ci < chunks; ci += team) attention_inputs(blk, l, ci, lap);
+      // Keys and values of an image split between chunks come from two threads. When every chunk
+      // holds whole images (batch 8 on 2 threads), nothing is shared and the threads run all
+      // blocks without meeting: a late thread in one block can catch up in the next.
+      if (!plan.whole_images) {
 #pragma omp barrier
-      lap(Op::wait);
+        lap(Op::wait);
+      }
       for (int ci = tid; ci < chunks; ci += team) attention(blk, ci, lap);
       tap_all(Tap::attn_residual, l);
       for (int ci = tid; ci < chunks; ci += team) mlp(blk, ci, lap);

@@ -180,6 +180,7 @@ struct VitSession::IntPlan {
   };
   int batch = 0;
   std::vector<RowChunk> chunks;
+  bool whole_images = true;       // no image is split between chunks
   Linear patch, head, head_dist;  // whole-batch primitives, run by all threads
   std::vector<Block> blocks;
   kernels::QuantGrid patch_in, head_in;
