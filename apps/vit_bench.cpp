@@ -131,7 +131,8 @@ int main(int argc, char **argv) {
          {"--save", "FILE", "with --arch: also write the (quantized) random model to FILE"},
          {"--profile", "",
           "after timing, time each kind of operation (GEMM, softmax, LayerNorm, GELU, "
-          "quantize/reorder) over the same number of runs and print the shares"},
+          "quantize/reorder) over the same number of runs and print the shares (quantized "
+          "models: thread 0's operations and its wait at the per-block barrier)"},
          {"--verbose", "", "list the oneDNN kernel chosen for every primitive"},
          {"--quiet", "", "no progress bar"}},
         "Times whole-batch forwards: a warm-up, then at least --runs runs and --min-time seconds; "

@@ -7,6 +7,8 @@
 
 #include <cmath>
 #include <iostream>
+#include <map>
+#include <set>
 
 #include "kernels/kernels.h"
 #include "kernels/onednn/matmul.h"
@@ -357,17 +359,27 @@ void VitSession::forward_int(const float *nchw, int n, float *logits, const TapF
 namespace vqm {
 
 std::vector<std::string> VitSession::int_kernel_report() const {
+  // Every block and chunk has primitives of its own: list each kind's distinct implementations,
+  // so that a fallback in any one of them shows.
   std::vector<std::string> out;
   for (const auto &p : int_plans_) {
+    std::map<std::string, std::set<std::string>> impls;
+    for (const auto &blk : p->blocks)
+      for (const auto &cb : blk.chunks) {
+        impls["qkv"].insert(cb.qkv.bound.impl);
+        for (const auto &bp : cb.qk) impls["q*k^T"].insert(bp.impl);
+        for (const auto &bp : cb.av) impls["attn*v"].insert(bp.impl);
+        impls["proj"].insert(cb.proj.bound.impl);
+        impls["fc1"].insert(cb.fc1.bound.impl);
+        impls["fc2"].insert(cb.fc2.bound.impl);
+      }
     const std::string b = "batch " + std::to_string(p->batch) + " int8 ";
     out.push_back(b + "patch_embed: " + p->patch.bound.impl);
-    const IntPlan::ChunkBlock &cb = p->blocks[0].chunks[0];
-    out.push_back(b + "qkv: " + cb.qkv.bound.impl);
-    out.push_back(b + "q*k^T: " + cb.qk[0].impl);
-    out.push_back(b + "attn*v: " + cb.av[0].impl);
-    out.push_back(b + "proj: " + cb.proj.bound.impl);
-    out.push_back(b + "fc1: " + cb.fc1.bound.impl);
-    out.push_back(b + "fc2: " + cb.fc2.bound.impl);
+    for (const char *op : {"qkv", "q*k^T", "attn*v", "proj", "fc1", "fc2"}) {
+      std::string names;
+      for (const auto &name : impls[op]) names += (names.empty() ? "" : " | ") + name;
+      out.push_back(b + op + ": " + names);
+    }
     out.push_back(b + "head: " + p->head.bound.impl);
   }
   return out;

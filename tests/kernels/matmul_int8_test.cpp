@@ -246,21 +246,38 @@ TEST(MatmulU8S8, DeitShapesUseBrgemmKernels) {
                        {"head", b, md.dim, classes, Epilogue::none}};
         const std::string tag =
             std::string(md.name) + " batch " + std::to_string(b) + " zp " + std::to_string(zp);
-        for (const Linear &l : linears) {
+        auto check_linear = [&](const Linear &l, const char *threads) {
           const auto pd =
               linear_u8s8_pd(l.m, l.k, l.n, std::vector<float>(l.n, 1e-4f), zp, true, l.ep);
-          std::printf("  %s %-11s %5ldx%4ldx%4ld: %s\n", tag.c_str(), l.name,
+          std::printf("  %s %-11s %5ldx%4ldx%4ld, %s: %s\n", tag.c_str(), l.name,
                       static_cast<long>(l.m), static_cast<long>(l.k), static_cast<long>(l.n),
-                      pd.impl_info_str());
-          EXPECT_TRUE(is_brgemm(pd)) << tag << " " << l.name << ": " << pd.impl_info_str();
+                      threads, pd.impl_info_str());
+          EXPECT_TRUE(is_brgemm(pd)) << tag << " " << l.name << " " << l.m << " rows, " << threads
+                                     << ": " << pd.impl_info_str();
+        };
+        auto check_attention = [&](int64_t batch, int64_t tq, const char *threads) {
+          const auto qk = batched_u8s8_pd(batch, tq, dh, tokens, true, 1e-4f, zp);
+          const auto av = batched_u8s8_pd(batch, tq, tokens, dh, false, 1e-4f, zp);
+          std::printf("  %s q*k^T %ldx%ldx64x197: %s, attn*v %ldx%ldx197x64: %s (%s)\n",
+                      tag.c_str(), static_cast<long>(batch), static_cast<long>(tq),
+                      qk.impl_info_str(), static_cast<long>(batch), static_cast<long>(tq),
+                      av.impl_info_str(), threads);
+          EXPECT_TRUE(is_brgemm(qk)) << tag << " q*k^T " << tq << ": " << qk.impl_info_str();
+          EXPECT_TRUE(is_brgemm(av)) << tag << " attn*v " << tq << ": " << av.impl_info_str();
+        };
+        // The layer-at-a-time shapes on 2 threads (the fp32-style plan, and the patch embedding
+        // and head of the integer engine)...
+        for (const Linear &l : linears) check_linear(l, "2 threads");
+        check_attention(b * md.heads, tokens, "2 threads");
+        // ...and what the integer engine's blocks create on 2 threads (models/vit_int8.cpp): one
+        // primitive per chunk of rows, for 1 thread. Batch 1 splits the image 98 + 99 rows;
+        // batch 8 gives each thread 4 whole images. Attention runs per segment over the heads.
+        const CreationThreads one_thread(1);
+        for (int64_t rows : b == 1 ? std::vector<int64_t>{98, 99} : std::vector<int64_t>{788}) {
+          for (const Linear &l : linears)
+            if (l.m == b * tokens) check_linear({l.name, rows, l.k, l.n, l.ep}, "1 thread");
+          check_attention(md.heads, b == 1 ? rows : tokens, "1 thread");
         }
-        const auto qk = batched_u8s8_pd(b * md.heads, tokens, dh, tokens, true, 1e-4f, zp);
-        const auto av = batched_u8s8_pd(b * md.heads, tokens, tokens, dh, false, 1e-4f, zp);
-        std::printf("  %s q*k^T %ldx197x64x197: %s, attn*v %ldx197x197x64: %s\n", tag.c_str(),
-                    static_cast<long>(b * md.heads), qk.impl_info_str(),
-                    static_cast<long>(b * md.heads), av.impl_info_str());
-        EXPECT_TRUE(is_brgemm(qk)) << tag << " q*k^T: " << qk.impl_info_str();
-        EXPECT_TRUE(is_brgemm(av)) << tag << " attn*v: " << av.impl_info_str();
       }
 }
 
