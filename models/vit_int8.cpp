@@ -30,7 +30,7 @@ uint8_t *bytes(const SessionBuffers::Aligned &a) {
 }  // namespace
 
 std::vector<RowChunk> split_rows(int64_t n, int64_t tokens, int64_t threads) {
-  const int64_t rows = n * tokens, chunks = std::max<int64_t>(1, std::min(threads, rows));
+  const int64_t rows = n * tokens, chunks = chunk_count(rows, threads);
   std::vector<RowChunk> out(chunks);
   for (int64_t c = 0; c < chunks; ++c) {
     RowChunk &ch = out[c];

@@ -91,6 +91,10 @@ struct RowChunk {
   std::vector<Segment> segments;
 };
 std::vector<RowChunk> split_rows(int64_t n, int64_t tokens, int64_t threads);
+// How many chunks split_rows makes of `rows` rows: one per thread, at least one row each.
+inline int64_t chunk_count(int64_t rows, int64_t threads) {
+  return std::max<int64_t>(1, std::min(threads, rows));
+}
 
 // Quantized activations, sized for max_batch (u8 or s8 bytes; 64-byte aligned), and each chunk's
 // own attention buffers, scratchpad and stream.
@@ -108,20 +112,17 @@ struct VitSession::IntBuffers {
   std::vector<dnnl::stream> streams;  // one per chunk: chunks run their primitives concurrently
 
   static size_t floats(int64_t bytes) { return static_cast<size_t>((bytes + 3) / 4); }
-  // Chunks and the longest segment for max_batch images on `threads` threads.
-  static int64_t chunk_count(const VitConfig &c, int64_t b, int64_t threads) {
-    return std::max<int64_t>(1, std::min(threads, b * c.tokens()));
-  }
+  // The longest segment of b images split into `chunks` chunks.
   static int64_t longest_segment(const VitConfig &c, int64_t b, int64_t chunks) {
     return std::min<int64_t>(c.tokens(), (b * c.tokens() + chunks - 1) / chunks);
   }
   // Bytes of each buffer, in member order (see SessionBuffers::sizes). K and V are double-
   // buffered (by block parity), so that a thread may write the next block's keys while another
-  // still reads this block's: one barrier per block.
+  // still reads this block's: at most one barrier per block.
   using Sizes = std::array<int64_t, 12>;
   static Sizes sizes(const VitConfig &c, int64_t b, int64_t threads) {
     const int64_t T = c.tokens(), D = c.embed_dim, H = c.num_heads;
-    const int64_t chunks = chunk_count(c, b, threads), tq = longest_segment(c, b, chunks);
+    const int64_t chunks = chunk_count(b * c.tokens(), threads), tq = longest_segment(c, b, chunks);
     return {b * c.num_patches() * c.patch_dim(),
             b * T * D,
             b * T * D,
@@ -141,8 +142,8 @@ struct VitSession::IntBuffers {
     return n;
   }
   IntBuffers(const VitConfig &c, int64_t b, int64_t threads)
-      : IntBuffers(sizes(c, b, threads), chunk_count(c, b, threads),
-                   longest_segment(c, b, chunk_count(c, b, threads))) {}
+      : IntBuffers(sizes(c, b, threads), chunk_count(b * c.tokens(), threads),
+                   longest_segment(c, b, chunk_count(b * c.tokens(), threads))) {}
   IntBuffers(const Sizes &n, int64_t chunk_n, int64_t tq)
       : patches(floats(n[0])),
         h(floats(n[1])),
