@@ -10,6 +10,10 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 
+#include "models/vit.h"
+#include "runtime/idx.h"
+#include "runtime/image.h"
+
 namespace vqm::test {
 
 std::string data_path(const std::string &rel) {
@@ -18,6 +22,19 @@ std::string data_path(const std::string &rel) {
 
 std::string fmnist_dir() {
   return VQM_FMNIST_DIR;
+}
+
+std::vector<float> fmnist_t10k_inputs(const VitModel &model, int n) {
+  const auto images = load_idx_images(find_idx_file(fmnist_dir(), "t10k", "images"));
+  const size_t in_size = static_cast<size_t>(model.config().input_size());
+  std::vector<float> inputs(static_cast<size_t>(n) * in_size);
+  for (int i = 0; i < n; ++i) {
+    Image img{28, 28, 1,
+              std::vector<uint8_t>(images.pixels.begin() + i * 784,
+                                   images.pixels.begin() + (i + 1) * 784)};
+    preprocess_image(img, model.preprocess(), inputs.data() + i * in_size);
+  }
+  return inputs;
 }
 
 std::string scratch_dir() {

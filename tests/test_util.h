@@ -8,12 +8,18 @@
 
 #include "runtime/error.h"
 
+namespace vqm {
+class VitModel;
+}
+
 namespace vqm::test {
 
 // Path of a file under tests/data (the fixtures copied from ../shared).
 std::string data_path(const std::string &rel);
 // Fashion-MNIST idx folder (Debian's dataset-fashion-mnist).
 std::string fmnist_dir();
+// The first n t10k images, preprocessed for `model` (n x input_size floats).
+std::vector<float> fmnist_t10k_inputs(const VitModel &model, int n);
 // How many images an accuracy-scale test works through: `full` in normal builds, `sanitized`
 // under ASan/UBSan/TSan. The sanitizers look for memory and UB errors, which the same code paths
 // show on a smaller workload 5-10x faster; the accuracy figures themselves are asserted on the

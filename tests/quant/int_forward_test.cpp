@@ -10,8 +10,6 @@
 
 #include "models/convert.h"
 #include "quantizer/ptq.h"
-#include "runtime/idx.h"
-#include "runtime/image.h"
 #include "test_util.h"
 
 namespace vqm::test {
@@ -37,14 +35,7 @@ const Fixture &fixture() {
     opt.bits = 6;
     const auto q_bytes = quant::quantize(fp32_file, calib, opt, nullptr).to_bytes();
     f.quantized = VitModel::load(VqmFile::from_memory(q_bytes.data(), q_bytes.size()));
-    const auto images = load_idx_images(find_idx_file(fmnist_dir(), "t10k", "images"));
-    f.inputs.resize(kImages * 784);
-    for (int i = 0; i < kImages; ++i) {
-      Image img{28, 28, 1,
-                std::vector<uint8_t>(images.pixels.begin() + i * 784,
-                                     images.pixels.begin() + (i + 1) * 784)};
-      preprocess_image(img, f.fp32->preprocess(), f.inputs.data() + i * 784);
-    }
+    f.inputs = fmnist_t10k_inputs(*f.fp32, kImages);
     return f;
   }();
   return f;

@@ -13,8 +13,6 @@
 
 #include "models/convert.h"
 #include "quantizer/ptq.h"
-#include "runtime/idx.h"
-#include "runtime/image.h"
 #include "test_util.h"
 
 namespace vqm::test {
@@ -70,15 +68,8 @@ TEST(Concurrency, EightThreadsSharingModelsGiveSingleThreadResults) {
       {"w4a4 simulated x2", w4, true, max_omp_threads()},
   };
 
-  const auto images = load_idx_images(find_idx_file(fmnist_dir(), "t10k", "images"));
   const size_t in_size = static_cast<size_t>(fp32->config().input_size());
-  std::vector<float> inputs(kImages * in_size);
-  for (int i = 0; i < kImages; ++i) {
-    Image img{28, 28, 1,
-              std::vector<uint8_t>(images.pixels.begin() + i * 784,
-                                   images.pixels.begin() + (i + 1) * 784)};
-    preprocess_image(img, fp32->preprocess(), inputs.data() + i * in_size);
-  }
+  const std::vector<float> inputs = fmnist_t10k_inputs(*fp32, kImages);
 
   auto options = [](const Variant &v) {
     SessionOptions so;
