@@ -6,7 +6,7 @@
 #include <utility>
 #include <vector>
 
-#include "models/vit.h"
+#include "runtime/engine/vit.h"
 
 namespace vqm::app {
 

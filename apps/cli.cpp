@@ -6,7 +6,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "runtime/error.h"
+#include "runtime/io/error.h"
 
 namespace vqm::cli {
 

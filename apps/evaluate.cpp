@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "apps/app_common.h"
-#include "runtime/error.h"
+#include "runtime/io/error.h"
 
 namespace vqm::app {
 

@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "apps/data/dataset.h"
 #include "apps/progress.h"
-#include "models/vit.h"
-#include "runtime/dataset.h"
+#include "runtime/engine/vit.h"
 
 namespace vqm::app {
 

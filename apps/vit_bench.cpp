@@ -17,7 +17,7 @@
 #include "kernels/kernels.h"
 #include "models/random_model.h"
 #include "quantizer/ptq.h"
-#include "runtime/format.h"
+#include "runtime/io/format.h"
 
 namespace {
 

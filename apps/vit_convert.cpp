@@ -5,7 +5,7 @@
 
 #include "apps/cli.h"
 #include "models/convert.h"
-#include "models/vit.h"
+#include "runtime/engine/vit.h"
 
 int main(int argc, char **argv) {
   return vqm::cli::run_tool("vit-convert", [&] {

@@ -7,8 +7,8 @@
 #include "apps/cli.h"
 #include "apps/evaluate.h"
 #include "apps/progress.h"
-#include "runtime/error.h"
-#include "runtime/format.h"
+#include "runtime/io/error.h"
+#include "runtime/io/format.h"
 
 int main(int argc, char **argv) {
   return vqm::cli::run_tool("vit-eval", [&] {

@@ -6,11 +6,12 @@
 #include <optional>
 
 #include "apps/cli.h"
+#include "apps/data/calibration.h"
 #include "apps/evaluate.h"
 #include "apps/progress.h"
+#include "apps/report/report_html.h"
 #include "quantizer/ptq.h"
-#include "quantizer/report_html.h"
-#include "runtime/error.h"
+#include "runtime/io/error.h"
 
 namespace {
 
@@ -168,8 +169,8 @@ int main(int argc, char **argv) {
 
     const auto fp32 = vqm::VqmFile::from_file(args.get("--model"));
     const auto probe = vqm::VitModel::load(fp32);
-    const auto calib = vqm::quant::load_calibration(args.get("--calib"), n_calib,
-                                                    static_cast<uint64_t>(seed), *probe);
+    const auto calib = vqm::app::load_calibration(args.get("--calib"), n_calib,
+                                                  static_cast<uint64_t>(seed), *probe);
     // Eval data is opened before the long search, so a wrong path fails at once.
     std::unique_ptr<vqm::Dataset> eval_data;
     if (args.has("--eval-data")) {

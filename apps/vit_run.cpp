@@ -4,8 +4,8 @@
 
 #include "apps/app_common.h"
 #include "apps/cli.h"
-#include "runtime/error.h"
-#include "runtime/image.h"
+#include "runtime/io/error.h"
+#include "runtime/io/image.h"
 
 int main(int argc, char **argv) {
   return vqm::cli::run_tool("vit-run", [&] {

@@ -12,8 +12,8 @@
 #include "apps/cli.h"
 #include "models/quant_spec.h"
 #include "models/vit_config.h"
-#include "runtime/error.h"
-#include "runtime/format.h"
+#include "runtime/io/error.h"
+#include "runtime/io/format.h"
 
 namespace {
 

@@ -6,7 +6,7 @@
 
 #include "models/labels.h"
 #include "models/vit_config.h"
-#include "runtime/error.h"
+#include "runtime/io/error.h"
 
 namespace vqm {
 

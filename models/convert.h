@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "runtime/format.h"
-#include "runtime/safetensors.h"
+#include "runtime/io/format.h"
+#include "runtime/io/safetensors.h"
 
 namespace vqm {
 

@@ -2,7 +2,7 @@
 
 #include <random>
 
-#include "runtime/error.h"
+#include "runtime/io/error.h"
 
 namespace vqm {
 

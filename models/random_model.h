@@ -6,7 +6,7 @@
 #include <string>
 
 #include "models/vit_config.h"
-#include "runtime/format.h"
+#include "runtime/io/format.h"
 
 namespace vqm {
 

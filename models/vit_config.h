@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/image.h"
+#include "runtime/io/image.h"
 
 namespace vqm {
 

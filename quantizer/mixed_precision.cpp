@@ -14,7 +14,7 @@
 #include <cmath>
 
 #include "quantizer/ptq_internal.h"
-#include "runtime/error.h"
+#include "runtime/io/error.h"
 
 namespace vqm::quant {
 

@@ -8,7 +8,7 @@
 #include <numeric>
 
 #include "quantizer/ptq_internal.h"
-#include "runtime/error.h"
+#include "runtime/io/error.h"
 
 namespace vqm::quant {
 

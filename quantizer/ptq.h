@@ -10,7 +10,7 @@
 
 #include "quantizer/calibrate.h"
 #include "quantizer/search.h"
-#include "runtime/format.h"
+#include "runtime/io/format.h"
 
 namespace vqm::quant {
 

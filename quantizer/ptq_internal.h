@@ -7,8 +7,8 @@
 #include <utility>
 #include <vector>
 
-#include "models/vit.h"
 #include "quantizer/ptq.h"
+#include "runtime/engine/vit.h"
 
 namespace vqm::quant {
 

@@ -7,8 +7,8 @@
 #include <string>
 
 #include "quantizer/multiversion.h"
-#include "runtime/error.h"
-#include "runtime/tensor.h"
+#include "runtime/io/error.h"
+#include "runtime/io/tensor.h"
 
 namespace vqm::quant {
 
@@ -626,7 +626,7 @@ void unpack_rows(const uint8_t *packed, int64_t rows, int64_t k, int bits, int8_
   packed_row_size(k, bits);  // throws on a width outside 2..8
   if (rows * k == 0) return;
   if (!packed || !q_out) bad_argument("unpack_rows: null pointer");
-  // The bit layout is the file format's: one implementation, in runtime/tensor.cpp.
+  // The bit layout is the file format's: one implementation, in runtime/io/tensor.cpp.
   unpack_int_rows(packed, int_dtype_for_bits(bits), rows, k, q_out);
 }
 

@@ -11,7 +11,7 @@
 
 #include "kernels/onednn/matmul.h"
 #include "quantizer/multiversion.h"
-#include "runtime/error.h"
+#include "runtime/io/error.h"
 
 namespace vqm::quant {
 

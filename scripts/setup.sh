@@ -9,9 +9,10 @@ build_dir=${1:-build}
 # ocl-icd-opencl-dev: Debian's oneDNN CMake package (dnnl-config.cmake) requires OpenCL, which
 # libdnnl-dev only recommends, and recommends are not installed here.
 # clang, its sanitizer/libFuzzer runtimes and libomp: the sanitizer builds of scripts/test.sh.
+# stb_image is vendored (third_party/stb).
 packages=(build-essential cmake pkg-config libdnnl-dev ocl-icd-opencl-dev nlohmann-json3-dev
-          libstb-dev libgtest-dev dataset-fashion-mnist clang clang-format libclang-rt-dev
-          libomp-dev python3-numpy)
+          libgtest-dev dataset-fashion-mnist clang clang-format libclang-rt-dev libomp-dev
+          python3-numpy)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every test, as CI runs it:
 #  1. Release build (gcc) with warnings as errors, the whole CTest suite, the install test
-#     (scripts/test-install.sh), a clang-format check;
+#     (scripts/test-install.sh), a clang-format check; then the README's first command on a new
+#     minimal Debian 12 root and the Release suite on the build it made there
+#     (scripts/fresh-check.sh): this machine's packages cannot hide a missing install step;
 #  2. clang AddressSanitizer + UndefinedBehaviorSanitizer build, which also builds the libFuzzer
 #     targets: the whole suite again, then the five fuzz targets for 60 s, all at once
 #     (scripts/fuzz.sh; longer local runs: docs/robustness.md);
@@ -21,6 +23,9 @@ bash scripts/test-install.sh build
 
 echo "== clang-format check"
 git ls-files '*.cpp' '*.h' '*.c' | grep -v '^third_party/' | xargs clang-format --dry-run -Werror
+
+echo "== fresh Debian 12 root: the README's first command, then the Release suite there"
+bash scripts/fresh-check.sh  # a no-op inside such a root (its --full mode runs this script)
 
 if [ "${1:-}" != "--no-sanitizers" ]; then
   # Line tables are all a sanitizer report needs, and much cheaper to build than full -g.

@@ -1,4 +1,4 @@
-// Reads back what the HTML report's plots hold (quantizer/svg_plot.h marks every chart with
+// Reads back what the HTML report's plots hold (apps/report/svg_plot.h marks every chart with
 // data-plot and every series with data-series / data-points), for the report tests. Plain string
 // search: GCC 12 with sanitizers warns (falsely) inside <regex>.
 #pragma once

@@ -9,5 +9,5 @@
 #pragma GCC diagnostic ignored "-Wsign-compare"
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 #pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#include <stb_image_write.h>
+#include "stb/stb_image_write.h"
 #pragma GCC diagnostic pop

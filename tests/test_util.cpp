@@ -10,9 +10,9 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 
-#include "models/vit.h"
-#include "runtime/idx.h"
-#include "runtime/image.h"
+#include "apps/data/idx.h"
+#include "runtime/engine/vit.h"
+#include "runtime/io/image.h"
 
 namespace vqm::test {
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/error.h"
+#include "runtime/io/error.h"
 
 namespace vqm {
 class VitModel;

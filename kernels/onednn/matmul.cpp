@@ -71,10 +71,10 @@ memory pack_linear_weights_f32(const float *w_nk, int64_t n, int64_t k, const me
   return dst;
 }
 
-CreationThreads::CreationThreads(int n) : saved_(omp_get_max_threads()) {
+ScopedThreads::ScopedThreads(int n) : saved_(omp_get_max_threads()) {
   omp_set_num_threads(n);
 }
-CreationThreads::~CreationThreads() {
+ScopedThreads::~ScopedThreads() {
   omp_set_num_threads(saved_);
 }
 

@@ -44,17 +44,21 @@ struct BoundPrimitive {
   void run(dnnl::stream &s) const { prim.execute(s, args); }
 };
 
-// While alive, primitive descriptors and primitives are created for `n` OpenMP threads (restored
-// afterwards). oneDNN plans a primitive's blocking and work split for omp_get_max_threads() at
-// creation (and keys its primitive cache on that count), but inside a parallel region it runs
-// every primitive on the calling thread alone (it never nests): a primitive that one thread of a
-// parallel region runs is created for n = 1, so that its plan is for the one thread it gets.
-class CreationThreads {
+// While alive, the calling thread's OpenMP thread count (omp_get_max_threads(), the count of its
+// next parallel regions and of oneDNN's) is `n`; the caller's own count is restored afterwards,
+// so code that embeds vqm never sees its OpenMP state changed. Two uses:
+// - creation: oneDNN plans a primitive's blocking and work split for omp_get_max_threads() at
+//   creation (and keys its primitive cache on that count), but inside a parallel region it runs
+//   every primitive on the calling thread alone (it never nests): a primitive that one thread of
+//   a parallel region runs is created for n = 1, so that its plan is for the one thread it gets;
+// - execution: a session runs with its own thread count. oneDNN's primitives and the kernels'
+//   `omp parallel for` take it from here; a num_threads clause could not reach inside oneDNN.
+class ScopedThreads {
  public:
-  explicit CreationThreads(int n);
-  ~CreationThreads();
-  CreationThreads(const CreationThreads &) = delete;
-  CreationThreads &operator=(const CreationThreads &) = delete;
+  explicit ScopedThreads(int n);
+  ~ScopedThreads();
+  ScopedThreads(const ScopedThreads &) = delete;
+  ScopedThreads &operator=(const ScopedThreads &) = delete;
 
  private:
   int saved_;

@@ -5,10 +5,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include "apps/data/idx.h"
 #include "models/convert.h"
-#include "models/vit.h"
 #include "process_util.h"
-#include "runtime/idx.h"
+#include "runtime/engine/vit.h"
 #include "test_util.h"
 
 #include "stb_image_write_impl.h"

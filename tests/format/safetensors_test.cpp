@@ -1,5 +1,5 @@
 // SafetensorsFile: the real fixtures, and a corrupted-file suite built in memory.
-#include "runtime/safetensors.h"
+#include "runtime/io/safetensors.h"
 
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 #include <cstring>
 #include <random>
 
-#include "runtime/error.h"
+#include "runtime/io/error.h"
 #include "test_util.h"
 
 namespace vqm {

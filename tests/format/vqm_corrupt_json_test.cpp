@@ -4,8 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/error.h"
-#include "runtime/format.h"
+#include "runtime/io/error.h"
+#include "runtime/io/format.h"
 #include "test_util.h"
 
 namespace vqm {

@@ -12,8 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "runtime/error.h"
-#include "runtime/format.h"
+#include "runtime/io/error.h"
+#include "runtime/io/format.h"
 #include "test_util.h"
 
 namespace vqm {

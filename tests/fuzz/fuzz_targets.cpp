@@ -8,13 +8,13 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "apps/data/idx.h"
 #include "models/convert.h"
-#include "models/vit.h"
-#include "runtime/error.h"
-#include "runtime/format.h"
-#include "runtime/idx.h"
-#include "runtime/image.h"
-#include "runtime/safetensors.h"
+#include "runtime/engine/vit.h"
+#include "runtime/io/error.h"
+#include "runtime/io/format.h"
+#include "runtime/io/image.h"
+#include "runtime/io/safetensors.h"
 
 namespace vqm::fuzz {
 

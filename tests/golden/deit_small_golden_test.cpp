@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "golden/golden_util.h"
-#include "runtime/image.h"
+#include "runtime/io/image.h"
 #include "test_util.h"
 
 namespace vqm::test {

@@ -5,10 +5,10 @@
 #include <cmath>
 #include <cstring>
 
+#include "apps/data/idx.h"
 #include "golden/golden_util.h"
-#include "runtime/idx.h"
-#include "runtime/image.h"
-#include "runtime/safetensors.h"
+#include "runtime/io/image.h"
+#include "runtime/io/safetensors.h"
 #include "test_util.h"
 
 namespace vqm::test {

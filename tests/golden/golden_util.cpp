@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "models/convert.h"
-#include "runtime/safetensors.h"
+#include "runtime/io/safetensors.h"
 #include "test_util.h"
 
 namespace vqm::test {

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "models/vit.h"
+#include "runtime/engine/vit.h"
 
 namespace vqm::test {
 

@@ -269,10 +269,11 @@ TEST(MatmulU8S8, DeitShapesUseBrgemmKernels) {
         // and head of the integer engine)...
         for (const Linear &l : linears) check_linear(l, "2 threads");
         check_attention(b * md.heads, tokens, "2 threads");
-        // ...and what the integer engine's blocks create on 2 threads (models/vit_int8.cpp): one
-        // primitive per chunk of rows, for 1 thread. Batch 1 splits the image 98 + 99 rows;
-        // batch 8 gives each thread 4 whole images. Attention runs per segment over the heads.
-        const CreationThreads one_thread(1);
+        // ...and what the integer engine's blocks create on 2 threads
+        // (runtime/engine/vit_int8.cpp): one primitive per chunk of rows, for 1 thread. Batch 1
+        // splits the image 98 + 99 rows; batch 8 gives each thread 4 whole images. Attention runs
+        // per segment over the heads.
+        const ScopedThreads one_thread(1);
         for (int64_t rows : b == 1 ? std::vector<int64_t>{98, 99} : std::vector<int64_t>{788}) {
           for (const Linear &l : linears)
             if (l.m == b * tokens) check_linear({l.name, rows, l.k, l.n, l.ep}, "1 thread");

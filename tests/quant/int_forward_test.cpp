@@ -8,6 +8,7 @@
 
 #include <cstring>
 
+#include "apps/data/calibration.h"
 #include "models/convert.h"
 #include "quantizer/ptq.h"
 #include "test_util.h"
@@ -29,7 +30,7 @@ const Fixture &fixture() {
     const std::vector<uint8_t> fp32_bytes = convert_timm(st, {}).to_bytes();
     const VqmFile fp32_file = VqmFile::from_memory(fp32_bytes.data(), fp32_bytes.size());
     f.fp32 = VitModel::load(fp32_file);
-    const auto calib = quant::load_calibration(fmnist_dir(), 4, 0, *f.fp32);
+    const auto calib = app::load_calibration(fmnist_dir(), 4, 0, *f.fp32);
     quant::PtqOptions opt;
     opt.method = "minmax";  // the intervals do not matter here, only that the model is quantized
     opt.bits = 6;
@@ -82,6 +83,33 @@ TEST(IntegerForward, SessionsInsideTheCallersParallelRegionGiveTheSameLogits) {
       EXPECT_EQ(std::memcmp(g.data(), want.data(), want.size() * sizeof(float)), 0)
           << (model->quant() ? "integer" : "fp32");
   }
+}
+
+// An application that embeds libvqm keeps its own OpenMP settings: a session runs with its own
+// n_threads (seen from inside the run, at a tap) but leaves the caller's omp_get_max_threads()
+// as it was, after creation and after every run, for both engines. The caller's count (3) is
+// one no session uses, so a leak of either session's count would show.
+TEST(IntegerForward, SessionsLeaveTheCallersOpenMpThreadCountAlone) {
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(3);
+  for (const auto &model : {fixture().fp32, fixture().quantized}) {
+    for (int threads : {1, 2}) {
+      SessionOptions so;
+      so.n_threads = threads;
+      so.max_batch = 4;
+      VitSession s(model, so);
+      EXPECT_EQ(omp_get_max_threads(), 3) << "after creating a session of " << threads;
+      int seen = -1;
+      const TapFn tap = [&](const TapEvent &e) {
+        if (e.tap == Tap::prelogits) seen = omp_get_max_threads();
+      };
+      std::vector<float> out(kImages * kClasses);
+      s.run(fixture().inputs.data(), kImages, out.data(), &tap);
+      EXPECT_EQ(seen, threads) << (model->quant() ? "integer" : "fp32");
+      EXPECT_EQ(omp_get_max_threads(), 3) << "after a run with " << threads << " threads";
+    }
+  }
+  omp_set_num_threads(saved);
 }
 
 }  // namespace

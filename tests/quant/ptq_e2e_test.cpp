@@ -5,10 +5,11 @@
 
 #include <set>
 
+#include "apps/data/calibration.h"
+#include "apps/data/idx.h"
 #include "models/convert.h"
 #include "quantizer/ptq.h"
-#include "runtime/idx.h"
-#include "runtime/image.h"
+#include "runtime/io/image.h"
 #include "test_util.h"
 
 namespace vqm::test {
@@ -56,7 +57,7 @@ TEST(PtqEndToEnd, W8A8KeepsFp32AccuracyAndRoundTrips) {
   const VqmFile fp32 = fp32_model();
   const auto fp32_model_ptr = VitModel::load(fp32);
   const int n_calib = workload(32, 8);
-  const auto calib = quant::load_calibration(fmnist_dir(), n_calib, 0, *fp32_model_ptr);
+  const auto calib = app::load_calibration(fmnist_dir(), n_calib, 0, *fp32_model_ptr);
   EXPECT_EQ(calib.n, n_calib);
   EXPECT_EQ(calib.description["split"], "train");  // never calibrate on the evaluation set
 
@@ -97,8 +98,7 @@ TEST(PtqEndToEnd, W8A8KeepsFp32AccuracyAndRoundTrips) {
 
 TEST(PtqEndToEnd, MixedPrecisionHonoursTheBudget) {
   const VqmFile fp32 = fp32_model();
-  const auto calib =
-      quant::load_calibration(fmnist_dir(), workload(8, 4), 1, *VitModel::load(fp32));
+  const auto calib = app::load_calibration(fmnist_dir(), workload(8, 4), 1, *VitModel::load(fp32));
   quant::PtqOptions opt;
   opt.mixed_avg_bits = 4.0;
   opt.search.candidates = opt.sensitivity_search.candidates = 5;
@@ -155,12 +155,12 @@ TEST(PtqEndToEnd, MixedPrecisionHonoursTheBudget) {
 TEST(PtqEndToEnd, BadInputsAreClearErrors) {
   const VqmFile fp32 = fp32_model();
   const auto model = VitModel::load(fp32);
-  EXPECT_VQM_ERROR(quant::load_calibration("/nonexistent", 32, 0, *model), io, "/nonexistent");
-  EXPECT_VQM_ERROR(quant::load_calibration(scratch_dir(), 32, 0, *model), invalid_argument,
+  EXPECT_VQM_ERROR(app::load_calibration("/nonexistent", 32, 0, *model), io, "/nonexistent");
+  EXPECT_VQM_ERROR(app::load_calibration(scratch_dir(), 32, 0, *model), invalid_argument,
                    "no .jpg");
-  EXPECT_VQM_ERROR(quant::load_calibration(fmnist_dir(), 0, 0, *model), invalid_argument,
+  EXPECT_VQM_ERROR(app::load_calibration(fmnist_dir(), 0, 0, *model), invalid_argument,
                    "at least 1");
-  const auto calib = quant::load_calibration(fmnist_dir(), 2, 0, *model);
+  const auto calib = app::load_calibration(fmnist_dir(), 2, 0, *model);
   quant::PtqOptions opt;
   opt.method = "magic";
   EXPECT_VQM_ERROR(quant::quantize(fp32, calib, opt, nullptr), invalid_argument, "magic");

@@ -8,7 +8,7 @@
 #include <cmath>
 #include <random>
 
-#include "runtime/tensor.h"
+#include "runtime/io/tensor.h"
 #include "test_util.h"
 
 namespace vqm::quant {

@@ -6,9 +6,9 @@
 #include <map>
 #include <string>
 
+#include "apps/report/report_html.h"
+#include "apps/report/svg_plot.h"
 #include "html_plots.h"
-#include "quantizer/report_html.h"
-#include "quantizer/svg_plot.h"
 #include "test_util.h"
 
 namespace vqm::test {

@@ -11,6 +11,7 @@
 #include <set>
 #include <thread>
 
+#include "apps/data/calibration.h"
 #include "models/convert.h"
 #include "quantizer/ptq.h"
 #include "test_util.h"
@@ -44,7 +45,7 @@ TEST(Concurrency, EightThreadsSharingModelsGiveSingleThreadResults) {
   const std::vector<uint8_t> fp32_bytes = convert_timm(st, {}).to_bytes();
   const VqmFile fp32_file = VqmFile::from_memory(fp32_bytes.data(), fp32_bytes.size());
   const auto fp32 = VitModel::load(fp32_file);
-  const auto calib = quant::load_calibration(fmnist_dir(), 4, 0, *fp32);
+  const auto calib = app::load_calibration(fmnist_dir(), 4, 0, *fp32);
   auto quantized = [&](int bits) {
     quant::PtqOptions opt;
     opt.method = "minmax";  // the intervals do not matter here, only that the model is quantized

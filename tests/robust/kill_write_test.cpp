@@ -33,7 +33,7 @@
 
 #include "models/convert.h"
 #include "process_util.h"
-#include "runtime/format.h"
+#include "runtime/io/format.h"
 #include "test_util.h"
 
 namespace vqm::test {

@@ -14,7 +14,7 @@
 #include <sstream>
 
 #include "models/vit_config.h"
-#include "runtime/format.h"
+#include "runtime/io/format.h"
 #include "test_util.h"
 
 namespace vqm::test {

@@ -8,7 +8,7 @@
 
 #include "models/convert.h"
 #include "models/random_model.h"
-#include "models/vit.h"
+#include "runtime/engine/vit.h"
 #include "test_util.h"
 
 namespace vqm::test {

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "runtime/dataset.h"
-#include "runtime/idx.h"
+#include "apps/data/dataset.h"
+#include "apps/data/idx.h"
 #include "test_util.h"
 
 #include "stb_image_write_impl.h"

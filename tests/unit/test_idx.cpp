@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "runtime/error.h"
-#include "runtime/idx.h"
+#include "apps/data/idx.h"
+#include "runtime/io/error.h"
 #include "test_files.h"
 #include "test_util.h"
 

@@ -11,11 +11,11 @@
 #include <string>
 #include <vector>
 
-#include "runtime/error.h"
-#include "runtime/idx.h"
-#include "runtime/image.h"
-#include "runtime/safetensors.h"
-#include "runtime/tensor.h"
+#include "apps/data/idx.h"
+#include "runtime/io/error.h"
+#include "runtime/io/image.h"
+#include "runtime/io/safetensors.h"
+#include "runtime/io/tensor.h"
 #include "test_files.h"
 #include "test_util.h"
 
@@ -257,7 +257,7 @@ TEST(ImageDecode, DeclaredSizesOverLimitsAreRefusedBeforeDecoding) {
 
 // Fuzzer finding (tests/fuzz/regressions/image/jpeg-dht-257-codes): a DHT segment declaring more
 // than 256 codes made Debian's stb_image 2.27 write past a 257-byte table (CVE-2021-37789); the
-// fixed decoder (runtime/stb_image_fixes.cmake) refuses it. The ASan build proves no overflow.
+// fixed decoder (third_party/stb) refuses it. The ASan build proves no overflow.
 TEST(ImageDecode, JpegHuffmanTableWithTooManyCodesIsAFormatError) {
   const uint8_t levels[4] = {10, 20, 30, 40};
   std::vector<uint8_t> jpeg = test::cmyk_jpeg(levels);

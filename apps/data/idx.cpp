@@ -1,9 +1,8 @@
 // idx reader. The gzip layer is parsed here (RFC 1952) and the deflate payload inflated with
-// stb_image's zlib decoder into a buffer of exactly the size the trailer announces, so a
-// corrupt or hostile .gz can neither grow memory without bound nor pass with a wrong CRC.
-#include "idx.h"
-
-#include <stb_image.h>
+// stb_image's zlib decoder (runtime/io/inflate.h) into a buffer of exactly the size the trailer
+// announces, so a corrupt or hostile .gz can neither grow memory without bound nor pass with a
+// wrong CRC.
+#include "apps/data/idx.h"
 
 #include <array>
 #include <cerrno>
@@ -14,8 +13,9 @@
 #include <fstream>
 #include <memory>
 
-#include "error.h"
-#include "limits.h"
+#include "runtime/io/error.h"
+#include "runtime/io/inflate.h"
+#include "runtime/io/limits.h"
 
 namespace vqm {
 
@@ -141,10 +141,10 @@ std::vector<uint8_t> gunzip(const std::vector<uint8_t> &b, const std::string &pa
   // follows (nothings/stb#1456; Debian's t10k-labels .gz hits it). `consumed` then proves the
   // stream ended exactly where the trailer starts.
   int consumed = 0;
-  const int got = detail::inflate_raw(&b[pos], static_cast<int>(deflate_len + 8), out.get(),
-                                      static_cast<int>(isize) + 1, &consumed);
+  const char *r = nullptr;
+  const int got = inflate_raw(&b[pos], static_cast<int>(deflate_len + 8), out.get(),
+                              static_cast<int>(isize) + 1, &consumed, &r);
   if (got < 0) {
-    const char *r = stbi_failure_reason();
     bad_gzip(path, std::string("inflate failed: ") + (r ? r : "corrupt deflate data") +
                        " (truncated or corrupt file?)");
   }

@@ -13,8 +13,8 @@
 
 #include "kernels/kernels.h"
 #include "kernels/onednn/matmul.h"
-#include "models/vit.h"
-#include "runtime/error.h"
+#include "runtime/engine/vit.h"
+#include "runtime/io/error.h"
 
 namespace vqm {
 

@@ -1,4 +1,4 @@
-#include "quantizer/report_html.h"
+#include "apps/report/report_html.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,9 +7,9 @@
 #include <map>
 #include <sstream>
 
-#include "quantizer/svg_plot.h"
-#include "runtime/error.h"
-#include "runtime/format.h"
+#include "apps/report/svg_plot.h"
+#include "runtime/io/error.h"
+#include "runtime/io/format.h"
 
 namespace vqm::quant {
 

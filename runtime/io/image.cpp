@@ -4,7 +4,7 @@
 // moves logits more than quantization does; bit-exact uint8 output is the goal.
 #include "image.h"
 
-#include <stb_image.h>
+#include "stb/stb_image.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -74,6 +74,9 @@ std::vector<uint8_t> read_file(const std::string &path, const Limits &limits) {
   const fs::file_status st = fs::status(path, ec);
   if (ec || !fs::exists(st)) fail(ErrorCode::io, "cannot open image '" + path + "': no such file");
   if (fs::is_directory(st)) fail(ErrorCode::io, "cannot read image '" + path + "': is a directory");
+  // A FIFO would block the open below until a writer appears, a device would never end.
+  if (!fs::is_regular_file(st))
+    fail(ErrorCode::io, "cannot read image '" + path + "': not a regular file");
   std::ifstream f(path, std::ios::binary);
   if (!f)
     fail(ErrorCode::io, "cannot open image '" + path + "': " + std::string(std::strerror(errno)));

@@ -1,4 +1,4 @@
-#include "runtime/dataset.h"
+#include "apps/data/dataset.h"
 
 #include <algorithm>
 #include <cctype>
@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "runtime/error.h"
+#include "runtime/io/error.h"
 
 namespace vqm {
 

@@ -13,7 +13,7 @@
 #include "kernels/kernels.h"
 #include "kernels/onednn/matmul.h"
 #include "kernels/onednn/matmul_int8.h"
-#include "models/vit_internal.h"
+#include "runtime/engine/vit_internal.h"
 
 namespace vqm {
 
@@ -92,7 +92,7 @@ void VitSession::build_int_plans(const std::vector<int> &sizes, int64_t threads,
     plan->head = linear("head", b, mq.head_in, dn::Epilogue::none, scratch);
     if (c.distilled)
       plan->head_dist = linear("head_dist", b, mq.head_in, dn::Epilogue::none, scratch);
-    const dn::CreationThreads one_thread(1);
+    const dn::ScopedThreads one_thread(1);
     for (int l = 0; l < c.depth; ++l) {
       const BlockQuant &bq = mq.blocks[l];
       const std::string pre = "blocks." + std::to_string(l) + ".";
@@ -176,7 +176,7 @@ void VitSession::bind_int_plans(const memory &scratch) {
     // descriptor created for 1 failed (std::bad_alloc in oneDNN's brgemm_kernel_create) when
     // sessions were created concurrently (Concurrency test); oneDNN's primitive cache keys on the
     // thread count at primitive creation.
-    const dn::CreationThreads one_thread(1);
+    const dn::ScopedThreads one_thread(1);
     for (size_t l = 0; l < plan->blocks.size(); ++l) {
       const int64_t kv = static_cast<int64_t>(l % 2) * kv_size;
       for (size_t ci = 0; ci < plan->chunks.size(); ++ci) {

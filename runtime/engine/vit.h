@@ -14,7 +14,7 @@
 
 #include "models/quant_spec.h"
 #include "models/vit_config.h"
-#include "runtime/format.h"
+#include "runtime/io/format.h"
 
 namespace vqm {
 
@@ -100,7 +100,7 @@ class VitModel {
   mutable std::vector<std::pair<std::string, dnnl::memory>> packed_;
 };
 
-struct SessionBuffers;  // models/vit_internal.h
+struct SessionBuffers;  // runtime/engine/vit_internal.h
 
 // Wall time of a session's forward passes by kind of operation (SessionOptions::profile).
 struct OpProfile {

@@ -1,7 +1,6 @@
-// The one translation unit that compiles stb_image's implementation (Debian's libstb-dev ships
-// only the header). Everything else includes <stb_image.h> for declarations only. The header
-// compiled here is Debian's with the safety fixes of runtime/stb_image_fixes.cmake applied
-// (generated at configure time as stb_image_fixed.h).
+// The one translation unit that compiles stb_image's implementation: the vendored header in
+// third_party/stb (2.27 with the safety fixes its README lists). image.cpp includes the same
+// header for declarations only.
 //
 // Format selection: JPEG, PNG and BMP are kept. TGA has no magic, so stb's TGA probe accepts
 // many random byte strings as "an image"; PSD/PIC/HDR are not inputs a vision runtime needs and
@@ -38,19 +37,24 @@
 #pragma GCC diagnostic ignored "-Wcast-qual"
 #pragma GCC diagnostic ignored "-Wdouble-promotion"
 #pragma GCC diagnostic ignored "-Wconversion"
-#include "stb_image_fixed.h"
+#include "stb/stb_image.h"
 #pragma GCC diagnostic pop
 
-#include "idx.h"
+#include "inflate.h"
 
-namespace vqm::detail {
+namespace vqm {
 
-// stbi_zlib_decode_noheader_buffer plus the consumed-input count its public API lacks.
-int inflate_raw(const uint8_t *in, int in_len, uint8_t *out, int out_len, int *consumed) {
+// stbi_zlib_decode_noheader_buffer plus the consumed-input count its public API lacks (stb's
+// internal decoder state is visible in this translation unit only).
+int inflate_raw(const uint8_t *in, int in_len, uint8_t *out, int out_len, int *consumed,
+                const char **reason) {
   stbi__zbuf z;
   z.zbuffer = const_cast<stbi_uc *>(in);
   z.zbuffer_end = z.zbuffer + in_len;
-  if (!stbi__do_zlib(&z, reinterpret_cast<char *>(out), out_len, 0, 0)) return -1;
+  if (!stbi__do_zlib(&z, reinterpret_cast<char *>(out), out_len, 0, 0)) {
+    *reason = stbi_failure_reason();
+    return -1;
+  }
   // The bit reader runs up to 4 bytes ahead; whole unused bytes sit in num_bits. At the very
   // end of the input stb shifts in zero bytes without advancing, so those are not counted back.
   const int read = static_cast<int>(z.zbuffer - in);
@@ -58,4 +62,4 @@ int inflate_raw(const uint8_t *in, int in_len, uint8_t *out, int out_len, int *c
   return static_cast<int>(z.zout - z.zout_start);
 }
 
-}  // namespace vqm::detail
+}  // namespace vqm

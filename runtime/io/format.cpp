@@ -101,7 +101,9 @@ std::shared_ptr<std::vector<uint8_t>> load_memory(const void *data, size_t size,
 
 std::shared_ptr<std::vector<uint8_t>> load_file(const std::string &path, const Limits &limits,
                                                 uint64_t *size_out) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading would otherwise block until a writer appears; it is
+  // refused below as not a regular file (for regular files the flag changes nothing).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     fail(ErrorCode::io, "cannot open '" + path + "': " + std::strerror(errno));
   }

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "runtime/idx.h"
-#include "runtime/image.h"
+#include "apps/data/idx.h"
+#include "runtime/io/image.h"
 
 namespace vqm {
 

@@ -1,4 +1,4 @@
-#include "models/vit.h"
+#include "runtime/engine/vit.h"
 
 #include <omp.h>
 
@@ -11,8 +11,8 @@
 #include "kernels/kernels.h"
 #include "kernels/onednn/matmul.h"
 #include "kernels/onednn/matmul_int8.h"
-#include "models/vit_internal.h"
-#include "runtime/error.h"
+#include "runtime/engine/vit_internal.h"
+#include "runtime/io/error.h"
 
 namespace vqm {
 
@@ -273,6 +273,9 @@ VitSession::VitSession(std::shared_ptr<const VitModel> model, const SessionOptio
   };
   std::vector<Pds> pds;
   size_t scratch = 0;
+  // fp32 primitives are planned (and their scratchpad sized) for the thread count they run with.
+  std::optional<dn::ScopedThreads> creation_threads;
+  if (options_.n_threads > 0) creation_threads.emplace(options_.n_threads);
   if (int_mode) build_int_plans(sizes_, threads, &scratch);
   for (int b : int_mode ? std::vector<int>{} : sizes_) {
     Pds p;
@@ -391,7 +394,9 @@ VitSession::Plan &VitSession::plan_for(int n) {
 void VitSession::run(const float *nchw, int64_t n, float *logits, const TapFn *taps) {
   if (n < 0) fail(ErrorCode::invalid_argument, "negative image count " + std::to_string(n));
   if (n > 0 && (!nchw || !logits)) fail(ErrorCode::invalid_argument, "NULL input or output buffer");
-  if (options_.n_threads > 0) omp_set_num_threads(options_.n_threads);
+  // The session's thread count for this run only: the caller's OpenMP state is left as it was.
+  std::optional<dn::ScopedThreads> threads;
+  if (options_.n_threads > 0) threads.emplace(options_.n_threads);
   const VitConfig &c = model_->config();
   int64_t done = 0;
   while (done < n) {

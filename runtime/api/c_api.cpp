@@ -8,9 +8,9 @@
 #include <new>
 #include <string>
 
-#include "models/vit.h"
-#include "runtime/error.h"
-#include "runtime/image.h"
+#include "runtime/engine/vit.h"
+#include "runtime/io/error.h"
+#include "runtime/io/image.h"
 #include "vqm/vqm.h"
 
 struct vqm_model {

@@ -1,4 +1,4 @@
-#include "quantizer/svg_plot.h"
+#include "apps/report/svg_plot.h"
 
 #include <algorithm>
 #include <cmath>
