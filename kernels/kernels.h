@@ -74,8 +74,9 @@ namespace vqm::kernels {
 //
 // The AVX-512 versions reproduce the AVX-512 f32 kernels operation for operation, so on either
 // dispatch path e.g. layernorm_quant(x) == quantize(layernorm_f32(x)) bit for bit. Against the
-// double-precision `_ref` twins, layernorm/softmax/gelu may land one level apart where a value sits
-// within float rounding of a level boundary; quantize and the head permutations are bit-identical.
+// double-precision `_ref` twins, layernorm/softmax/gelu/quick_gelu may land one level apart where a
+// value sits within float rounding of a level boundary; quantize and the head permutations are
+// bit-identical.
 struct QuantGrid {
   float delta;
   int32_t zero_point;
@@ -96,6 +97,15 @@ void quantize_ref(const float *x, void *y, int64_t n, const QuantGrid &g);
 // GELU (exact erf form, as gelu_erf_f32) then quantize: the requantization after fc1.
 void gelu_quant(const float *x, void *y, int64_t n, const QuantGrid &g);
 void gelu_quant_ref(const float *x, void *y, int64_t n, const QuantGrid &g);
+
+// QuickGELU, x*sigmoid(1.702x) = x / (1 + exp(-1.702 x)), as CLIP uses, then quantize. It has no
+// f32 twin above: the AVX-512 version's float value is within a few ulp of the exact one (tested
+// to 1e-6 relative on [-50, 12]) down to x = -52, below which the exact value (under 2e-37 in
+// magnitude, a denormal or zero in float) is returned as -0, the zero point on any grid with delta
+// above 1e-36. From x = 10 up the value is x itself; -inf gives -0 and +inf the top level, on both
+// paths.
+void quick_gelu_quant(const float *x, void *y, int64_t n, const QuantGrid &g);
+void quick_gelu_quant_ref(const float *x, void *y, int64_t n, const QuantGrid &g);
 
 // Row softmax of scale * x (as softmax_f32; scale >= 0) then quantize: the attention
 // probabilities, normally on an unsigned grid. x is not modified.

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "models/layer_table.h"
+
 #include "runtime/io/error.h"
 
 namespace vqm {
@@ -39,15 +41,61 @@ constexpr IntField kIntFields[] = {
     {"depth", &VitConfig::depth, 1, 256},
     {"num_heads", &VitConfig::num_heads, 1, 1024},
     {"mlp_hidden", &VitConfig::mlp_hidden, 1, 65536},
-    {"num_classes", &VitConfig::num_classes, 1, 1000000},
+    {"num_classes", &VitConfig::num_classes, 0, 1000000},
+    {"reg_tokens", &VitConfig::reg_tokens, 0, 64},
 };
+// The boolean variations; a key absent from a file keeps the plain ViT's default.
+struct BoolField {
+  const char *key;
+  bool VitConfig::*field;
+};
+constexpr BoolField kBoolFields[] = {
+    {"class_token", &VitConfig::class_token},
+    {"distilled", &VitConfig::distilled},
+    {"pos_embed_prefix", &VitConfig::pos_embed_prefix},
+    {"patch_bias", &VitConfig::patch_bias},
+    {"norm_pre", &VitConfig::norm_pre},
+    {"qkv_bias", &VitConfig::qkv_bias},
+    {"fc_norm", &VitConfig::fc_norm},
+    {"head_bias", &VitConfig::head_bias},
+};
+// Fields added after version 1's first files: optional in from_json.
+bool optional_int(const char *key) {
+  return std::string(key) == "reg_tokens";
+}
+
+// Reads j[key], one of `names`, into its index; absent keeps `*out`.
+template <typename E, size_t N>
+void get_name(const json &j, const char *key, const char *const (&names)[N], E *out) {
+  if (!j.contains(key)) return;
+  const json &v = j.at(key);
+  for (size_t i = 0; i < N; ++i)
+    if (v.is_string() && v.get<std::string>() == names[i]) {
+      *out = static_cast<E>(i);
+      return;
+    }
+  std::string all;
+  for (const char *n : names) all += std::string(all.empty() ? "" : ", ") + n;
+  fail(ErrorCode::format,
+       std::string("model config: '") + key + "' = " + v.dump() + " is not one of " + all);
+}
+constexpr const char *kActivationNames[] = {"gelu", "quick_gelu"};  // Activation's order
+constexpr const char *kPoolNames[] = {"token", "avg"};              // Pool's order
 }  // namespace
 
+const char *activation_name(Activation a) {
+  return kActivationNames[static_cast<int>(a)];
+}
+const char *pool_name(Pool p) {
+  return kPoolNames[static_cast<int>(p)];
+}
+
 json VitConfig::to_json() const {
-  return json{{"arch", arch},           {"image_size", image_size}, {"patch_size", patch_size},
-              {"in_chans", in_chans},   {"embed_dim", embed_dim},   {"depth", depth},
-              {"num_heads", num_heads}, {"mlp_hidden", mlp_hidden}, {"num_classes", num_classes},
-              {"ln_eps", ln_eps},       {"distilled", distilled},   {"class_token", true}};
+  json j{
+      {"arch", arch}, {"ln_eps", ln_eps}, {"act", activation_name(act)}, {"pool", pool_name(pool)}};
+  for (const IntField &f : kIntFields) j[f.key] = this->*f.field;
+  for (const BoolField &f : kBoolFields) j[f.key] = this->*f.field;
+  return j;
 }
 
 VitConfig VitConfig::from_json(const json &j) {
@@ -57,19 +105,21 @@ VitConfig VitConfig::from_json(const json &j) {
     if (!j["arch"].is_string()) fail(ErrorCode::format, "model config: 'arch' must be a string");
     c.arch = j["arch"].get<std::string>();
   }
-  for (const IntField &f : kIntFields) c.*f.field = get_int(j, f.key, f.lo, f.hi);
+  for (const IntField &f : kIntFields)
+    if (!optional_int(f.key) || j.contains(f.key)) c.*f.field = get_int(j, f.key, f.lo, f.hi);
   if (j.contains("ln_eps")) {
     if (!j["ln_eps"].is_number())
       fail(ErrorCode::format, "model config: 'ln_eps' must be a number");
     c.ln_eps = j["ln_eps"].get<float>();
   }
-  if (j.contains("distilled")) {
-    if (!j["distilled"].is_boolean())
-      fail(ErrorCode::format, "model config: 'distilled' must be true or false");
-    c.distilled = j["distilled"].get<bool>();
+  for (const BoolField &f : kBoolFields) {
+    if (!j.contains(f.key)) continue;
+    if (!j[f.key].is_boolean())
+      fail(ErrorCode::format, std::string("model config: '") + f.key + "' must be true or false");
+    c.*f.field = j[f.key].get<bool>();
   }
-  if (j.contains("class_token") && j["class_token"] != true)
-    fail(ErrorCode::unsupported, "model config: models without a class token are not supported");
+  get_name(j, "act", kActivationNames, &c.act);
+  get_name(j, "pool", kPoolNames, &c.pool);
   c.validate();
   return c;
 }
@@ -88,6 +138,12 @@ void VitConfig::validate() const {
     bad("embed_dim " + std::to_string(embed_dim) + " is not a multiple of num_heads " +
         std::to_string(num_heads));
   if (grid() > 512) bad("more than 512x512 patches");
+  // Combinations no member of the family has, which the forward does not implement.
+  if (pool == Pool::token && !class_token) bad("pool 'token' needs a class token");
+  if (distilled && !class_token) bad("a distilled model needs a class token");
+  if (distilled && (pool != Pool::token || num_classes == 0 || fc_norm))
+    bad("a distilled model pools the class token into two heads");
+  if (pool == Pool::avg && num_patches() < 1) bad("pool 'avg' needs patches");
   if (!(ln_eps > 0.f && ln_eps < 1.f)) bad("ln_eps must be in (0, 1)");
 }
 
@@ -137,36 +193,36 @@ PreprocessConfig preprocess_from_json(const json &j, int expected_channels, int 
 }
 
 std::vector<ExpectedTensor> expected_tensors(const VitConfig &c) {
-  const int64_t d = c.embed_dim, h = c.mlp_hidden, p = c.patch_size;
-  std::vector<ExpectedTensor> t = {
-      {"cls_token", {1, 1, d}},
-      {"pos_embed", {1, c.tokens(), d}},
-      {"patch_embed.proj.weight", {d, c.in_chans, p, p}},
-      {"patch_embed.proj.bias", {d}},
-  };
+  const int64_t d = c.embed_dim, p = c.patch_size;
+  std::vector<ExpectedTensor> t;
+  if (c.class_token) t.push_back({"cls_token", {1, 1, d}});
   if (c.distilled) t.push_back({"dist_token", {1, 1, d}});
-  for (int b = 0; b < c.depth; ++b) {
-    const std::string pre = "blocks." + std::to_string(b) + ".";
-    t.push_back({pre + "norm1.weight", {d}});
-    t.push_back({pre + "norm1.bias", {d}});
-    t.push_back({pre + "attn.qkv.weight", {3 * d, d}});
-    t.push_back({pre + "attn.qkv.bias", {3 * d}});
-    t.push_back({pre + "attn.proj.weight", {d, d}});
-    t.push_back({pre + "attn.proj.bias", {d}});
-    t.push_back({pre + "norm2.weight", {d}});
-    t.push_back({pre + "norm2.bias", {d}});
-    t.push_back({pre + "mlp.fc1.weight", {h, d}});
-    t.push_back({pre + "mlp.fc1.bias", {h}});
-    t.push_back({pre + "mlp.fc2.weight", {d, h}});
-    t.push_back({pre + "mlp.fc2.bias", {d}});
+  if (c.reg_tokens > 0) t.push_back({"reg_token", {1, c.reg_tokens, d}});
+  t.push_back({"pos_embed", {1, c.pos_tokens(), d}});
+  t.push_back({"patch_embed.proj.weight", {d, c.in_chans, p, p}});
+  if (c.patch_bias) t.push_back({"patch_embed.proj.bias", {d}});
+  if (c.norm_pre) {
+    t.push_back({"norm_pre.weight", {d}});
+    t.push_back({"norm_pre.bias", {d}});
   }
-  t.push_back({"norm.weight", {d}});
-  t.push_back({"norm.bias", {d}});
-  t.push_back({"head.weight", {c.num_classes, d}});
-  t.push_back({"head.bias", {c.num_classes}});
-  if (c.distilled) {
-    t.push_back({"head_dist.weight", {c.num_classes, d}});
-    t.push_back({"head_dist.bias", {c.num_classes}});
+  for (int b = 0; b < c.depth; ++b) {
+    const std::string pre = block_prefix(b);
+    for (const char *norm : {"norm1", "norm2"}) {
+      t.push_back({pre + norm + ".weight", {d}});
+      t.push_back({pre + norm + ".bias", {d}});
+    }
+    for (const LinearSpec &l : block_linears()) {
+      t.push_back({pre + l.name + ".weight", {linear_out(c, l.id), linear_in(c, l.id)}});
+      if (linear_has_bias(c, l.id)) t.push_back({pre + l.name + ".bias", {linear_out(c, l.id)}});
+    }
+  }
+  const char *final_norm = c.fc_norm ? "fc_norm" : "norm";
+  t.push_back({std::string(final_norm) + ".weight", {d}});
+  t.push_back({std::string(final_norm) + ".bias", {d}});
+  for (const char *head : {"head", "head_dist"}) {
+    if (c.num_classes == 0 || (!c.distilled && std::string(head) == "head_dist")) continue;
+    t.push_back({std::string(head) + ".weight", {c.num_classes, d}});
+    if (c.head_bias) t.push_back({std::string(head) + ".bias", {c.num_classes}});
   }
   return t;
 }

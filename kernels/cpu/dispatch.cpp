@@ -69,6 +69,11 @@ void gelu_quant(const float *x, void *y, int64_t n, const QuantGrid &g) {
   gelu_quant_ref(x, y, n, g);
 }
 
+void quick_gelu_quant(const float *x, void *y, int64_t n, const QuantGrid &g) {
+  if (use_avx512()) return avx512::quick_gelu_quant(x, y, n, g);
+  quick_gelu_quant_ref(x, y, n, g);
+}
+
 void softmax_quant(const float *x, void *y, int64_t rows, int64_t cols, float scale,
                    const QuantGrid &g) {
   if (use_avx512()) return avx512::softmax_quant(x, y, rows, cols, scale, g);

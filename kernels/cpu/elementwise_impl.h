@@ -23,6 +23,7 @@ void layernorm_quant(const float *x, void *y, int64_t rows, int64_t cols, const 
                      const float *beta, float eps, const QuantGrid &g);
 void quantize(const float *x, void *y, int64_t n, const QuantGrid &g);
 void gelu_quant(const float *x, void *y, int64_t n, const QuantGrid &g);
+void quick_gelu_quant(const float *x, void *y, int64_t n, const QuantGrid &g);
 void softmax_quant(const float *x, void *y, int64_t rows, int64_t cols, float scale,
                    const QuantGrid &g);
 void split_heads_quant(const float *src, void *const *dst, const QuantGrid *grids, int64_t b,

@@ -27,6 +27,8 @@ dnnl::post_ops make_post_ops(Epilogue epilogue) {
   dnnl::post_ops ops;
   if (epilogue == Epilogue::gelu_erf)
     ops.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_erf, 0.f, 0.f);
+  if (epilogue == Epilogue::quick_gelu)
+    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_swish, 1.702f, 0.f);
   if (epilogue == Epilogue::accumulate) ops.append_sum(1.f);
   return ops;
 }

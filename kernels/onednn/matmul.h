@@ -16,6 +16,7 @@ const dnnl::engine &cpu_engine();
 enum class Epilogue {
   none,
   gelu_erf,    // y = gelu(x·W + b)
+  quick_gelu,  // y = z * sigmoid(1.702 z), z = x·W + b (CLIP's QuickGELU: oneDNN's swish)
   accumulate,  // y += x·W + b (residual add fused as a sum post-op)
 };
 

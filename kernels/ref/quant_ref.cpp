@@ -59,6 +59,17 @@ void gelu_quant_ref(const float *x, void *y, int64_t n, const QuantGrid &g) {
   }
 }
 
+void quick_gelu_quant_ref(const float *x, void *y, int64_t n, const QuantGrid &g) {
+  uint8_t *out = static_cast<uint8_t *>(y);
+  for (int64_t i = 0; i < n; ++i) {
+    // For x below about -417 exp overflows to inf and x / inf is -0, the limit; -inf itself would
+    // give inf / inf = NaN, so it takes the limit explicitly.
+    const double xi = x[i];
+    const double v = xi == -INFINITY ? -0.0 : xi / (1.0 + std::exp(-1.702 * xi));
+    out[i] = quantize_one(static_cast<float>(v), g);
+  }
+}
+
 void softmax_quant_ref(const float *x, void *y, int64_t rows, int64_t cols, float scale,
                        const QuantGrid &g) {
   if (cols <= 0) return;

@@ -2,6 +2,8 @@
 
 #include <omp.h>
 
+#include <array>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -27,13 +29,19 @@ std::shared_ptr<const VitModel> VitModel::load(VqmFile file) {
 }
 
 namespace {
+// The weights that may be stored as integers: the patch embedding, every linear layer of the
+// layer table, the heads.
 bool is_linear_weight(const std::string &name) {
-  auto ends_with = [&](const char *suffix) {
-    const size_t n = std::strlen(suffix);
-    return name.size() >= n && name.compare(name.size() - n, n, suffix) == 0;
-  };
-  return ends_with("qkv.weight") || ends_with("proj.weight") || ends_with("fc1.weight") ||
-         ends_with("fc2.weight") || name == "head.weight" || name == "head_dist.weight";
+  if (name == "patch_embed.proj.weight" || name == "head.weight" || name == "head_dist.weight")
+    return true;
+  if (name.rfind("blocks.", 0) != 0) return false;
+  for (const LinearSpec &l : block_linears()) {
+    const std::string suffix = std::string(".") + l.name + ".weight";
+    if (name.size() > suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+      return true;
+  }
+  return false;
 }
 
 // The integer form of an i8/qB tensor with a per-row (or single) f32 scale, validated; the
@@ -225,8 +233,8 @@ struct VitSession::Plan {
   int batch = 0;
   dn::BoundPrimitive patch, qk, av, head, head_dist;
   struct Block {
-    dn::BoundPrimitive qkv, proj, fc1, fc2;
-    const float *norm1_w, *norm1_b, *norm2_w, *norm2_b;  // looked up once, not per run
+    std::array<dn::BoundPrimitive, kBlockLinears> linear;  // by Linear: qkv, proj, fc1, fc2
+    const float *norm1_w, *norm1_b, *norm2_w, *norm2_b;    // looked up once, not per run
   };
   std::vector<Block> blocks;
 };
@@ -269,7 +277,8 @@ VitSession::VitSession(std::shared_ptr<const VitModel> model, const SessionOptio
 
   // First pass: primitive descriptors, to size the shared scratchpad before binding memories.
   struct Pds {
-    dnnl::matmul::primitive_desc patch, qkv, proj, fc1, fc2, qk, av, head;
+    dnnl::matmul::primitive_desc patch, qk, av, head;  // head: none without a classifier
+    std::array<dnnl::matmul::primitive_desc, kBlockLinears> linear;
   };
   std::vector<Pds> pds;
   size_t scratch = 0;
@@ -279,16 +288,19 @@ VitSession::VitSession(std::shared_ptr<const VitModel> model, const SessionOptio
   if (int_mode) build_int_plans(sizes_, threads, &scratch);
   for (int b : int_mode ? std::vector<int>{} : sizes_) {
     Pds p;
-    p.patch = dn::linear_f32_pd(b * c.num_patches(), c.patch_dim(), D, true, dn::Epilogue::none);
-    p.qkv = dn::linear_f32_pd(b * T, D, 3 * D, true, dn::Epilogue::none);
-    p.proj = dn::linear_f32_pd(b * T, D, D, true, dn::Epilogue::accumulate);
-    p.fc1 = dn::linear_f32_pd(b * T, D, c.mlp_hidden, true, dn::Epilogue::gelu_erf);
-    p.fc2 = dn::linear_f32_pd(b * T, c.mlp_hidden, D, true, dn::Epilogue::accumulate);
+    p.patch =
+        dn::linear_f32_pd(b * c.num_patches(), c.patch_dim(), D, c.patch_bias, dn::Epilogue::none);
+    for (const LinearSpec &l : block_linears())
+      p.linear[static_cast<int>(l.id)] =
+          dn::linear_f32_pd(b * T, linear_in(c, l.id), linear_out(c, l.id),
+                            linear_has_bias(c, l.id), linear_epilogue(c, l.id, true));
     p.qk = dn::batched_f32_pd(b * H, T, dh, T, /*b_is_nk=*/true);
     p.av = dn::batched_f32_pd(b * H, T, T, dh, /*b_is_nk=*/false);
-    p.head = dn::linear_f32_pd(b, D, c.num_classes, true, dn::Epilogue::none);
-    for (const auto *pd : {&p.patch, &p.qkv, &p.proj, &p.fc1, &p.fc2, &p.qk, &p.av, &p.head})
-      scratch = std::max(scratch, scratch_size(*pd));
+    if (c.num_classes > 0)
+      p.head = dn::linear_f32_pd(b, D, c.num_classes, c.head_bias, dn::Epilogue::none);
+    for (const auto *pd : {&p.patch, &p.qk, &p.av, &p.head})
+      if (*pd) scratch = std::max(scratch, scratch_size(*pd));
+    for (const auto &pd : p.linear) scratch = std::max(scratch, scratch_size(pd));
     pds.push_back(p);
   }
   buf_ = std::make_unique<SessionBuffers>(c, options_.max_batch, scratch);
@@ -297,16 +309,19 @@ VitSession::VitSession(std::shared_ptr<const VitModel> model, const SessionOptio
       memory::desc({static_cast<int64_t>(scratch)}, memory::data_type::u8, memory::format_tag::a),
       B.scratchpad.data());
 
+  // `layer` names the weight and bias tensors ("blocks.3.mlp.fc1" + ".weight" / ".bias"); the
+  // bias is bound when the primitive has one.
   auto bind_linear = [&](const dnnl::matmul::primitive_desc &pd, const float *src,
-                         const std::string &w, const std::string &bias, float *dst) {
+                         const std::string &layer, float *dst) {
     dn::BoundPrimitive bp;
     bp.prim = dnnl::matmul(pd);
     bp.impl = pd.impl_info_str();
     bp.args = {{DNNL_ARG_SRC, dn::wrap(pd.src_desc(), src)},
-               {DNNL_ARG_WEIGHTS, model_->packed_weight(w, pd.weights_desc())},
-               {DNNL_ARG_BIAS, dn::wrap(pd.bias_desc(), model_->weight(bias))},
+               {DNNL_ARG_WEIGHTS, model_->packed_weight(layer + ".weight", pd.weights_desc())},
                {DNNL_ARG_DST, dn::wrap(pd.dst_desc(), dst)},
                {DNNL_ARG_SCRATCHPAD, scratch_mem}};
+    if (!pd.bias_desc().is_zero())
+      bp.args[DNNL_ARG_BIAS] = dn::wrap(pd.bias_desc(), model_->weight(layer + ".bias"));
     return bp;
   };
   auto bind_batched = [&](const dnnl::matmul::primitive_desc &pd, const float *a, const float *b,
@@ -327,27 +342,27 @@ VitSession::VitSession(std::shared_ptr<const VitModel> model, const SessionOptio
     const Pds &p = pds[i];
     auto plan = std::make_unique<Plan>();
     plan->batch = b;
-    plan->patch = bind_linear(p.patch, B.patches.ptr, "patch_embed.proj.weight",
-                              "patch_embed.proj.bias", B.patch_out.ptr);
+    plan->patch = bind_linear(p.patch, B.patches.ptr, "patch_embed.proj", B.patch_out.ptr);
     // Q, K, V sit one after another in `heads` ([3, b, H, T, dh]); Kᵀ is read in place.
     const int64_t qkv_size = int64_t{b} * H * T * dh;
     plan->qk = bind_batched(p.qk, B.heads.ptr, B.heads.ptr + qkv_size, B.scores.ptr);
     plan->av = bind_batched(p.av, B.scores.ptr, B.heads.ptr + 2 * qkv_size, B.attn_out.ptr);
-    plan->head = bind_linear(p.head, B.pooled.ptr, "head.weight", "head.bias", B.logits.ptr);
+    if (c.num_classes > 0) plan->head = bind_linear(p.head, B.pooled.ptr, "head", B.logits.ptr);
     if (c.distilled)
-      plan->head_dist = bind_linear(p.head, B.pooled_dist.ptr, "head_dist.weight", "head_dist.bias",
-                                    B.logits_dist.ptr);
+      plan->head_dist = bind_linear(p.head, B.pooled_dist.ptr, "head_dist", B.logits_dist.ptr);
+    // Where each linear layer reads and writes (proj and fc2 accumulate into the residual x).
+    const std::array<std::pair<const float *, float *>, kBlockLinears> io = {
+        {{B.h.ptr, B.qkv.ptr},
+         {B.merged.ptr, B.x.ptr},
+         {B.h.ptr, B.mlp.ptr},
+         {B.mlp.ptr, B.x.ptr}}};
     for (int l = 0; l < c.depth; ++l) {
-      const std::string pre = "blocks." + std::to_string(l) + ".";
+      const std::string pre = block_prefix(l);
       Plan::Block blk;
-      blk.qkv =
-          bind_linear(p.qkv, B.h.ptr, pre + "attn.qkv.weight", pre + "attn.qkv.bias", B.qkv.ptr);
-      blk.proj = bind_linear(p.proj, B.merged.ptr, pre + "attn.proj.weight", pre + "attn.proj.bias",
-                             B.x.ptr);
-      blk.fc1 =
-          bind_linear(p.fc1, B.h.ptr, pre + "mlp.fc1.weight", pre + "mlp.fc1.bias", B.mlp.ptr);
-      blk.fc2 =
-          bind_linear(p.fc2, B.mlp.ptr, pre + "mlp.fc2.weight", pre + "mlp.fc2.bias", B.x.ptr);
+      for (const LinearSpec &ls : block_linears()) {
+        const int i = static_cast<int>(ls.id);
+        blk.linear[i] = bind_linear(p.linear[i], io[i].first, layer_name(l, ls.id), io[i].second);
+      }
       blk.norm1_w = model_->weight(pre + "norm1.weight");
       blk.norm1_b = model_->weight(pre + "norm1.bias");
       blk.norm2_w = model_->weight(pre + "norm2.weight");
@@ -367,13 +382,11 @@ std::vector<std::string> VitSession::kernel_report() const {
   for (const auto &p : plans_) {
     const std::string b = "batch " + std::to_string(p->batch) + " ";
     out.push_back(b + "patch_embed: " + p->patch.impl);
-    out.push_back(b + "qkv: " + p->blocks[0].qkv.impl);
+    for (const LinearSpec &l : block_linears())
+      out.push_back(b + l.name + ": " + p->blocks[0].linear[static_cast<int>(l.id)].impl);
     out.push_back(b + "q*k^T: " + p->qk.impl);
     out.push_back(b + "attn*v: " + p->av.impl);
-    out.push_back(b + "proj: " + p->blocks[0].proj.impl);
-    out.push_back(b + "fc1: " + p->blocks[0].fc1.impl);
-    out.push_back(b + "fc2: " + p->blocks[0].fc2.impl);
-    out.push_back(b + "head: " + p->head.impl);
+    if (p->head.prim) out.push_back(b + "head: " + p->head.impl);
   }
   return out;
 }
@@ -401,7 +414,7 @@ void VitSession::run(const float *nchw, int64_t n, float *logits, const TapFn *t
   int64_t done = 0;
   while (done < n) {
     const int chunk = chunk_for(static_cast<int>(std::min<int64_t>(n - done, options_.max_batch)));
-    forward(nchw + done * c.input_size(), chunk, logits + done * c.num_classes, taps);
+    forward(nchw + done * c.input_size(), chunk, logits + done * c.n_outputs(), taps);
     done += chunk;
   }
 }
@@ -450,7 +463,7 @@ void VitSession::forward(const float *nchw, int n, float *logits, const TapFn *t
     quantize(point(l, &BlockQuant::qkv_in), B.h.ptr, rows * D);
     tap(Tap::qkv_in, l, B.h.ptr, rows, D);
     clk.lap(Op::layernorm);
-    blk.qkv.run(stream_);
+    blk.linear[static_cast<int>(Linear::qkv)].run(stream_);
     clk.lap(Op::gemm_linear);
     kernels::split_heads_f32(B.qkv.ptr, B.heads.ptr, n, T, 3, H, dh);
     quantize(point(l, &BlockQuant::q), q, per_head);
@@ -472,33 +485,34 @@ void VitSession::forward(const float *nchw, int n, float *logits, const TapFn *t
     quantize(point(l, &BlockQuant::proj_in), B.merged.ptr, rows * D);
     tap(Tap::proj_in, l, B.merged.ptr, rows, D);
     clk.lap(Op::quantize_reorder);
-    blk.proj.run(stream_);  // x += attn · Wproj + b
+    blk.linear[static_cast<int>(Linear::proj)].run(stream_);  // x += attn · Wproj + b
     tap(Tap::attn_residual, l, B.x.ptr, rows, D);
     clk.lap(Op::gemm_linear);
     kernels::layernorm_f32(B.x.ptr, B.h.ptr, rows, D, blk.norm2_w, blk.norm2_b, c.ln_eps);
     quantize(point(l, &BlockQuant::fc1_in), B.h.ptr, rows * D);
     tap(Tap::fc1_in, l, B.h.ptr, rows, D);
     clk.lap(Op::layernorm);
-    blk.fc1.run(stream_);  // gelu fused: charged to the GEMM
+    blk.linear[static_cast<int>(Linear::fc1)].run(
+        stream_);  // activation fused: charged to the GEMM
     quantize(point(l, &BlockQuant::fc2_in), B.mlp.ptr, rows * c.mlp_hidden);
     tap(Tap::fc2_in, l, B.mlp.ptr, rows, c.mlp_hidden);
     clk.lap(Op::gemm_linear);
-    blk.fc2.run(stream_);  // x += mlp · W2 + b
+    blk.linear[static_cast<int>(Linear::fc2)].run(stream_);  // x += mlp · W2 + b
     tap(Tap::block_out, l, B.x.ptr, n * T, D);
     clk.lap(Op::gemm_linear);
   }
 
-  pool_prefix_tokens(*model_, B, n);
-  quantize(mq ? &mq->head_in : nullptr, B.pooled.ptr, n * D);
+  pool_tokens(*model_, B, n);
+  if (c.num_classes > 0) quantize(mq ? &mq->head_in : nullptr, B.pooled.ptr, n * D);
   tap(Tap::prelogits, -1, B.pooled.ptr, n, D);
   clk.lap(Op::layernorm);
-  plan.head.run(stream_);
+  if (c.num_classes > 0) plan.head.run(stream_);
   if (c.distilled) {
     quantize(mq ? &mq->head_in : nullptr, B.pooled_dist.ptr, n * D);
     plan.head_dist.run(stream_);
   }
   clk.lap(Op::gemm_linear);
-  write_logits(*model_, B, n, logits);
+  write_outputs(*model_, B, n, logits);
   clk.lap(Op::other);
 }
 
@@ -506,43 +520,76 @@ void embed_tokens(const VitModel &model, const float *patch_out, float *x, int64
   const VitConfig &c = model.config();
   const int64_t T = c.tokens(), D = c.embed_dim, P = c.num_patches(),
                 prefix = c.num_prefix_tokens();
+  // The prefix rows in order (class, distillation, registers) and where each token's position
+  // embedding starts: without prefix rows in pos_embed, prefix tokens get none.
+  std::vector<const float *> prefix_rows;
+  if (c.class_token) prefix_rows.push_back(model.weight("cls_token"));
+  if (c.distilled) prefix_rows.push_back(model.weight("dist_token"));
+  for (int r = 0; r < c.reg_tokens; ++r) prefix_rows.push_back(model.weight("reg_token") + r * D);
   const float *pos = model.weight("pos_embed");
-  const float *cls = model.weight("cls_token");
-  const float *dist = c.distilled ? model.weight("dist_token") : nullptr;
+  const int64_t pos_skip = c.pos_embed_prefix ? 0 : prefix;  // tokens without a pos_embed row
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t b = 0; b < n; ++b)
     for (int64_t t = 0; t < T; ++t) {
-      const float *src = t == 0             ? cls
-                         : (t == 1 && dist) ? dist
-                                            : patch_out + (b * P + t - prefix) * D;
+      const float *src = t < prefix ? prefix_rows[t] : patch_out + (b * P + t - prefix) * D;
       float *dst = x + (b * T + t) * D;
-      const float *pe = pos + t * D;
-      for (int64_t k = 0; k < D; ++k) dst[k] = src[k] + pe[k];
+      if (t < pos_skip) {
+        std::memcpy(dst, src, D * sizeof(float));
+      } else {
+        const float *pe = pos + (t - pos_skip) * D;
+        for (int64_t k = 0; k < D; ++k) dst[k] = src[k] + pe[k];
+      }
     }
+  if (c.norm_pre)
+    kernels::layernorm_f32(x, x, n * T, D, model.weight("norm_pre.weight"),
+                           model.weight("norm_pre.bias"), c.ln_eps);
 }
 
-void pool_prefix_tokens(const VitModel &model, SessionBuffers &B, int64_t n) {
-  // Final norm only on the rows the heads read (LayerNorm is per row, so this equals timm's
-  // norm over all tokens followed by selection).
+void pool_tokens(const VitModel &model, SessionBuffers &B, int64_t n) {
   const VitConfig &c = model.config();
-  const int64_t T = c.tokens(), D = c.embed_dim;
-  for (int64_t b = 0; b < n; ++b) {
-    std::memcpy(B.pooled.ptr + b * D, B.x.ptr + b * T * D, D * sizeof(float));
+  const int64_t T = c.tokens(), D = c.embed_dim, prefix = c.num_prefix_tokens();
+  const std::string norm = c.fc_norm ? "fc_norm" : "norm";
+  const float *w = model.weight(norm + ".weight"), *bias = model.weight(norm + ".bias");
+  if (c.pool == Pool::token) {
+    // The final norm only on the rows the heads read: LayerNorm is per row, so this equals
+    // timm's norm over all tokens followed by selection (and fc_norm after selection).
+    for (int64_t b = 0; b < n; ++b) {
+      std::memcpy(B.pooled.ptr + b * D, B.x.ptr + b * T * D, D * sizeof(float));
+      if (c.distilled)
+        std::memcpy(B.pooled_dist.ptr + b * D, B.x.ptr + (b * T + 1) * D, D * sizeof(float));
+    }
+    kernels::layernorm_f32(B.pooled.ptr, B.pooled.ptr, n, D, w, bias, c.ln_eps);
     if (c.distilled)
-      std::memcpy(B.pooled_dist.ptr + b * D, B.x.ptr + (b * T + 1) * D, D * sizeof(float));
+      kernels::layernorm_f32(B.pooled_dist.ptr, B.pooled_dist.ptr, n, D, w, bias, c.ln_eps);
+    return;
   }
-  const float *w = model.weight("norm.weight"), *bias = model.weight("norm.bias");
-  kernels::layernorm_f32(B.pooled.ptr, B.pooled.ptr, n, D, w, bias, c.ln_eps);
-  if (c.distilled)
-    kernels::layernorm_f32(B.pooled_dist.ptr, B.pooled_dist.ptr, n, D, w, bias, c.ln_eps);
+  // Average of the patch tokens: after the final norm of every token (timm's "norm"), or
+  // followed by fc_norm. h is free scratch here (the blocks are done).
+  const float *rows = B.x.ptr;
+  if (!c.fc_norm) {
+    kernels::layernorm_f32(B.x.ptr, B.h.ptr, n * T, D, w, bias, c.ln_eps);
+    rows = B.h.ptr;
+  }
+  for (int64_t b = 0; b < n; ++b) {
+    float *out = B.pooled.ptr + b * D;
+    std::fill(out, out + D, 0.f);
+    for (int64_t t = prefix; t < T; ++t)
+      for (int64_t k = 0; k < D; ++k) out[k] += rows[(b * T + t) * D + k];
+    const float inv = 1.f / static_cast<float>(T - prefix);
+    for (int64_t k = 0; k < D; ++k) out[k] *= inv;
+  }
+  if (c.fc_norm) kernels::layernorm_f32(B.pooled.ptr, B.pooled.ptr, n, D, w, bias, c.ln_eps);
 }
 
-void write_logits(const VitModel &model, const SessionBuffers &B, int64_t n, float *logits) {
-  const int64_t count = n * model.config().num_classes;
-  if (model.config().distilled) {
-    for (int64_t i = 0; i < count; ++i) logits[i] = 0.5f * (B.logits.ptr[i] + B.logits_dist.ptr[i]);
+void write_outputs(const VitModel &model, const SessionBuffers &B, int64_t n, float *out) {
+  const VitConfig &c = model.config();
+  const int64_t count = n * c.n_outputs();
+  if (c.num_classes == 0) {
+    std::memcpy(out, B.pooled.ptr, count * sizeof(float));  // the embedding
+  } else if (c.distilled) {
+    for (int64_t i = 0; i < count; ++i) out[i] = 0.5f * (B.logits.ptr[i] + B.logits_dist.ptr[i]);
   } else {
-    std::memcpy(logits, B.logits.ptr, count * sizeof(float));
+    std::memcpy(out, B.logits.ptr, count * sizeof(float));
   }
 }
 

@@ -12,29 +12,13 @@
 #include <string>
 #include <vector>
 
+#include "models/layer_table.h"
 #include "models/quant_spec.h"
 #include "models/vit_config.h"
 #include "runtime/io/format.h"
 
 namespace vqm {
 
-// Points of the forward that can be observed. Data is valid only during the callback.
-enum class Tap {
-  embed,     // [B*T, D] tokens after position embedding
-  patch_in,  // [B*P, C*p*p] flattened patches (input of the patch-embedding matmul)
-  qkv_in,    // [B*T, D] input of qkv (after norm1)
-  q,
-  k,
-  v,              // [B*H*T, dh] head-major, before their products
-  proj_in,        // [B*T, D] input of proj (merged heads)
-  attn_residual,  // [B*T, D] residual stream after the attention branch was added
-  fc1_in,         // [B*T, D] input of fc1 (after norm2)
-  fc2_in,         // [B*T, hidden] input of fc2 (after GELU)
-  attn_probs,     // [B*H*T, T] softmax output of block `block`
-  block_out,      // [B*T, D] residual stream after block `block`
-  prelogits,      // [B, D] final-norm class token (the head's input)
-  // Every tap sees the data as the next op will: after fake quantization when the model has it.
-};
 struct TapEvent {
   Tap tap;
   int block;  // -1 where not a block's

@@ -5,6 +5,7 @@
 // row-chunked, one chunk of token rows per thread (RowChunk in vit_internal.h, forward_int).
 #include <omp.h>
 
+#include <array>
 #include <cmath>
 #include <iostream>
 #include <map>
@@ -55,18 +56,18 @@ void VitSession::build_int_plans(const std::vector<int> &sizes, int64_t threads,
   const int64_t T = c.tokens(), H = c.num_heads, dh = c.head_dim();
   size_t chunk_scratch = 0;
   // Output scale of a linear layer: delta of its input times each output channel's weight scale.
-  auto linear = [&](const std::string &name, int64_t m, const ActQuant &in, dn::Epilogue ep,
-                    size_t *scratch_size) {
+  auto linear = [&](const std::string &name, int64_t m, const ActQuant &in, bool has_bias,
+                    dn::Epilogue ep, size_t *scratch_size) {
     const IntWeight *w = model_->int_weight(name + ".weight");
     if (!w)
       fail(ErrorCode::format,
            model_->file().source() + ": '" + name + ".weight' is not stored as integers");
     std::vector<float> scales(w->scale.size());
     for (size_t i = 0; i < scales.size(); ++i) scales[i] = in.delta * w->scale[i];
-    IntPlan::Linear l;
+    IntPlan::LinearPrim l;
     l.name = name;
-    l.pd = dn::linear_u8s8_pd(m, w->k, w->n, scales, in.zero_point, true, ep);
-    if (!ibuf_->biases.count(name))
+    l.pd = dn::linear_u8s8_pd(m, w->k, w->n, scales, in.zero_point, has_bias, ep);
+    if (has_bias && !ibuf_->biases.count(name))
       ibuf_->biases[name] =
           dn::prescale_linear_bias_u8s8(model_->weight(name + ".bias"), w->n, scales);
     *scratch_size = std::max(*scratch_size, l.pd.scratchpad_desc().get_size());
@@ -87,24 +88,24 @@ void VitSession::build_int_plans(const std::vector<int> &sizes, int64_t threads,
         plan->whole_images = plan->whole_images && seg.tq == T;
     plan->patch_in = grid_of(mq.patch_in, false);
     plan->head_in = grid_of(mq.head_in, false);
-    plan->patch =
-        linear("patch_embed.proj", b * c.num_patches(), mq.patch_in, dn::Epilogue::none, scratch);
-    plan->head = linear("head", b, mq.head_in, dn::Epilogue::none, scratch);
+    plan->patch = linear("patch_embed.proj", b * c.num_patches(), mq.patch_in, c.patch_bias,
+                         dn::Epilogue::none, scratch);
+    if (c.num_classes > 0)
+      plan->head = linear("head", b, mq.head_in, c.head_bias, dn::Epilogue::none, scratch);
     if (c.distilled)
-      plan->head_dist = linear("head_dist", b, mq.head_in, dn::Epilogue::none, scratch);
+      plan->head_dist =
+          linear("head_dist", b, mq.head_in, c.head_bias, dn::Epilogue::none, scratch);
     const dn::ScopedThreads one_thread(1);
     for (int l = 0; l < c.depth; ++l) {
       const BlockQuant &bq = mq.blocks[l];
-      const std::string pre = "blocks." + std::to_string(l) + ".";
+      const std::string pre = block_prefix(l);
       IntPlan::Block blk;
       for (const RowChunk &ch : plan->chunks) {
         IntPlan::ChunkBlock cb;
-        const int64_t m = ch.rows;
-        cb.qkv = linear(pre + "attn.qkv", m, bq.qkv_in, dn::Epilogue::none, &chunk_scratch);
-        cb.proj =
-            linear(pre + "attn.proj", m, bq.proj_in, dn::Epilogue::accumulate, &chunk_scratch);
-        cb.fc1 = linear(pre + "mlp.fc1", m, bq.fc1_in, dn::Epilogue::none, &chunk_scratch);
-        cb.fc2 = linear(pre + "mlp.fc2", m, bq.fc2_in, dn::Epilogue::accumulate, &chunk_scratch);
+        for (const LinearSpec &ls : block_linears())
+          cb.linear[static_cast<int>(ls.id)] =
+              linear(layer_name(l, ls.id), ch.rows, bq.*ls.input_grid, linear_has_bias(c, ls.id),
+                     linear_epilogue(c, ls.id, false), &chunk_scratch);
         for (const RowChunk::Segment &seg : ch.segments) {
           cb.qk_pd.push_back(
               batched(seg.tq, dh, T, true, bq.q.delta * bq.k.delta, bq.q.zero_point));
@@ -141,15 +142,16 @@ void VitSession::bind_int_plans(const memory &scratch) {
   IntBuffers &I = *ibuf_;
   const VitConfig &c = model_->config();
   const int64_t T = c.tokens(), D = c.embed_dim, F = c.mlp_hidden, H = c.num_heads;
-  auto bind = [&](IntPlan::Linear &l, const void *src, float *dst, const memory &scratch_mem) {
+  auto bind = [&](IntPlan::LinearPrim &l, const void *src, float *dst, const memory &scratch_mem) {
     l.bound.prim = dnnl::matmul(l.pd);
     l.bound.impl = l.pd.impl_info_str();
     l.bound.args = {
         {DNNL_ARG_SRC, dn::wrap(l.pd.src_desc(), src)},
         {DNNL_ARG_WEIGHTS, model_->packed_weight_s8(l.name + ".weight", l.pd.weights_desc())},
-        {DNNL_ARG_BIAS, dn::wrap(l.pd.bias_desc(), I.biases.at(l.name).data())},
         {DNNL_ARG_DST, dn::wrap(l.pd.dst_desc(), dst)},
         {DNNL_ARG_SCRATCHPAD, scratch_mem}};
+    if (!l.pd.bias_desc().is_zero())
+      l.bound.args[DNNL_ARG_BIAS] = dn::wrap(l.pd.bias_desc(), I.biases.at(l.name).data());
   };
   auto bind_batched = [&](const dnnl::matmul::primitive_desc &pd, const void *a, const void *b,
                           float *dst, const memory &scratch_mem) {
@@ -170,7 +172,7 @@ void VitSession::bind_int_plans(const memory &scratch) {
   const int64_t kv_size = int64_t{options_.max_batch} * T * D;  // one parity of K or V
   for (auto &plan : int_plans_) {
     bind(plan->patch, I.patches.ptr, B.patch_out.ptr, scratch);
-    bind(plan->head, I.pooled.ptr, B.logits.ptr, scratch);
+    if (c.num_classes > 0) bind(plan->head, I.pooled.ptr, B.logits.ptr, scratch);
     if (c.distilled) bind(plan->head_dist, I.pooled_dist.ptr, B.logits_dist.ptr, scratch);
     // The primitives too, not only their descriptors: made into a primitive under 2 threads, a
     // descriptor created for 1 failed (std::bad_alloc in oneDNN's brgemm_kernel_create) when
@@ -184,10 +186,13 @@ void VitSession::bind_int_plans(const memory &scratch) {
         IntPlan::ChunkBlock &cb = plan->blocks[l].chunks[ci];
         const memory &cs = chunk_scratch[ci];
         const int64_t r = ch.row0;
-        bind(cb.qkv, bytes(I.h) + r * D, B.qkv.ptr + r * 3 * D, cs);
-        bind(cb.proj, bytes(I.merged) + r * D, B.x.ptr + r * D, cs);
-        bind(cb.fc1, bytes(I.h) + r * D, B.mlp.ptr + r * F, cs);
-        bind(cb.fc2, bytes(I.mlp) + r * F, B.x.ptr + r * D, cs);
+        // Where each linear layer reads (u8) and writes (f32; proj and fc2 accumulate into x).
+        const std::array<std::pair<const void *, float *>, kBlockLinears> io = {
+            {{bytes(I.h) + r * D, B.qkv.ptr + r * 3 * D},
+             {bytes(I.merged) + r * D, B.x.ptr + r * D},
+             {bytes(I.h) + r * D, B.mlp.ptr + r * F},
+             {bytes(I.mlp) + r * F, B.x.ptr + r * D}}};
+        for (int i = 0; i < kBlockLinears; ++i) bind(cb.linear[i], io[i].first, io[i].second, cs);
         float *scores = I.scores.ptr + ci * H * I.tq_max * T;
         const uint8_t *attn = bytes(I.attn) + ci * H * I.tq_max * T;
         float *attn_out = I.attn_out.ptr + ci * I.tq_max * D;
@@ -245,7 +250,7 @@ void VitSession::forward_int(const float *nchw, int n, float *logits, const TapF
   const int chunks = static_cast<int>(plan.chunks.size());
   // LayerNorm of chunk ci's rows of x into h, then the linear layer that reads h.
   auto norm_linear = [&](int ci, const float *gamma, const float *beta, const kernels::QuantGrid &g,
-                         const IntPlan::Linear &linear, auto &&lap) {
+                         const IntPlan::LinearPrim &linear, auto &&lap) {
     const RowChunk &ch = plan.chunks[ci];
     kernels::layernorm_quant(B.x.ptr + ch.row0 * D, bytes(I.h) + ch.row0 * D, ch.rows, D, gamma,
                              beta, c.ln_eps, g);
@@ -256,7 +261,8 @@ void VitSession::forward_int(const float *nchw, int n, float *logits, const TapF
   // LayerNorm 1, QKV and the head split of chunk ci's rows.
   auto attention_inputs = [&](const IntPlan::Block &blk, int l, int ci, auto &&lap) {
     const RowChunk &ch = plan.chunks[ci];
-    norm_linear(ci, blk.norm1_w, blk.norm1_b, blk.qkv_in, blk.chunks[ci].qkv, lap);
+    norm_linear(ci, blk.norm1_w, blk.norm1_b, blk.qkv_in,
+                blk.chunks[ci].linear[static_cast<int>(Linear::qkv)], lap);
     const kernels::QuantGrid grids[3] = {blk.q, blk.k, blk.v};
     const int64_t kv = (l % 2) * kv_size;
     for (const RowChunk::Segment &seg : ch.segments) {
@@ -288,18 +294,20 @@ void VitSession::forward_int(const float *nchw, int n, float *logits, const TapF
                                  blk.proj_in);
       lap(Op::quantize_reorder);
     }
-    cb.proj.bound.run(I.streams[ci]);  // x += attn · Wproj + b
+    cb.linear[static_cast<int>(Linear::proj)].bound.run(I.streams[ci]);  // x += attn · Wproj + b
     lap(Op::gemm_linear);
   };
-  // x += fc2(GELU(fc1(LayerNorm 2(x)))) on chunk ci's rows.
+  // x += fc2(act(fc1(LayerNorm 2(x)))) on chunk ci's rows (act: GELU or QuickGELU).
   auto mlp = [&](const IntPlan::Block &blk, int ci, auto &&lap) {
     const RowChunk &ch = plan.chunks[ci];
     const IntPlan::ChunkBlock &cb = blk.chunks[ci];
-    norm_linear(ci, blk.norm2_w, blk.norm2_b, blk.fc1_in, cb.fc1, lap);
-    kernels::gelu_quant(B.mlp.ptr + ch.row0 * F, bytes(I.mlp) + ch.row0 * F, ch.rows * F,
-                        blk.fc2_in);
+    norm_linear(ci, blk.norm2_w, blk.norm2_b, blk.fc1_in, cb.linear[static_cast<int>(Linear::fc1)],
+                lap);
+    const auto activation_quant =
+        c.act == Activation::quick_gelu ? kernels::quick_gelu_quant : kernels::gelu_quant;
+    activation_quant(B.mlp.ptr + ch.row0 * F, bytes(I.mlp) + ch.row0 * F, ch.rows * F, blk.fc2_in);
     lap(Op::gelu);
-    cb.fc2.bound.run(I.streams[ci]);  // x += mlp · W2 + b
+    cb.linear[static_cast<int>(Linear::fc2)].bound.run(I.streams[ci]);  // x += mlp · W2 + b
     lap(Op::gemm_linear);
   };
 
@@ -337,20 +345,22 @@ void VitSession::forward_int(const float *nchw, int n, float *logits, const TapF
   }
   clk.lap(Op::wait);  // the region's closing barrier
 
-  pool_prefix_tokens(*model_, B, n);
+  pool_tokens(*model_, B, n);
   tap(Tap::prelogits, -1, B.pooled.ptr, n, D);
   clk.lap(Op::layernorm);
-  kernels::quantize(B.pooled.ptr, I.pooled.ptr, n * D, plan.head_in);
-  clk.lap(Op::quantize_reorder);
-  plan.head.bound.run(stream_);
-  clk.lap(Op::gemm_linear);
+  if (c.num_classes > 0) {
+    kernels::quantize(B.pooled.ptr, I.pooled.ptr, n * D, plan.head_in);
+    clk.lap(Op::quantize_reorder);
+    plan.head.bound.run(stream_);
+    clk.lap(Op::gemm_linear);
+  }
   if (c.distilled) {
     kernels::quantize(B.pooled_dist.ptr, I.pooled_dist.ptr, n * D, plan.head_in);
     clk.lap(Op::quantize_reorder);
     plan.head_dist.bound.run(stream_);
     clk.lap(Op::gemm_linear);
   }
-  write_logits(*model_, B, n, logits);
+  write_outputs(*model_, B, n, logits);
   clk.lap(Op::other);
 }
 
@@ -366,21 +376,19 @@ std::vector<std::string> VitSession::int_kernel_report() const {
     std::map<std::string, std::set<std::string>> impls;
     for (const auto &blk : p->blocks)
       for (const auto &cb : blk.chunks) {
-        impls["qkv"].insert(cb.qkv.bound.impl);
+        for (const LinearSpec &l : block_linears())
+          impls[l.name].insert(cb.linear[static_cast<int>(l.id)].bound.impl);
         for (const auto &bp : cb.qk) impls["q*k^T"].insert(bp.impl);
         for (const auto &bp : cb.av) impls["attn*v"].insert(bp.impl);
-        impls["proj"].insert(cb.proj.bound.impl);
-        impls["fc1"].insert(cb.fc1.bound.impl);
-        impls["fc2"].insert(cb.fc2.bound.impl);
       }
     const std::string b = "batch " + std::to_string(p->batch) + " int8 ";
     out.push_back(b + "patch_embed: " + p->patch.bound.impl);
-    for (const char *op : {"qkv", "q*k^T", "attn*v", "proj", "fc1", "fc2"}) {
+    for (const auto &[op, set] : impls) {
       std::string names;
-      for (const auto &name : impls[op]) names += (names.empty() ? "" : " | ") + name;
+      for (const auto &name : set) names += (names.empty() ? "" : " | ") + name;
       out.push_back(b + op + ": " + names);
     }
-    out.push_back(b + "head: " + p->head.bound.impl);
+    if (p->head.bound.prim) out.push_back(b + "head: " + p->head.bound.impl);
   }
   return out;
 }

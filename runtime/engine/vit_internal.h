@@ -22,8 +22,9 @@ namespace vqm {
 struct SessionBuffers {
   struct Aligned {
     float *ptr = nullptr;
-    explicit Aligned(size_t n) {
-      ptr = static_cast<float *>(std::aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64));
+    explicit Aligned(size_t n) {  // at least one line: a model without a head has 0 logits
+      ptr = static_cast<float *>(
+          std::aligned_alloc(64, std::max<size_t>(64, ((n * sizeof(float) + 63) / 64) * 64)));
       if (!ptr) fail(ErrorCode::out_of_memory, "cannot allocate session buffers");
     }
     ~Aligned() { std::free(ptr); }
@@ -162,7 +163,7 @@ struct VitSession::IntBuffers {
 };
 
 struct VitSession::IntPlan {
-  struct Linear {
+  struct LinearPrim {
     std::string name;  // "blocks.3.mlp.fc1" (weight name without ".weight")
     dnnl::matmul::primitive_desc pd;
     kernels::onednn::BoundPrimitive bound;
@@ -170,7 +171,7 @@ struct VitSession::IntPlan {
   // One chunk's primitives in one block: its rows' linear layers (created for one thread, run
   // by the thread that owns the chunk) and Q·Kᵀ, A·V for each of its segments.
   struct ChunkBlock {
-    Linear qkv, proj, fc1, fc2;
+    std::array<LinearPrim, kBlockLinears> linear;  // by Linear: qkv, proj, fc1, fc2
     std::vector<dnnl::matmul::primitive_desc> qk_pd, av_pd;
     std::vector<kernels::onednn::BoundPrimitive> qk, av;
   };
@@ -181,8 +182,8 @@ struct VitSession::IntPlan {
   };
   int batch = 0;
   std::vector<RowChunk> chunks;
-  bool whole_images = true;       // no image is split between chunks
-  Linear patch, head, head_dist;  // whole-batch primitives, run by all threads
+  bool whole_images = true;           // no image is split between chunks
+  LinearPrim patch, head, head_dist;  // whole-batch primitives, run by all threads
   std::vector<Block> blocks;
   kernels::QuantGrid patch_in, head_in;
 };
@@ -210,11 +211,32 @@ class OpClock {
   clock::time_point t_;
 };
 
-// x[b, t] = (cls | dist | patch_out[b, t - prefix]) + pos_embed[t] for n images.
+// The epilogue a block's linear layer fuses: proj and fc2 add into the residual stream x; fc1
+// applies the MLP's activation when `fc1_activation` (fp32 and simulated execution; the integer
+// path applies it in its quantizing kernel instead).
+inline kernels::onednn::Epilogue linear_epilogue(const VitConfig &c, Linear id,
+                                                 bool fc1_activation) {
+  using kernels::onednn::Epilogue;
+  switch (id) {
+    case Linear::proj:
+    case Linear::fc2:
+      return Epilogue::accumulate;
+    case Linear::fc1:
+      if (!fc1_activation) return Epilogue::none;
+      return c.act == Activation::quick_gelu ? Epilogue::quick_gelu : Epilogue::gelu_erf;
+    default:
+      return Epilogue::none;
+  }
+}
+
+// x[b, t] = prefix token or patch_out[b, t - prefix], plus its pos_embed row (prefix tokens have
+// none when pos_embed holds patches only), then norm_pre where the model has it; n images.
 void embed_tokens(const VitModel &model, const float *patch_out, float *x, int64_t n);
-// pooled (and pooled_dist) = final LayerNorm of the class (and distillation) token rows of x.
-void pool_prefix_tokens(const VitModel &model, SessionBuffers &b, int64_t n);
-// logits = head output, or the mean of both heads for a distilled model.
-void write_logits(const VitModel &model, const SessionBuffers &b, int64_t n, float *logits);
+// pooled (and pooled_dist) = what the head reads: the class (and distillation) token after the
+// final norm, or the mean of the patch tokens after "norm" (of every token) or before "fc_norm".
+void pool_tokens(const VitModel &model, SessionBuffers &b, int64_t n);
+// out = n x n_outputs: the head's logits (the mean of both heads for a distilled model), or the
+// pooled embedding of a model without a head.
+void write_outputs(const VitModel &model, const SessionBuffers &b, int64_t n, float *out);
 
 }  // namespace vqm

@@ -270,6 +270,196 @@ TEST(QuantKernels, GeluQuantWithinOneLevelOfReference) {
   diffs.expect_rare();
 }
 
+// QuickGELU in double by other routes than quick_gelu_quant_ref's x / (1 + exp(-1.702 x)): the
+// tanh form of the logistic for x >= 0, x e^z / (1 + e^z) (z = 1.702 x) for x < 0.
+double quick_gelu_exact(double x) {
+  if (std::isinf(x)) return x > 0 ? x : -0.0;  // the limits
+  if (x >= 0) return x * 0.5 * (1.0 + std::tanh(0.851 * x));
+  const double e = std::exp(1.702 * x);
+  return x * e / (1.0 + e);
+}
+
+using QuantFn = void (*)(const float *, void *, int64_t, const QuantGrid &);
+
+// Inputs for QuickGELU: normal data plus, every 11th element, extremes (huge, around the fast
+// path's exp limits, signed zeros, denormals, infinities).
+std::vector<float> quick_gelu_inputs(size_t n, float spread, uint32_t seed) {
+  auto x = random_vector(n, spread, seed);
+  const float inf = std::numeric_limits<float>::infinity();
+  const float extremes[] = {1e4f,
+                            -1e4f,
+                            88.f,
+                            -88.f,
+                            100.f,
+                            -100.f,
+                            0.f,
+                            -0.f,
+                            1e-40f,
+                            -1e-40f,
+                            std::numeric_limits<float>::denorm_min(),
+                            1e30f,
+                            -1e30f,
+                            -51.9f,
+                            -52.f,
+                            -52.1f,
+                            -60.f,
+                            10.f,
+                            -10.f,
+                            inf,
+                            -inf};
+  for (size_t i = 0; i < n; i += 11) x[i] = extremes[(i / 11) % std::size(extremes)];
+  return x;
+}
+
+TEST(QuantKernels, QuickGeluQuantWithinOneLevelOfReference) {
+  // As GeluQuantWithinOneLevelOfReference, plus: every element that differs sits within float
+  // rounding of a level boundary (checked against an independent double value), and no byte past
+  // n is written.
+  LevelDiffs diffs;
+  for (int64_t n : {0, 1, 15, 16, 17, 33, 1000, 1007}) {
+    for (float spread : {3.f, 0.7f}) {
+      const auto x = quick_gelu_inputs(static_cast<size_t>(n), spread, 19);
+      auto grids = test_grids(6.f);
+      for (const QuantGrid &g : test_grids(0.4f)) grids.push_back(g);
+      for (const QuantGrid &g : grids) {
+        const std::string where = "n " + std::to_string(n) + " spread " + std::to_string(spread);
+        Bytes fast(n + 16, 0xAA), ref(n + 16, 0x55);
+        quick_gelu_quant(x.data(), fast.data(), n, g);
+        quick_gelu_quant_ref(x.data(), ref.data(), n, g);
+        for (int64_t i = n; i < n + 16; ++i) {
+          ASSERT_EQ(fast[i], 0xAA) << where << " wrote past n at " << i;
+          ASSERT_EQ(ref[i], 0x55) << where << " (ref) wrote past n at " << i;
+        }
+        fast.resize(n);
+        ref.resize(n);
+        diffs.add(fast, ref, g, where);
+        if (HasFatalFailure()) return;
+        for (int64_t i = 0; i < n; ++i) {
+          if (fast[i] == ref[i]) continue;
+          const double s = quick_gelu_exact(x[i]) / g.delta;  // in levels
+          EXPECT_LE(std::abs(s - std::floor(s) - 0.5), 1e-6 * std::abs(s))
+              << where << " " << describe(g) << " x " << x[i] << ": levels differ away from a "
+              << "boundary";
+        }
+      }
+    }
+  }
+  diffs.expect_rare();
+}
+
+TEST(QuantKernels, QuickGeluQuantExtremes) {
+  // Both twins (the reference is what VQM_ISA=ref dispatches to). Large negative x give -0, the
+  // zero point; large positive x give x itself, so exact ties of x / delta round half to even.
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> x = {-1e4f, -100.f, -88.f, -60.f,  -52.1f,  -52.f, -1e30f,
+                                -inf,  0.f,    -0.f,  1e-40f, -1e-40f, 88.f,  88.5f,
+                                99.5f, 100.f,  1e4f,  1e30f,  inf,     12.25f};
+  const std::vector<int8_t> want_s8 = {0, 0, 0,  0,  0,   0,   0,   0,   0,   0,
+                                       0, 0, 88, 88, 100, 100, 127, 127, 127, 12};
+  const Bytes want_u8 = {3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 179, 180, 202, 203, 255, 255, 255, 27};
+  for (QuantFn fn : {quick_gelu_quant, quick_gelu_quant_ref}) {
+    const char *name = fn == quick_gelu_quant ? "fast" : "ref";
+    Bytes y(x.size());
+    fn(x.data(), y.data(), static_cast<int64_t>(x.size()), {1.f, 128, 255, true});
+    for (size_t i = 0; i < x.size(); ++i)
+      EXPECT_EQ(static_cast<int8_t>(y[i]), want_s8[i]) << name << " x " << x[i];
+    fn(x.data(), y.data(), static_cast<int64_t>(x.size()), {0.5f, 3, 255, false});
+    for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(y[i], want_u8[i]) << name << " x " << x[i];
+  }
+  // Tiny and huge steps.
+  for (float delta : {1e-30f, 1e30f}) {
+    const QuantGrid g = {delta, 128, 255, false};
+    Bytes fast(x.size()), ref(x.size());
+    quick_gelu_quant(x.data(), fast.data(), static_cast<int64_t>(x.size()), g);
+    quick_gelu_quant_ref(x.data(), ref.data(), static_cast<int64_t>(x.size()), g);
+    EXPECT_EQ(fast, ref) << "delta " << delta;
+  }
+}
+
+// The float value a quantizing kernel computes for input x, before quantizing, read back through
+// its bytes: the level step round(|v| / delta) passes K - 1/2 as delta grows past |v| / (K - 1/2),
+// so bisecting delta for that step pins |v| down to a couple of float ulps. `guess` only brackets
+// the search (v must be within 4% of it). x is repeated over 33 lanes (full vectors and a tail),
+// which must all agree.
+double measured_value(QuantFn fn, float x, double guess) {
+  constexpr int K = 200;
+  const int zp = guess > 0 ? 0 : 255;  // room for K levels on v's side of zero
+  const std::vector<float> xs(33, x);
+  auto steps = [&](float delta) {
+    Bytes y(xs.size());
+    fn(xs.data(), y.data(), static_cast<int64_t>(xs.size()), {delta, zp, 255, false});
+    for (uint8_t b : y) EXPECT_EQ(b, y[0]) << "lanes disagree for x " << x;
+    return std::abs(static_cast<int>(y[0]) - zp);
+  };
+  float lo = static_cast<float>(std::abs(guess) / (K - 0.5) / 1.04);
+  float hi = static_cast<float>(std::abs(guess) / (K - 0.5) * 1.04);
+  if (steps(lo) < K || steps(hi) >= K) {
+    ADD_FAILURE() << "x " << x << ": value not within 4% of " << guess;
+    return 0;
+  }
+  for (;;) {
+    const float mid = lo + (hi - lo) / 2;
+    if (mid <= lo || mid >= hi) break;
+    (steps(mid) >= K ? lo : hi) = mid;
+  }
+  return std::copysign((K - 0.5) * static_cast<double>(hi), guess);
+}
+
+TEST(QuantKernels, QuickGeluReferenceMatchesIndependentValues) {
+  // x / (1 + exp(-1.702 x)) to 40 digits (Python decimal), against the reference's bytes on a few
+  // grids (it rounds the double result to float, so it must quantize exactly like the rounded
+  // true value) and its float value read back through the bytes.
+  const struct {
+    float x;
+    double y;
+  } table[] = {{-40.f, -1.084655101815430368338912564416732165392e-28},
+               {-10.f, -4.057961294855309990271857783095687424484e-7},
+               {-3.f, -0.01807130970778596651264126699587395119984},
+               {-1.f, -0.1542042340671787042928931734746026622378},
+               {-0.5f, -0.1496115633936198768301379713781542132720},
+               {0.25f, 0.1511996499001941805421630345656240245034},
+               {1.f, 0.8457957659328212957071068265253973377618},
+               {2.f, 1.935658623144208149807249111403451628176},
+               {5.f, 4.998992983732647631060294586220534813864}};
+  for (const auto &row : table) {
+    EXPECT_NEAR(quick_gelu_exact(row.x), row.y, 1e-14 * std::abs(row.y)) << "x " << row.x;
+    const float yf = static_cast<float>(row.y);
+    for (const QuantGrid &g : {QuantGrid{0.01f, 128, 255, true}, QuantGrid{0.0371f, 20, 255, false},
+                               QuantGrid{0.3f, 8, 15, true}, QuantGrid{1e-9f, 128, 255, false}}) {
+      uint8_t got, want;
+      quick_gelu_quant_ref(&row.x, &got, 1, g);
+      quantize_ref(&yf, &want, 1, g);
+      EXPECT_EQ(got, want) << "x " << row.x << " " << describe(g);
+    }
+    EXPECT_NEAR(measured_value(quick_gelu_quant_ref, row.x, row.y), row.y, 1e-6 * std::abs(row.y))
+        << "x " << row.x;
+  }
+}
+
+TEST(QuantKernels, QuickGeluFloatValueWithin1e6OfExact) {
+  // The value each twin quantizes, read back through its bytes, against x sigmoid(1.702 x) in
+  // double, over the range where that is a normal float and not x itself. Below x = -52 the fast
+  // path returns -0 (QuickGeluQuantExtremes); from x = 10 up, both return x.
+  std::vector<float> xs;
+  for (float x = -50.f; x <= 12.f; x += 0.37f) xs.push_back(x);
+  for (float x : random_vector(60, 2.f, 20)) xs.push_back(x);
+  for (float x : {-1e-3f, 1e-3f, -1e-20f, 1e-20f, -0.75f, -0.752f}) xs.push_back(x);
+  for (QuantFn fn : {quick_gelu_quant, quick_gelu_quant_ref}) {
+    double worst = 0;
+    for (float x : xs) {
+      const double want = quick_gelu_exact(x);
+      const double got = measured_value(fn, x, want);
+      const double rel = std::abs(got - want) / std::abs(want);
+      ASSERT_LE(rel, 1e-6) << (fn == quick_gelu_quant ? "fast" : "ref") << " x " << x << ": " << got
+                           << " vs " << want;
+      worst = std::max(worst, rel);
+    }
+    std::printf("    %s: worst relative error %.2g over %zu inputs (incl. read-back)\n",
+                fn == quick_gelu_quant ? "quick_gelu_quant" : "quick_gelu_quant_ref", worst,
+                xs.size());
+  }
+}
+
 TEST(QuantKernels, SoftmaxQuantWithinOneLevelOfReference) {
   LevelDiffs diffs;
   std::vector<int64_t> cols_list(std::begin(kSizes), std::end(kSizes));
