@@ -5,6 +5,7 @@
 #include <set>
 
 #include "models/labels.h"
+#include "models/layer_table.h"
 #include "models/vit_config.h"
 #include "runtime/io/error.h"
 
@@ -177,43 +178,28 @@ std::optional<std::vector<float>> meta_vector(const std::map<std::string, std::s
   return out;
 }
 
-VitConfig infer_config(const SafetensorsFile &in, const ConvertOptions &opt, const Preset *preset,
-                       std::vector<std::string> *notes) {
-  VitConfig c;
-  const auto &meta = in.metadata();
-  const TensorInfo &cls = in.get("cls_token");
-  const TensorInfo &pos = in.get("pos_embed");
-  const TensorInfo &pw = in.get("patch_embed.proj.weight");
-  const TensorInfo &head = in.get("head.weight");
-  expect_rank(cls, 3);
-  expect_rank(pos, 3);
-  expect_rank(pw, 4);
-  expect_rank(head, 2);
-  c.embed_dim = dim_of(cls, 2);
-  c.in_chans = dim_of(pw, 1);
-  c.patch_size = dim_of(pw, 2);
-  if (dim_of(pw, 3) != c.patch_size || dim_of(pw, 0) != c.embed_dim)
-    fail(ErrorCode::unsupported, "patch_embed.proj.weight " + shape_str(pw.shape) +
-                                     ": expected [embed_dim, C, p, p] with square patches");
-  c.distilled = in.find("dist_token") != nullptr;
-  const int patches = dim_of(pos, 1) - c.num_prefix_tokens();
-  const int grid = static_cast<int>(std::lround(std::sqrt(std::max(patches, 0))));
-  if (patches <= 0 || grid * grid != patches)
-    fail(ErrorCode::unsupported, "pos_embed " + shape_str(pos.shape) +
-                                     " does not hold a square grid of patches after " +
-                                     std::to_string(c.num_prefix_tokens()) + " prefix token(s)");
-  c.image_size = grid * c.patch_size;
-  c.depth = 0;
-  while (in.find("blocks." + std::to_string(c.depth) + ".norm1.weight")) ++c.depth;
-  if (c.depth == 0)
-    fail(ErrorCode::format, "no transformer blocks (blocks.0.norm1.weight missing)");
-  c.mlp_hidden = dim_of(in.get("blocks.0.mlp.fc1.weight"), 0);
-  c.num_classes = dim_of(head, 0);
+// The JSON object a metadata key holds (timm's "pretrained_cfg", "overrides"), or null.
+json meta_json(const std::map<std::string, std::string> &meta, const std::string &key) {
+  auto it = meta.find(key);
+  if (it == meta.end()) return json();
+  json j = json::parse(it->second, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object())
+    fail(ErrorCode::format, "metadata '" + key + "' is not a JSON object");
+  return j;
+}
 
+// The head count: the flag, the metadata (timm overrides too), the preset, else head_dim 64.
+void infer_heads(const Checkpoint &in, const ConvertOptions &opt, const Preset *preset,
+                 std::vector<std::string> *notes, VitConfig *cfg) {
+  VitConfig &c = *cfg;
+  const auto &meta = in.metadata;
+  const json overrides = meta_json(meta, "overrides");
   if (opt.num_heads > 0) {
     c.num_heads = opt.num_heads;
   } else if (auto h = meta_number(meta, "num_heads")) {
     c.num_heads = static_cast<int>(*h);
+  } else if (overrides.contains("num_heads") && overrides["num_heads"].is_number_integer()) {
+    c.num_heads = overrides["num_heads"].get<int>();
   } else if (preset) {
     c.num_heads = preset->num_heads;
   } else if (c.embed_dim % 64 == 0) {
@@ -226,6 +212,108 @@ VitConfig infer_config(const SafetensorsFile &in, const ConvertOptions &opt, con
                                           std::to_string(c.embed_dim) +
                                           " is not a multiple of 64): pass --heads or --preset");
   }
+}
+
+// A string setting from the metadata key itself or from timm's "overrides" (create_model kwargs).
+std::optional<std::string> meta_setting(const std::map<std::string, std::string> &meta,
+                                        const json &overrides, const std::string &key) {
+  if (auto it = meta.find(key); it != meta.end()) return it->second;
+  if (overrides.contains(key) && overrides[key].is_string())
+    return overrides[key].get<std::string>();
+  return std::nullopt;
+}
+
+// Settings that no tensor shows, by timm architecture family: CLIP towers use torch's LayerNorm
+// (eps 1e-5) and the "_quickgelu" ones QuickGELU (timm's model_args for those names).
+void arch_defaults(const std::string &arch, VitConfig *c) {
+  if (arch.find("clip") != std::string::npos) c->ln_eps = 1e-5f;
+  if (arch.find("quickgelu") != std::string::npos) c->act = Activation::quick_gelu;
+}
+
+// Rows of pos_embed that belong to prefix tokens, and so the image size: timm's default has a row
+// for every prefix token, no_embed_class (DeiT III, DINOv2 with registers) none. The input size
+// of pretrained_cfg decides where both readings give a square grid.
+void infer_grid(const Checkpoint &in, const json &cfg, VitConfig *c) {
+  const TensorInfo &pos = in.get("pos_embed");
+  expect_rank(pos, 3);
+  const int rows = dim_of(pos, 1), prefix = c->num_prefix_tokens();
+  auto square = [](int n) {
+    const int g = static_cast<int>(std::lround(std::sqrt(std::max(n, 0))));
+    return n > 0 && g * g == n ? g : 0;
+  };
+  int want = 0;  // grid side pretrained_cfg implies
+  if (cfg.contains("input_size") && cfg["input_size"].is_array() && cfg["input_size"].size() == 3 &&
+      cfg["input_size"][2].is_number_integer())
+    want = cfg["input_size"][2].get<int>() / c->patch_size;
+  const int with_prefix = square(rows - prefix), patches_only = square(rows);
+  if (with_prefix && (with_prefix == want || !want || patches_only != want)) {
+    c->pos_embed_prefix = true;
+    c->image_size = with_prefix * c->patch_size;
+  } else if (patches_only) {
+    c->pos_embed_prefix = false;
+    c->image_size = patches_only * c->patch_size;
+  } else {
+    fail(ErrorCode::unsupported, "pos_embed " + shape_str(pos.shape) +
+                                     " does not hold a square grid of patches, with or without " +
+                                     std::to_string(prefix) + " prefix token(s)");
+  }
+}
+
+VitConfig infer_config(const Checkpoint &in, const ConvertOptions &opt, const Preset *preset,
+                       std::vector<std::string> *notes) {
+  VitConfig c;
+  const auto &meta = in.metadata;
+  const json cfg = meta_json(meta, "pretrained_cfg"), overrides = meta_json(meta, "overrides");
+  const TensorInfo &pw = in.get("patch_embed.proj.weight");
+  expect_rank(pw, 4);
+  c.embed_dim = dim_of(pw, 0);
+  c.in_chans = dim_of(pw, 1);
+  c.patch_size = dim_of(pw, 2);
+  if (dim_of(pw, 3) != c.patch_size)
+    fail(ErrorCode::unsupported, "patch_embed.proj.weight " + shape_str(pw.shape) +
+                                     ": expected [embed_dim, C, p, p] with square patches");
+  // The variant, from which tensors exist.
+  c.class_token = in.find("cls_token") != nullptr;
+  c.distilled = in.find("dist_token") != nullptr;
+  if (const TensorInfo *reg = in.find("reg_token")) {
+    expect_rank(*reg, 3);
+    c.reg_tokens = dim_of(*reg, 1);
+  }
+  c.patch_bias = in.find("patch_embed.proj.bias") != nullptr;
+  c.norm_pre = in.find("norm_pre.weight") != nullptr;
+  c.qkv_bias = in.find("blocks.0.attn.qkv.bias") != nullptr;
+  c.fc_norm = in.find("fc_norm.weight") != nullptr;
+  const TensorInfo *head = in.find("head.weight");
+  if (head) {
+    expect_rank(*head, 2);
+    c.num_classes = dim_of(*head, 0);
+  } else {
+    c.num_classes = 0;  // no classifier: the model outputs its embedding
+  }
+  c.head_bias = in.find("head.bias") != nullptr;
+  // What no tensor shows: pooling, activation, LayerNorm eps.
+  c.arch = preset ? preset->name : meta.count("arch") ? meta.at("arch") : "vit";
+  arch_defaults(c.arch, &c);
+  const auto pool = meta_setting(meta, overrides, "global_pool");
+  c.pool = !c.class_token || c.fc_norm || (pool && *pool == "avg") ? Pool::avg : Pool::token;
+  if (pool && *pool != "avg" && *pool != "token")
+    fail(ErrorCode::unsupported, "global_pool '" + *pool + "' is not supported (token, avg)");
+  if (auto act = meta_setting(meta, overrides, "act_layer")) {
+    if (*act == "quick_gelu")
+      c.act = Activation::quick_gelu;
+    else if (*act == "gelu")
+      c.act = Activation::gelu;
+    else
+      fail(ErrorCode::unsupported, "act_layer '" + *act + "' is not supported (gelu, quick_gelu)");
+  }
+  if (auto eps = meta_number(meta, "ln_eps")) c.ln_eps = static_cast<float>(*eps);
+  infer_grid(in, cfg, &c);
+  c.depth = 0;
+  while (in.find(block_prefix(c.depth) + "norm1.weight")) ++c.depth;
+  if (c.depth == 0)
+    fail(ErrorCode::format, "no transformer blocks (blocks.0.norm1.weight missing)");
+  c.mlp_hidden = dim_of(in.get("blocks.0.mlp.fc1.weight"), 0);
+  infer_heads(in, opt, preset, notes, &c);
   if (preset && preset->distilled != c.distilled)
     fail(ErrorCode::invalid_argument, std::string("preset ") + preset->name +
                                           (preset->distilled ? " expects" : " does not expect") +
@@ -239,15 +327,74 @@ VitConfig infer_config(const SafetensorsFile &in, const ConvertOptions &opt, con
       fail(ErrorCode::format, std::string("metadata ") + key + " = " +
                                   std::to_string(static_cast<int>(*v)) +
                                   " contradicts the tensor shapes (" + std::to_string(value) + ")");
-  c.arch = preset ? preset->name : meta.count("arch") ? meta.at("arch") : "vit";
   c.validate();
   return c;
 }
 
+// timm's pretrained_cfg (the data config its eval transform is built from): mean, std,
+// interpolation, crop_pct. crop_mode "center" is the only one the runtime's transform has.
+void apply_pretrained_cfg(const json &cfg, int channels, PreprocessConfig *p, float *crop_pct) {
+  if (cfg.is_null()) return;
+  auto floats = [&](const char *key) -> std::optional<std::vector<float>> {
+    if (!cfg.contains(key)) return std::nullopt;
+    const json &v = cfg[key];
+    std::vector<float> out;
+    if (v.is_array())
+      for (const auto &x : v)
+        if (x.is_number()) out.push_back(x.get<float>());
+    if (out.size() == 1) out.assign(channels, out[0]);
+    if (out.size() != static_cast<size_t>(channels))
+      fail(ErrorCode::format, std::string("pretrained_cfg '") + key + "' must hold " +
+                                  std::to_string(channels) + " numbers");
+    return out;
+  };
+  if (auto m = floats("mean")) p->mean = *m;
+  if (auto s = floats("std")) p->std = *s;
+  if (cfg.contains("crop_pct") && cfg["crop_pct"].is_number())
+    *crop_pct = cfg["crop_pct"].get<float>();
+  if (cfg.contains("interpolation") && cfg["interpolation"].is_string() &&
+      !interpolation_from_name(cfg["interpolation"].get<std::string>(), &p->interpolation))
+    fail(ErrorCode::unsupported, "pretrained_cfg interpolation '" +
+                                     cfg["interpolation"].get<std::string>() +
+                                     "' is not supported");
+  if (cfg.contains("crop_mode") && cfg["crop_mode"] != "center")
+    fail(ErrorCode::unsupported,
+         "pretrained_cfg crop_mode " + cfg["crop_mode"].dump() + " is not supported (center)");
+}
+
+// The class names a checkpoint's metadata carries: a JSON array of strings.
+std::vector<std::string> meta_labels(const std::string &text) {
+  const json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  std::vector<std::string> out;
+  if (!j.is_array()) fail(ErrorCode::format, "metadata 'labels' is not a JSON array");
+  for (const auto &l : j) {
+    if (!l.is_string()) fail(ErrorCode::format, "metadata 'labels' holds a non-string");
+    out.push_back(l.get<std::string>());
+  }
+  return out;
+}
+
+// LayerScale (x + gamma * f(x)) folded into the layer that computes f's last step: row i of
+// attn.proj / mlp.fc2 (weight and bias) times gamma[i].
+void fold_layer_scale(const Checkpoint &in, const std::string &name, std::vector<float> *data) {
+  for (const auto &[layer, gamma] :
+       {std::pair<const char *, const char *>{"attn.proj", "ls1.gamma"},
+        {"mlp.fc2", "ls2.gamma"}}) {
+    const size_t dot = name.find(layer);
+    if (name.rfind("blocks.", 0) != 0 || dot == std::string::npos) continue;
+    const std::vector<float> g = to_f32(in.get(name.substr(0, dot) + gamma));
+    const size_t per_row = data->size() / g.size();
+    if (per_row * g.size() != data->size())
+      fail(ErrorCode::format, "'" + name.substr(0, dot) + gamma + "' has " +
+                                  std::to_string(g.size()) + " values for '" + name + "'");
+    for (size_t i = 0; i < data->size(); ++i) (*data)[i] *= g[i / per_row];
+  }
+}
+
 }  // namespace
 
-VqmWriter convert_timm(const SafetensorsFile &in, const ConvertOptions &opt,
-                       std::vector<std::string> *notes) {
+VqmWriter convert_checkpoint(const Checkpoint &in, const ConvertOptions &opt,
+                             std::vector<std::string> *notes) {
   const Preset *preset = nullptr;
   if (!opt.preset.empty()) {
     preset = find_preset(opt.preset);
@@ -258,8 +405,9 @@ VqmWriter convert_timm(const SafetensorsFile &in, const ConvertOptions &opt,
            "unknown preset '" + opt.preset + "' (known: " + names + ")");
     }
   }
+  if (notes) notes->insert(notes->end(), in.notes.begin(), in.notes.end());
   const VitConfig c = infer_config(in, opt, preset, notes);
-  const auto &meta = in.metadata();
+  const auto &meta = in.metadata;
 
   // Preprocessing: preset, else metadata, else timm's generic defaults; then overrides.
   PreprocessConfig p;
@@ -277,6 +425,7 @@ VqmWriter convert_timm(const SafetensorsFile &in, const ConvertOptions &opt,
     p.mean.assign(c.in_chans, 0.5f);
     p.std.assign(c.in_chans, 0.5f);
   }
+  apply_pretrained_cfg(meta_json(meta, "pretrained_cfg"), c.in_chans, &p, &crop_pct);
   if (auto m = meta_vector(meta, "mean", c.in_chans)) p.mean = *m;
   if (auto s = meta_vector(meta, "std", c.in_chans)) p.std = *s;
   const bool fmnist = meta.count("dataset") && meta.at("dataset") == "fashion-mnist";
@@ -306,6 +455,10 @@ VqmWriter convert_timm(const SafetensorsFile &in, const ConvertOptions &opt,
   std::vector<std::string> labels;
   if (!opt.labels_file.empty()) {
     labels = read_labels_file(opt.labels_file);
+  } else if (meta.count("labels")) {
+    labels = meta_labels(meta.at("labels"));
+  } else if (c.num_classes == 0) {
+    // an embedding model: no classes to name
   } else if (fmnist && c.num_classes == 10) {
     labels = fashion_mnist_labels();
   } else if (preset || c.num_classes == 1000) {
@@ -315,17 +468,21 @@ VqmWriter convert_timm(const SafetensorsFile &in, const ConvertOptions &opt,
     fail(ErrorCode::invalid_argument, std::to_string(labels.size()) + " labels for a model with " +
                                           std::to_string(c.num_classes) + " classes");
 
-  // Every tensor must be one the runtime uses: a checkpoint with extra parts (fc_norm, pre-norm,
-  // relative position tables ...) is a different architecture, and dropping them silently would
-  // give wrong answers.
+  // Every tensor must be one the runtime uses: a checkpoint with extra parts (relative position
+  // tables, attention pooling ...) is a different architecture, and dropping them silently would
+  // give wrong answers. LayerScale gammas are used: folded below.
   const auto expected = expected_tensors(c);
   std::set<std::string> wanted;
   for (const auto &e : expected) wanted.insert(e.name);
-  for (const auto &t : in.tensors())
+  const bool layer_scale = in.find("blocks.0.ls1.gamma") != nullptr;
+  for (int b = 0; layer_scale && b < c.depth; ++b)
+    for (const char *ls : {"ls1.gamma", "ls2.gamma"}) wanted.insert(block_prefix(b) + ls);
+  for (const auto &t : in.tensors)
     if (!wanted.count(t.name))
       fail(ErrorCode::unsupported,
-           "tensor '" + t.name +
-               "' is not part of a plain ViT/DeiT; this architecture is not supported");
+           "tensor '" + t.name + "' is not part of a supported ViT-family architecture");
+  if (layer_scale && notes)
+    notes->push_back("LayerScale folded into attn.proj and mlp.fc2 (exact up to float rounding)");
 
   VqmWriter w;
   json doc;
@@ -344,10 +501,49 @@ VqmWriter convert_timm(const SafetensorsFile &in, const ConvertOptions &opt,
     if (t.shape != e.shape)
       fail(ErrorCode::format, "tensor '" + e.name + "': expected shape " + shape_str(e.shape) +
                                   ", found " + shape_str(t.shape));
-    const std::vector<float> data = to_f32(t);
+    std::vector<float> data = to_f32(t);
+    if (layer_scale) fold_layer_scale(in, e.name, &data);
     w.add_f32(e.name, e.shape, data.data());
   }
   return w;
+}
+
+VqmWriter convert_timm(const SafetensorsFile &in, const ConvertOptions &opt,
+                       std::vector<std::string> *notes) {
+  return convert_checkpoint(timm_checkpoint(in), opt, notes);
+}
+
+const TensorInfo *Checkpoint::find(const std::string &name) const {
+  for (const auto &t : tensors)
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+const TensorInfo &Checkpoint::get(const std::string &name) const {
+  if (const TensorInfo *t = find(name)) return *t;
+  fail(ErrorCode::format, "missing tensor '" + name + "' in " + source);
+}
+
+void Checkpoint::add_f32(const std::string &name, std::vector<int64_t> shape,
+                         std::vector<float> data) {
+  owned.push_back(std::move(data));
+  TensorInfo t;
+  t.name = name;
+  t.dtype = DType::f32;
+  t.shape = std::move(shape);
+  t.nbytes = owned.back().size() * sizeof(float);
+  t.data = reinterpret_cast<const uint8_t *>(owned.back().data());
+  tensors.push_back(std::move(t));
+}
+
+Checkpoint timm_checkpoint(SafetensorsFile file) {
+  Checkpoint c;
+  auto owner = std::make_shared<SafetensorsFile>(std::move(file));
+  c.source = owner->source();
+  c.tensors = owner->tensors();
+  c.metadata = owner->metadata();
+  c.keep = owner;
+  return c;
 }
 
 }  // namespace vqm

@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Copies the ViT-family fixtures the tests use from ../shared/models/family into
+tests/data/models/family, with each reference cut down to what the tests read: the two noise
+rows of pixel_values (rows 2-3, as "noise_pixel_values") and the outputs of all four rows
+("output"; rows 0-1 are the photos, which the tests preprocess themselves from tests/data/images).
+Pure Python (no numpy/torch): safetensors rows are contiguous bytes.
+
+Usage: python3 scripts/trim-family-refs.py [SHARED_FAMILY_DIR] NAME...
+"""
+import json
+import os
+import shutil
+import struct
+import sys
+
+
+def read(path):
+    with open(path, 'rb') as f:
+        data = f.read()
+    n = struct.unpack('<Q', data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    return header, data[8 + n:]
+
+
+def tensor(header, body, name):
+    e = header[name]
+    a, b = e['data_offsets']
+    return e['dtype'], e['shape'], body[a:b]
+
+
+def write(path, tensors):
+    header, blobs, off = {}, [], 0
+    for name, (dtype, shape, raw) in tensors.items():
+        header[name] = {'dtype': dtype, 'shape': shape, 'data_offsets': [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    h = json.dumps(header, separators=(',', ':')).encode()
+    h += b' ' * ((8 - len(h) % 8) % 8)
+    with open(path, 'wb') as f:
+        f.write(struct.pack('<Q', len(h)) + h + b''.join(blobs))
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    args = sys.argv[1:]
+    src = os.path.join(here, '..', '..', 'shared', 'models', 'family')
+    if args and os.path.isdir(args[0]):
+        src, args = args[0], args[1:]
+    dst = os.path.join(here, '..', 'tests', 'data', 'models', 'family')
+    os.makedirs(dst, exist_ok=True)
+    for name in args:
+        shutil.copyfile(os.path.join(src, name + '.safetensors'),
+                        os.path.join(dst, name + '.safetensors'))
+        header, body = read(os.path.join(src, name + '.ref.safetensors'))
+        dtype, shape, raw = tensor(header, body, 'pixel_values')
+        row = len(raw) // shape[0]
+        out = {'noise_pixel_values': (dtype, [2] + shape[1:], raw[2 * row:4 * row]),
+               'output': tensor(header, body, 'output')}
+        write(os.path.join(dst, name + '.ref.safetensors'), out)
+        print(name, 'ok')
+
+
+if __name__ == '__main__':
+    main()
