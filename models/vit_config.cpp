@@ -148,9 +148,12 @@ void VitConfig::validate() const {
 }
 
 json preprocess_to_json(const PreprocessConfig &p) {
-  return json{{"channels", p.channels}, {"resize", p.resize},
-              {"crop", p.crop},         {"interpolation", interpolation_name(p.interpolation)},
-              {"mean", p.mean},         {"std", p.std}};
+  json j{{"channels", p.channels}, {"resize", p.resize},
+         {"crop", p.crop},         {"interpolation", interpolation_name(p.interpolation)},
+         {"mean", p.mean},         {"std", p.std}};
+  // Optional: absent is "shorter_side", so files from before the key existed read unchanged.
+  if (p.resize_mode != ResizeMode::shorter_side) j["resize_mode"] = resize_mode_name(p.resize_mode);
+  return j;
 }
 
 PreprocessConfig preprocess_from_json(const json &j, int expected_channels, int crop) {
@@ -169,6 +172,10 @@ PreprocessConfig preprocess_from_json(const json &j, int expected_channels, int 
   if (!j.contains("interpolation") || !j["interpolation"].is_string() ||
       !interpolation_from_name(j["interpolation"].get<std::string>(), &p.interpolation))
     fail(ErrorCode::format, "preprocess: 'interpolation' must be bicubic, bilinear or nearest");
+  if (j.contains("resize_mode") &&
+      (!j["resize_mode"].is_string() ||
+       !resize_mode_from_name(j["resize_mode"].get<std::string>(), &p.resize_mode)))
+    fail(ErrorCode::format, "preprocess: 'resize_mode' must be shorter_side or squash");
   for (const char *key : {"mean", "std"}) {
     const json &v = j.contains(key) ? j[key] : json();
     if (!v.is_array() || v.size() != static_cast<size_t>(p.channels))

@@ -382,6 +382,21 @@ const char *interpolation_name(Interpolation i) {
   return "unknown";
 }
 
+bool resize_mode_from_name(const std::string &name, ResizeMode *out) {
+  if (name == "shorter_side") {
+    *out = ResizeMode::shorter_side;
+  } else if (name == "squash") {
+    *out = ResizeMode::squash;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+const char *resize_mode_name(ResizeMode m) {
+  return m == ResizeMode::squash ? "squash" : "shorter_side";
+}
+
 Image resize_image(const Image &src, int out_width, int out_height, Interpolation interp) {
   check_image(src, "resize_image");
   check_output_size(out_width, out_height, "resize_image");
@@ -421,12 +436,14 @@ void preprocess_image(const Image &img, const PreprocessConfig &cfg, float *chw_
 
   // torchvision Resize(int): shorter side -> resize, longer side int(resize * long / short).
   // Python's `resize * long / short` is an exact integer product then one correctly rounded
-  // division, which the double expression below reproduces.
+  // division, which the double expression below reproduces. Squash: Resize((resize, resize)).
   const bool w_short = img.width <= img.height;
   const int64_t s = w_short ? img.width : img.height;
   const int64_t l = w_short ? img.height : img.width;
-  const int64_t new_long =
-      static_cast<int64_t>(static_cast<double>(int64_t{cfg.resize} * l) / static_cast<double>(s));
+  const int64_t new_long = cfg.resize_mode == ResizeMode::squash
+                               ? cfg.resize
+                               : static_cast<int64_t>(static_cast<double>(int64_t{cfg.resize} * l) /
+                                                      static_cast<double>(s));
   const int64_t ow = w_short ? cfg.resize : new_long;
   const int64_t oh = w_short ? new_long : cfg.resize;
   check_output_size(ow, oh, "preprocess_image resize");

@@ -38,10 +38,22 @@ enum class Interpolation { bicubic, bilinear, nearest };
 bool interpolation_from_name(const std::string &name, Interpolation *out);
 const char *interpolation_name(Interpolation i);
 
+// How the image is resized before the center crop.
+enum class ResizeMode {
+  shorter_side,  // the shorter side to `resize`, the aspect ratio kept (torchvision Resize(int))
+  // Both sides to `resize`, the aspect ratio ignored (timm's crop_mode "squash": Resize((s, s));
+  // Hugging Face's size {"height", "width"}). With resize == crop there is nothing to crop.
+  squash,
+};
+// "shorter_side" / "squash"; returns false for anything else.
+bool resize_mode_from_name(const std::string &name, ResizeMode *out);
+const char *resize_mode_name(ResizeMode m);
+
 struct PreprocessConfig {
   int channels = 3;
-  int resize = 256;  // shorter side after resize (timm: int(crop / crop_pct))
+  int resize = 256;  // shorter side after resize (timm: int(crop / crop_pct)); squash: both sides
   int crop = 224;    // square center crop, the model's input size
+  ResizeMode resize_mode = ResizeMode::shorter_side;
   Interpolation interpolation = Interpolation::bicubic;
   std::vector<float> mean = {0.485f, 0.456f, 0.406f};  // one per channel
   std::vector<float> std = {0.229f, 0.224f, 0.225f};
@@ -52,8 +64,9 @@ struct PreprocessConfig {
 Image resize_image(const Image &src, int out_width, int out_height, Interpolation interp);
 
 // Full eval transform: torchvision Resize(resize) (shorter side to `resize`, longer side
-// int(resize * long / short)), CenterCrop(crop) with offsets int(round((size - crop) / 2)),
-// /255, (x - mean) / std. Writes channels*crop*crop floats to `chw_out`.
+// int(resize * long / short); squash: resize x resize), CenterCrop(crop) with offsets
+// int(round((size - crop) / 2)), /255, (x - mean) / std. Writes channels*crop*crop floats to
+// `chw_out`.
 void preprocess_image(const Image &img, const PreprocessConfig &cfg, float *chw_out);
 
 }  // namespace vqm
