@@ -1,4 +1,5 @@
-// vit-convert IN.safetensors -o OUT.vqm: timm checkpoint to .vqm (f32 weights).
+// vit-convert IN -o OUT.vqm: a ViT-family checkpoint (timm, Hugging Face transformers or
+// torchvision layout) to .vqm (f32 weights).
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -13,27 +14,41 @@ int main(int argc, char **argv) {
     for (const auto &p : vqm::presets())
       presets += std::string(presets.empty() ? "" : ", ") + p.name;
     vqm::cli::Args args(
-        "vit-convert", "IN.safetensors -o OUT.vqm [options]",
+        "vit-convert", "IN -o OUT.vqm [options]",
         {{"-o", "OUT.vqm", "output file (written atomically)"},
          {"--preset", "NAME", "timm preprocessing + ImageNet-1k labels: " + presets},
          {"--heads", "N", "number of attention heads (default: metadata, preset, or dim/64)"},
          {"--mean", "A,B,C", "normalisation mean per channel"},
          {"--std", "A,B,C", "normalisation std per channel"},
          {"--crop", "N", "center-crop size (must equal the model's input size)"},
-         {"--crop-pct", "F", "resize shorter side to crop/crop_pct before cropping"},
+         {"--crop-pct", "F",
+          "resize (the shorter side, or both when squashing) to crop/crop_pct, then crop"},
          {"--interpolation", "NAME", "bicubic, bilinear or nearest"},
          {"--labels", "FILE", "class names, one per line"},
          {"--json", "", "print the converted model's geometry as one JSON object"},
          {"--quiet", "", "print nothing on success"}},
-        "Converts a timm ViT/DeiT checkpoint (.safetensors: F32, F16 or BF16) into a .vqm file "
-        "with fp32 weights, the model geometry, preprocessing and class labels. The summary (or "
-        "--json) goes to stdout, notes to stderr.\n\n"
+        "Converts a ViT-family checkpoint (weights F32, F16 or BF16) into a .vqm file with fp32 "
+        "weights, the model geometry, preprocessing and class labels. IN is one of:\n"
+        "  timm         a .safetensors with timm's names (patch_embed.proj.weight, ...) and "
+        "metadata\n"
+        "  huggingface  a transformers snapshot folder (model.safetensors, config.json,\n"
+        "               preprocessor_config.json), or its model.safetensors with config.json "
+        "beside\n"
+        "               it: ViT(ForImageClassification), DeiT(ForImageClassificationWithTeacher),\n"
+        "               Dinov2Model, CLIPVisionModel(WithProjection), CLIPModel's vision tower\n"
+        "  torchvision  a VisionTransformer state dict as .safetensors: no head count (--heads,\n"
+        "               unless its metadata has torchvision's kwargs) and no preprocessing in it\n"
+        "               (torchvision's ViT eval transform is used)\n"
+        "The layout is detected from the tensor names and reported as source_format. The summary "
+        "(or --json) goes to stdout, notes to stderr.\n\n"
         "examples:\n"
         "  vit-convert model.safetensors -o deit_s.vqm --preset deit_small_patch16_224\n"
-        "  vit-convert fmnist.safetensors -o fmnist.vqm --labels classes.txt --json");
+        "  vit-convert fmnist.safetensors -o fmnist.vqm --labels classes.txt --json\n"
+        "  vit-convert ~/hf/vit-base-patch16-224/ -o vit_b.vqm\n"
+        "  vit-convert torchvision_vit_b_16.safetensors -o vit_b16.vqm --heads 12");
     args.parse(argc, argv);
     if (args.positional().size() != 1)
-      throw vqm::cli::UsageError("expected one input .safetensors file");
+      throw vqm::cli::UsageError("expected one input (.safetensors file or Hugging Face folder)");
     if (!args.has("-o")) throw vqm::cli::UsageError("missing -o OUT.vqm");
     const std::string in = args.positional()[0], out = args.get("-o");
 
@@ -47,11 +62,16 @@ int main(int argc, char **argv) {
       opt.crop_pct = static_cast<float>(args.get_double("--crop-pct", 1, 0.01, 1));
     if (args.has("--interpolation")) opt.interpolation = args.get("--interpolation");
     opt.labels_file = args.get("--labels");
-    opt.source_name = std::filesystem::path(in).filename().string();
+    {
+      const std::filesystem::path p(in);
+      // A folder given as "dir/" has an empty filename: name it by the folder.
+      opt.source_name = (p.has_filename() ? p.filename() : p.parent_path().filename()).string();
+    }
 
-    const auto st = vqm::SafetensorsFile::from_file(in);
+    const vqm::Checkpoint checkpoint = vqm::load_checkpoint(in);
+    const char *format = vqm::source_format_name(checkpoint.format);
     std::vector<std::string> notes;
-    const vqm::VqmWriter writer = vqm::convert_timm(st, opt, &notes);
+    const vqm::VqmWriter writer = vqm::convert_checkpoint(checkpoint, opt, &notes);
     // Validate the result through the same loader every consumer uses before it replaces OUT.
     const std::vector<uint8_t> bytes = writer.to_bytes();
     const auto model = vqm::VitModel::load(vqm::VqmFile::from_memory(bytes.data(), bytes.size()));
@@ -59,6 +79,7 @@ int main(int argc, char **argv) {
     const auto &c = model->config();
     if (args.has("--json")) {
       const nlohmann::json j = {{"input", in},
+                                {"source_format", format},
                                 {"output", out},
                                 {"bytes", bytes.size()},
                                 {"arch", c.arch},
@@ -76,9 +97,9 @@ int main(int argc, char **argv) {
     } else if (!args.has("--quiet")) {
       for (const auto &n : notes) std::fprintf(stderr, "vit-convert: note: %s\n", n.c_str());
       std::printf(
-          "%s: %s, %dx%d x%d, patch %d, dim %d, depth %d, heads %d, mlp %d, %d classes%s -> %s "
-          "(%.1f MB)\n",
-          in.c_str(), c.arch.c_str(), c.image_size, c.image_size, c.in_chans, c.patch_size,
+          "%s (%s): %s, %dx%d x%d, patch %d, dim %d, depth %d, heads %d, mlp %d, %d classes%s "
+          "-> %s (%.1f MB)\n",
+          in.c_str(), format, c.arch.c_str(), c.image_size, c.image_size, c.in_chans, c.patch_size,
           c.embed_dim, c.depth, c.num_heads, c.mlp_hidden, c.num_classes,
           c.distilled ? ", distilled" : "", out.c_str(), bytes.size() / 1e6);
     }

@@ -1,6 +1,7 @@
 #include "models/convert.h"
 
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <set>
 
@@ -332,8 +333,11 @@ VitConfig infer_config(const Checkpoint &in, const ConvertOptions &opt, const Pr
 }
 
 // timm's pretrained_cfg (the data config its eval transform is built from): mean, std,
-// interpolation, crop_pct. crop_mode "center" is the only one the runtime's transform has.
-void apply_pretrained_cfg(const json &cfg, int channels, PreprocessConfig *p, float *crop_pct) {
+// interpolation, crop_pct, crop_mode "center" (resize the shorter side, then crop) or "squash"
+// (resize both sides, then crop); and vqm's extension "resize_size": the resize side itself, for
+// sources that state it (Hugging Face, torchvision) rather than timm's floor(crop / crop_pct).
+void apply_pretrained_cfg(const json &cfg, int channels, PreprocessConfig *p, float *crop_pct,
+                          std::optional<int> *resize_size) {
   if (cfg.is_null()) return;
   auto floats = [&](const char *key) -> std::optional<std::vector<float>> {
     if (!cfg.contains(key)) return std::nullopt;
@@ -357,9 +361,22 @@ void apply_pretrained_cfg(const json &cfg, int channels, PreprocessConfig *p, fl
     fail(ErrorCode::unsupported, "pretrained_cfg interpolation '" +
                                      cfg["interpolation"].get<std::string>() +
                                      "' is not supported");
-  if (cfg.contains("crop_mode") && cfg["crop_mode"] != "center")
-    fail(ErrorCode::unsupported,
-         "pretrained_cfg crop_mode " + cfg["crop_mode"].dump() + " is not supported (center)");
+  if (cfg.contains("crop_mode")) {
+    if (cfg["crop_mode"] == "center")
+      p->resize_mode = ResizeMode::shorter_side;
+    else if (cfg["crop_mode"] == "squash")
+      p->resize_mode = ResizeMode::squash;
+    else
+      fail(ErrorCode::unsupported, "pretrained_cfg crop_mode " + cfg["crop_mode"].dump() +
+                                       " is not supported (center, squash)");
+  }
+  if (cfg.contains("resize_size")) {
+    const json &r = cfg["resize_size"];
+    if (!r.is_number_integer() || r.get<int64_t>() < 1 || r.get<int64_t>() > 16384)
+      fail(ErrorCode::format,
+           "pretrained_cfg resize_size " + r.dump() + " is not an integer in [1, 16384]");
+    *resize_size = r.get<int>();
+  }
 }
 
 // The class names a checkpoint's metadata carries: a JSON array of strings.
@@ -425,15 +442,20 @@ VqmWriter convert_checkpoint(const Checkpoint &in, const ConvertOptions &opt,
     p.mean.assign(c.in_chans, 0.5f);
     p.std.assign(c.in_chans, 0.5f);
   }
-  apply_pretrained_cfg(meta_json(meta, "pretrained_cfg"), c.in_chans, &p, &crop_pct);
+  std::optional<int> resize_size;  // stated by the source; a crop_pct given later replaces it
+  apply_pretrained_cfg(meta_json(meta, "pretrained_cfg"), c.in_chans, &p, &crop_pct, &resize_size);
   if (auto m = meta_vector(meta, "mean", c.in_chans)) p.mean = *m;
   if (auto s = meta_vector(meta, "std", c.in_chans)) p.std = *s;
   const bool fmnist = meta.count("dataset") && meta.at("dataset") == "fashion-mnist";
   if (fmnist) crop_pct = 1.0f;  // trained on raw 28x28 images: no resize, no crop
   if (auto v = meta_number(meta, "crop_pct")) crop_pct = static_cast<float>(*v);
+  if (fmnist || meta.count("crop_pct")) resize_size.reset();
   if (opt.mean) p.mean = *opt.mean;
   if (opt.std) p.std = *opt.std;
-  if (opt.crop_pct) crop_pct = *opt.crop_pct;
+  if (opt.crop_pct) {
+    crop_pct = *opt.crop_pct;
+    resize_size.reset();
+  }
   if (opt.crop && *opt.crop != c.image_size)
     fail(ErrorCode::invalid_argument, "--crop " + std::to_string(*opt.crop) +
                                           " differs from the model's input size " +
@@ -450,7 +472,8 @@ VqmWriter convert_checkpoint(const Checkpoint &in, const ConvertOptions &opt,
          "mean/std need " + std::to_string(c.in_chans) + " values (one per channel)");
   for (float s : p.std)
     if (!(s > 0.f)) fail(ErrorCode::invalid_argument, "std values must be > 0");
-  p.resize = static_cast<int>(std::floor(c.image_size / crop_pct));  // timm's scale_size
+  p.resize = resize_size ? *resize_size
+                         : static_cast<int>(std::floor(c.image_size / crop_pct));  // scale_size
 
   std::vector<std::string> labels;
   if (!opt.labels_file.empty()) {
@@ -493,7 +516,8 @@ VqmWriter convert_checkpoint(const Checkpoint &in, const ConvertOptions &opt,
   doc["producer"] = {{"name", "vqm"},
                      {"version", VQM_VERSION_STRING},
                      {"tool", "vit-convert"},
-                     {"source", opt.source_name}};
+                     {"source", opt.source_name},
+                     {"source_format", source_format_name(in.format)}};
   if (!meta.empty()) doc["source_metadata"] = meta;
   w.set_meta(doc);
   for (const auto &e : expected) {
@@ -544,6 +568,65 @@ Checkpoint timm_checkpoint(SafetensorsFile file) {
   c.metadata = owner->metadata();
   c.keep = owner;
   return c;
+}
+
+const char *source_format_name(SourceFormat f) {
+  switch (f) {
+    case SourceFormat::timm:
+      return "timm";
+    case SourceFormat::huggingface:
+      return "huggingface";
+    case SourceFormat::torchvision:
+      return "torchvision";
+  }
+  return "unknown";
+}
+
+SourceFormat detect_source_format(const std::vector<TensorInfo> &tensors,
+                                  const std::string &source) {
+  auto has = [&](const std::string &name) {
+    for (const auto &t : tensors)
+      if (t.name == name) return true;
+    return false;
+  };
+  auto any_prefix = [&](const std::string &prefix) {
+    for (const auto &t : tensors)
+      if (t.name.rfind(prefix, 0) == 0) return true;
+    return false;
+  };
+  if (has("patch_embed.proj.weight")) return SourceFormat::timm;
+  if (any_prefix("conv_proj.") && any_prefix("encoder.layers.")) return SourceFormat::torchvision;
+  for (const char *p : {"vit.", "deit.", "dinov2.", "vision_model.", "embeddings."})
+    if (any_prefix(p)) return SourceFormat::huggingface;
+  std::string found;
+  for (size_t i = 0; i < tensors.size() && i < 4; ++i) found += (i ? ", " : "") + tensors[i].name;
+  if (tensors.size() > 4) found += ", ...";
+  fail(ErrorCode::unsupported,
+       "unrecognised checkpoint layout in " + source + " (" + std::to_string(tensors.size()) +
+           " tensors: " + (found.empty() ? "none" : found) +
+           "): expected timm (patch_embed.proj.weight), Hugging Face (vit., deit., dinov2., "
+           "vision_model., embeddings.) or torchvision (conv_proj., encoder.layers.) names");
+}
+
+Checkpoint load_checkpoint(const std::string &path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) return hf_snapshot_checkpoint(path);
+  const std::string ext = fs::path(path).extension().string();
+  if (ext == ".pth" || ext == ".pt" || ext == ".bin")
+    fail(ErrorCode::unsupported, "'" + path +
+                                     "': PyTorch pickle checkpoints (.pth/.pt/.bin) are not "
+                                     "supported yet; save the state dict as .safetensors");
+  SafetensorsFile file = SafetensorsFile::from_file(path);
+  switch (detect_source_format(file.tensors(), file.source())) {
+    case SourceFormat::timm:
+      return timm_checkpoint(std::move(file));
+    case SourceFormat::torchvision:
+      return torchvision_checkpoint(std::move(file));
+    case SourceFormat::huggingface:
+      return hf_checkpoint_beside(std::move(file), path);
+  }
+  fail(ErrorCode::internal, "load_checkpoint: unknown source format");
 }
 
 }  // namespace vqm
