@@ -1,0 +1,126 @@
+// The ViT family from the two other source layouts (tests/data/models/family, copied from
+// ../shared/models/family by scripts/trim-family-refs.py): a Hugging Face transformers snapshot
+// folder (hf_vit_small/: ViTForImageClassification names, config.json, preprocessor_config.json
+// with a 224x224 resize and no crop) and a torchvision VisionTransformer state dict. Each goes
+// through vit-convert's code path (load_checkpoint: layout detection, then the mapping to timm's
+// names; convert_checkpoint) with no flags but what the file cannot say (torchvision: none either,
+// its metadata records torchvision's kwargs), and its fp32 forward matches the reference as
+// family_golden_test.cpp asks: the two noise rows within 1e-3 of the outputs' scale, and the two
+// photos, through our decode and the preprocessing the converter derived, to the same top-1.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "golden_util.h"
+#include "models/convert.h"
+#include "runtime/io/image.h"
+#include "test_util.h"
+
+namespace vqm::test {
+namespace {
+
+struct Source {
+  const char *name;
+  const char *input;      // under tests/data/models/family
+  const char *reference;  // under tests/data/models/family
+  SourceFormat format;
+  void (*check)(const VitModel &m);
+};
+
+std::vector<float> run(const std::shared_ptr<const VitModel> &model, const float *input, int n) {
+  SessionOptions so;
+  so.max_batch = n;
+  VitSession session(model, so);
+  std::vector<float> out(static_cast<size_t>(n) * model->config().n_outputs());
+  session.run(input, n, out.data());
+  return out;
+}
+
+int argmax(const float *x, int64_t n) {
+  return static_cast<int>(std::max_element(x, x + n) - x);
+}
+
+class FamilySourcesGolden : public ::testing::TestWithParam<Source> {};
+
+TEST_P(FamilySourcesGolden, ConvertsAndMatchesReference) {
+  const Source &s = GetParam();
+  const Checkpoint in = load_checkpoint(data_path(std::string("models/family/") + s.input));
+  EXPECT_EQ(in.format, s.format);
+  std::vector<std::string> notes;
+  const auto bytes = convert_checkpoint(in, {}, &notes).to_bytes();
+  const auto model = VitModel::load(VqmFile::from_memory(bytes.data(), bytes.size()));
+  for (const auto &n : notes) std::printf("[ note     ] %s: %s\n", s.name, n.c_str());
+  s.check(*model);
+  const VitConfig &c = model->config();
+  const std::string ref = std::string("models/family/") + s.reference;
+  const std::vector<float> want = reference_tensor(ref, "output");
+  const int64_t k = c.n_outputs();
+  ASSERT_EQ(want.size(), static_cast<size_t>(4 * k));
+
+  // Rows 2-3: the reference's own input tensors (noise), the forward alone.
+  const std::vector<float> noise =
+      run(model, reference_tensor(ref, "noise_pixel_values").data(), 2);
+  const Diff d = compare(noise.data(), want.data() + 2 * k, static_cast<size_t>(2 * k));
+  std::printf("[ measured ] %s: noise rows max abs diff %.3g, output scale %.3g\n", s.name,
+              d.max_abs, d.ref_scale);
+  EXPECT_LE(d.max_abs, 1e-3 * std::max(1.0, d.ref_scale)) << s.name;
+
+  // Rows 0-1: the photos through our decode and the preprocessing the converter derived.
+  std::vector<float> photos(2 * c.input_size());
+  const char *files[] = {"chelsea.png", "rocket.jpg"};
+  for (int i = 0; i < 2; ++i)
+    preprocess_image(decode_image_file(data_path(std::string("images/") + files[i]), 3),
+                     model->preprocess(), photos.data() + i * c.input_size());
+  const std::vector<float> got = run(model, photos.data(), 2);
+  for (int i = 0; i < 2; ++i) {
+    const Diff p = compare(got.data() + i * k, want.data() + i * k, static_cast<size_t>(k));
+    std::printf("[ measured ] %s: %s max abs diff %.3g (scale %.3g), top-1 %d vs %d\n", s.name,
+                files[i], p.max_abs, p.ref_scale, argmax(got.data() + i * k, k),
+                argmax(want.data() + i * k, k));
+    EXPECT_EQ(argmax(got.data() + i * k, k), argmax(want.data() + i * k, k))
+        << s.name << " " << files[i];
+  }
+}
+
+const Source kSources[] = {
+    {"hf_vit_small", "hf_vit_small", "hf_vit_small/reference.safetensors",
+     SourceFormat::huggingface,
+     [](const VitModel &m) {
+       const VitConfig &c = m.config();
+       EXPECT_EQ(c.num_heads, 3);               // config.json num_attention_heads
+       EXPECT_FLOAT_EQ(c.ln_eps, 1e-12f);       // layer_norm_eps
+       EXPECT_EQ(c.num_classes, 10);            // classifier -> head
+       EXPECT_EQ(m.labels().at(3), "class_3");  // id2label
+       const PreprocessConfig &p = m.preprocess();
+       // ViTImageProcessor: size {224, 224}, no crop, resample 2.
+       EXPECT_EQ(p.resize_mode, ResizeMode::squash);
+       EXPECT_EQ(p.resize, 224);
+       EXPECT_EQ(p.crop, 224);
+       EXPECT_EQ(p.interpolation, Interpolation::bilinear);
+       EXPECT_FLOAT_EQ(p.mean[0], 0.5f);
+       EXPECT_FLOAT_EQ(p.std[2], 0.5f);
+     }},
+    {"torchvision_vit_b16_small", "torchvision_vit_b16_small.safetensors",
+     "torchvision_vit_b16_small.ref.safetensors", SourceFormat::torchvision,
+     [](const VitModel &m) {
+       const VitConfig &c = m.config();
+       EXPECT_EQ(c.num_heads, 3);  // from the metadata's torchvision kwargs
+       EXPECT_FLOAT_EQ(c.ln_eps, 1e-6f);
+       EXPECT_EQ(c.num_classes, 10);
+       const PreprocessConfig &p = m.preprocess();
+       // torchvision's ViT transform: resize 256 bilinear, center crop 224, ImageNet mean/std.
+       EXPECT_EQ(p.resize_mode, ResizeMode::shorter_side);
+       EXPECT_EQ(p.resize, 256);
+       EXPECT_EQ(p.crop, 224);
+       EXPECT_EQ(p.interpolation, Interpolation::bilinear);
+       EXPECT_FLOAT_EQ(p.mean[0], 0.485f);
+       EXPECT_FLOAT_EQ(p.std[0], 0.229f);
+     }},
+};
+
+INSTANTIATE_TEST_SUITE_P(Sources, FamilySourcesGolden, ::testing::ValuesIn(kSources),
+                         [](const auto &info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace vqm::test
