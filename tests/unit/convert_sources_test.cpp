@@ -558,6 +558,27 @@ TEST(ConvertSources, LoadCheckpointFromDisk) {
   expect_one_line_error([&] { load_checkpoint(empty); }, ErrorCode::io, "directory");
   write_bytes(dir + "/timm.safetensors", make_safetensors(timm));
   EXPECT_EQ(load_checkpoint(dir + "/timm.safetensors").format, SourceFormat::timm);
+
+  // A timm repository from the Hub: timm names in model.safetensors, and config.json with
+  // "architecture", "pretrained_cfg" and "label_names" filling what the file's metadata lacks.
+  const std::string hub = dir + "/hub";
+  std::filesystem::create_directories(hub);
+  write_bytes(hub + "/model.safetensors", make_safetensors(timm));
+  const std::string hub_cfg = json{
+      {"architecture", "vit_tiny_test"},
+      {"pretrained_cfg", {{"crop_pct", 1.0}, {"interpolation", "bilinear"}}},
+      {"label_names",
+       {"a", "b", "c", "d", "e"}}}.dump();
+  write_bytes(hub + "/config.json", std::vector<uint8_t>(hub_cfg.begin(), hub_cfg.end()));
+  const Checkpoint h = load_checkpoint(hub);
+  EXPECT_EQ(h.format, SourceFormat::timm);
+  EXPECT_EQ(h.metadata.at("arch"), "vit_tiny_test");
+  ConvertOptions opt;
+  opt.num_heads = 2;
+  const auto m = load(convert_checkpoint(h, opt));
+  EXPECT_EQ(m->labels().at(4), "e");
+  EXPECT_EQ(m->preprocess().resize, 8);
+  EXPECT_EQ(m->preprocess().interpolation, Interpolation::bilinear);
 }
 
 TEST(ConvertSources, BadInputsAreOneLineErrors) {
