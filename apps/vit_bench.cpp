@@ -205,7 +205,7 @@ int main(int argc, char **argv) {
       std::mt19937 rng(1);
       std::normal_distribution<float> nd;
       for (auto &x : input) x = nd(rng);
-      std::vector<float> logits(static_cast<size_t>(batch) * c.num_classes);
+      std::vector<float> logits(static_cast<size_t>(batch) * c.n_outputs());
       vqm::app::ProgressBar bar("batch " + std::to_string(batch), "",
                                 vqm::app::progress_wanted(args.has("--quiet")));
       const Timing t =

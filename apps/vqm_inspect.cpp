@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/cli.h"
+#include "models/layer_table.h"
 #include "models/quant_spec.h"
 #include "models/vit_config.h"
 #include "runtime/io/error.h"
@@ -54,7 +55,7 @@ json size_by_dtype(const vqm::VqmFile &f, uint64_t file_bytes) {
 // forward order, each activation with the interval [min, max] its grid represents, and each
 // module with the storage dtype of its weights.
 json quantization(const json &stored, const vqm::VitConfig &cfg, const vqm::VqmFile &f) {
-  const vqm::ModelQuant q = vqm::quant_from_json(stored, cfg.depth);
+  const vqm::ModelQuant q = vqm::quant_from_json(stored, cfg.depth, cfg.num_classes > 0);
   json out = stored;
   json acts = json::array(), modules = json::array();
   auto act = [&](const std::string &name, const vqm::ActQuant &a) {
@@ -74,14 +75,22 @@ json quantization(const json &stored, const vqm::VitConfig &cfg, const vqm::VqmF
   act("patch_embed.input", q.patch_in);
   module("patch_embed", q.patch_in.bits, "patch_embed.proj.weight");
   for (int b = 0; b < cfg.depth; ++b) {
-    const std::string pre = "blocks." + std::to_string(b) + ".";
+    const std::string pre = vqm::block_prefix(b);
     const vqm::BlockQuant &bq = q.blocks[static_cast<size_t>(b)];
     for (const auto &p : vqm::block_points()) act(pre + p.key, bq.*p.member);
-    module(pre + "attn", bq.attn_bits, pre + "attn.qkv.weight");
-    module(pre + "mlp", bq.mlp_bits, pre + "mlp.fc1.weight");
+    // A module's weight dtype is that of its first linear layer (all share its bits).
+    for (const char *m : vqm::kBlockModules)
+      for (const auto &l : vqm::block_linears())
+        if (std::string(l.module) == m) {
+          module(vqm::module_name(b, m), std::string(m) == "attn" ? bq.attn_bits : bq.mlp_bits,
+                 vqm::layer_name(b, l.id) + ".weight");
+          break;
+        }
   }
-  act("head.input", q.head_in);
-  module("head", q.head_in.bits, "head.weight");
+  if (cfg.num_classes > 0) {
+    act("head.input", q.head_in);
+    module("head", q.head_in.bits, "head.weight");
+  }
   out["activations"] = acts;
   out["modules"] = modules;
   return out;

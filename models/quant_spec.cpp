@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "models/layer_table.h"
 #include "runtime/io/error.h"
 
 namespace vqm {
@@ -66,16 +67,20 @@ int module_bits(const json &modules, const std::string &name) {
 
 }  // namespace
 
-ModelQuant quant_from_json(const json &q, int depth) {
+ModelQuant quant_from_json(const json &q, int depth, bool has_head) {
   if (!q.is_object() || !q.contains("activations") || !q["activations"].is_object() ||
       !q.contains("modules") || !q["modules"].is_object())
     fail(ErrorCode::format, "quantization: needs 'activations' and 'modules' objects");
   const json &acts = q["activations"];
   ModelQuant m;
   m.patch_in = act_from_json(acts, "patch_embed.input");
-  m.head_in = act_from_json(acts, "head.input");
+  if (has_head) {
+    m.head_in = act_from_json(acts, "head.input");
+  } else if (acts.contains("head.input")) {
+    fail(ErrorCode::format, "quantization: 'head.input' for a model without a head");
+  }
   for (int b = 0; b < depth; ++b) {
-    const std::string pre = "blocks." + std::to_string(b) + ".";
+    const std::string pre = block_prefix(static_cast<int>(b));
     BlockQuant bq;
     for (const auto &p : block_points()) bq.*p.member = act_from_json(acts, pre + p.key);
     bq.attn_bits = module_bits(q["modules"], pre + "attn");
@@ -88,9 +93,9 @@ ModelQuant quant_from_json(const json &q, int depth) {
 void quant_to_json(const ModelQuant &m, json &q) {
   json acts = json::object(), modules = json::object();
   acts["patch_embed.input"] = act_to_json(m.patch_in);
-  acts["head.input"] = act_to_json(m.head_in);
+  if (m.head_in.enabled) acts["head.input"] = act_to_json(m.head_in);  // models with a head
   for (size_t b = 0; b < m.blocks.size(); ++b) {
-    const std::string pre = "blocks." + std::to_string(b) + ".";
+    const std::string pre = block_prefix(static_cast<int>(b));
     for (const auto &p : block_points()) acts[pre + p.key] = act_to_json(m.blocks[b].*p.member);
     modules[pre + "attn"] = {{"bits", m.blocks[b].attn_bits}};
     modules[pre + "mlp"] = {{"bits", m.blocks[b].mlp_bits}};

@@ -40,8 +40,10 @@ const std::vector<BlockPoint> &block_points();
 // "quantization": {"activations": {name: {bits, delta, zero_point}}, "modules": {"blocks.N.attn":
 // {"bits": b}, ...}, ...}. Throws vqm::Error(format) naming the entry on anything missing or out
 // of range (bits 2..8, delta finite > 0, zero point in [0, 2^bits - 1]).
-ModelQuant quant_from_json(const nlohmann::json &q, int depth);
-// Writes "activations" and "modules" into `q` (other keys are left as they are).
+// A model without a head (num_classes 0) has no "head.input".
+ModelQuant quant_from_json(const nlohmann::json &q, int depth, bool has_head);
+// Writes "activations" and "modules" into `q` (other keys are left as they are); "head.input"
+// only when head_in is enabled.
 void quant_to_json(const ModelQuant &m, nlohmann::json &q);
 
 }  // namespace vqm

@@ -20,7 +20,7 @@ void run_calibration(const VitModel &model, const CalibrationSet &calib, int max
   so.max_batch = std::max(1, std::min(max_batch, calib.n));
   so.simulate = true;  // the model being quantized holds fp32 (fake-quant) weights, no integers
   VitSession session(view, so);
-  std::vector<float> logits(static_cast<size_t>(so.max_batch) * model.config().num_classes);
+  std::vector<float> logits(static_cast<size_t>(so.max_batch) * model.config().n_outputs());
   const int64_t size = model.config().input_size();
   for (int start = 0, count = 0; start < calib.n; start += count) {
     // Chunks must be batch sizes the session planned (max_batch or a power of two), so that one

@@ -76,7 +76,7 @@ std::vector<std::pair<int, int>> choose_mixed_bits(PtqContext &c, double budget_
     nn_attn /= double(images) * double(H);
     nn_mlp /= images;
 
-    const std::string pre = "blocks." + std::to_string(l) + ".";
+    const std::string pre = block_prefix(l);
     for (bool is_attn : {true, false}) {
       std::vector<BitOption> opts;
       ModuleReport mr;
@@ -85,14 +85,13 @@ std::vector<std::pair<int, int>> choose_mixed_bits(PtqContext &c, double budget_
       mr.nuclear_norm = is_attn ? nn_attn : nn_mlp;
       for (int b : cands) {
         BlockQuant &bq = c.q.blocks[l];
-        if (is_attn) {
-          quantize_linear(c, pre + "attn.qkv", fp[{Tap::qkv_in, l}], &bq.qkv_in, b, so, false);
+        for (const LinearSpec &ls : block_linears()) {
+          if (std::string(ls.module) != mr.name.substr(pre.size())) continue;
+          quantize_linear(c, layer_name(l, ls.id), fp[{ls.input, l}], &(bq.*ls.input_grid), b, so,
+                          false);
+          if (ls.id != Linear::qkv) continue;
           quantize_qk(c, l, fp[{Tap::q, l}], fp[{Tap::k, l}], b, so, false);
           quantize_av(c, l, attn, fp[{Tap::v, l}], b, so, false);
-          quantize_linear(c, pre + "attn.proj", fp[{Tap::proj_in, l}], &bq.proj_in, b, so, false);
-        } else {
-          quantize_linear(c, pre + "mlp.fc1", fp[{Tap::fc1_in, l}], &bq.fc1_in, b, so, false);
-          quantize_linear(c, pre + "mlp.fc2", fp[{Tap::fc2_in, l}], &bq.fc2_in, b, so, false);
         }
         // With everything upstream in fp32, the residual stream after the module differs from
         // the fp32 one by exactly the module's output error.

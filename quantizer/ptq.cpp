@@ -95,18 +95,25 @@ double baseline_percentile(const PtqOptions &o) {
 void quantize_linear(PtqContext &c, const std::string &layer, const std::vector<float> &x,
                      ActQuant *point, int bits, const SearchOptions &so, bool record) {
   const std::vector<float> &w = c.fp32.at(layer + ".weight");
-  const std::vector<float> &b = c.fp32.at(layer + ".bias");
-  const int64_t n = static_cast<int64_t>(b.size()), k = static_cast<int64_t>(w.size()) / n;
+  // A layer without a bias (qkv_bias false, CLIP's patch embedding) searches with a zero one
+  // and keeps none: its bias correction has nowhere to go.
+  const auto bias_it = c.fp32.find(layer + ".bias");
+  const bool has_bias = bias_it != c.fp32.end();
+  const int64_t n = c.model->file().get(layer + ".weight").shape.at(0);
+  const int64_t k = static_cast<int64_t>(w.size()) / n;
+  const std::vector<float> b = has_bias ? bias_it->second : std::vector<float>(n, 0.f);
   const int64_t rows = static_cast<int64_t>(x.size()) / k;
   LinearProblem p{x.data(), c.calib.n, rows / c.calib.n,          k, w.data(), b.data(), n,
                   bits,     bits,      choose_zero_point(x, bits)};
   const LinearResult r =
       use_search(c.opt) ? search_linear(p, so) : minmax_linear(p, baseline_percentile(c.opt));
   install_weights(c, layer + ".weight", row_deltas(r.w_delta, n), bits, record);
-  std::vector<float> bias = b;
-  if (c.opt.bias_correction)
-    for (int64_t j = 0; j < n; ++j) bias[j] -= r.bias_correction[j];
-  c.model->set_weight(layer + ".bias", std::move(bias));
+  if (has_bias) {
+    std::vector<float> bias = b;
+    if (c.opt.bias_correction)
+      for (int64_t j = 0; j < n; ++j) bias[j] -= r.bias_correction[j];
+    c.model->set_weight(layer + ".bias", std::move(bias));
+  }
   *point = to_act(r.x_grid);
   if (record && c.report) {
     LayerReport row;
@@ -116,7 +123,7 @@ void quantize_linear(PtqContext &c, const std::string &layer, const std::vector<
     row.x_delta = r.x_grid.delta;
     row.x_zero_point = r.x_grid.zero_point;
     row.similarity_init = r.similarity_init;
-    row.similarity = c.opt.bias_correction ? r.similarity_corrected : r.similarity;
+    row.similarity = c.opt.bias_correction && has_bias ? r.similarity_corrected : r.similarity;
     row.curve = r.curve;
     c.report->layers.push_back(row);
   }
@@ -174,7 +181,7 @@ void quantize_qk(PtqContext &c, int l, const std::vector<float> &q, const std::v
                                            : minmax_matmul(p, baseline_percentile(c.opt));
   c.q.blocks[l].q = to_act(r.a_grid);
   c.q.blocks[l].k = to_act(r.b_grid);
-  if (record) record_matmul(c, "blocks." + std::to_string(l) + ".attn.q@k", r, bits);
+  if (record) record_matmul(c, qk_name(l), r, bits);
 }
 
 void quantize_av(PtqContext &c, int l, const std::vector<float> &a, const std::vector<float> &v,
@@ -190,15 +197,17 @@ void quantize_av(PtqContext &c, int l, const std::vector<float> &a, const std::v
                                            : minmax_matmul(p, baseline_percentile(c.opt));
   c.q.blocks[l].attn = to_act(r.a_grid);
   c.q.blocks[l].v = to_act(r.b_grid);
-  if (record) record_matmul(c, "blocks." + std::to_string(l) + ".attn.a@v", r, bits);
+  if (record) record_matmul(c, av_name(l), r, bits);
 }
 
 void restore_module(PtqContext &c, int l, bool attn) {
-  const std::string pre = "blocks." + std::to_string(l) + (attn ? ".attn." : ".mlp.");
-  for (const char *layer :
-       attn ? std::vector<const char *>{"qkv", "proj"} : std::vector<const char *>{"fc1", "fc2"})
-    for (const char *part : {".weight", ".bias"})
-      c.model->set_weight(pre + layer + part, c.fp32.at(pre + layer + part));
+  for (const LinearSpec &ls : block_linears()) {
+    if (std::string(ls.module) != (attn ? "attn" : "mlp")) continue;
+    for (const char *part : {".weight", ".bias"}) {
+      const std::string name = layer_name(l, ls.id) + part;
+      if (auto it = c.fp32.find(name); it != c.fp32.end()) c.model->set_weight(name, it->second);
+    }
+  }
   BlockQuant &b = c.q.blocks[l];
   for (ActQuant *a : attn
                          ? std::vector<ActQuant *>{&b.qkv_in, &b.q, &b.k, &b.attn, &b.v, &b.proj_in}
@@ -331,7 +340,7 @@ VqmWriter quantize(const VqmFile &fp32, const CalibrationSet &calib, const PtqOp
 
   // Sequential search in network order.
   const SearchOptions &so = opt.search;
-  const int steps = 2 + 6 * depth;
+  const int steps = (cfg.num_classes > 0 ? 2 : 1) + 6 * depth;
   int step = 0;
   auto tick = [&](const std::string &what) {
     if (progress) progress(what, ++step, steps);
@@ -343,29 +352,25 @@ VqmWriter quantize(const VqmFile &fp32, const CalibrationSet &calib, const PtqOp
     tick("patch_embed");
   }
   for (int l = 0; l < depth; ++l) {
-    const std::string pre = "blocks." + std::to_string(l) + ".";
     BlockQuant &bq = c.q.blocks[l];
-    const int ab = bq.attn_bits, mb = bq.mlp_bits;
-    quantize_linear(c, pre + "attn.qkv", capture(c, {{Tap::qkv_in, l}})[{Tap::qkv_in, l}],
-                    &bq.qkv_in, ab, so, true);
-    tick(pre + "attn.qkv");
-    auto qkv = capture(c, {{Tap::q, l}, {Tap::k, l}, {Tap::v, l}});
-    quantize_qk(c, l, qkv[{Tap::q, l}], qkv[{Tap::k, l}], ab, so, true);
-    tick(pre + "attn.q@k");
-    auto probs = capture(c, {{Tap::attn_probs, l}});
-    quantize_av(c, l, probs[{Tap::attn_probs, l}], qkv[{Tap::v, l}], ab, so, true);
-    tick(pre + "attn.a@v");
-    quantize_linear(c, pre + "attn.proj", capture(c, {{Tap::proj_in, l}})[{Tap::proj_in, l}],
-                    &bq.proj_in, ab, so, true);
-    tick(pre + "attn.proj");
-    quantize_linear(c, pre + "mlp.fc1", capture(c, {{Tap::fc1_in, l}})[{Tap::fc1_in, l}],
-                    &bq.fc1_in, mb, so, true);
-    tick(pre + "mlp.fc1");
-    quantize_linear(c, pre + "mlp.fc2", capture(c, {{Tap::fc2_in, l}})[{Tap::fc2_in, l}],
-                    &bq.fc2_in, mb, so, true);
-    tick(pre + "mlp.fc2");
+    // The block's linear layers in network order (the layer table); the attention products
+    // come right after qkv, whose outputs they read.
+    for (const LinearSpec &ls : block_linears()) {
+      const int bits = std::string(ls.module) == "attn" ? bq.attn_bits : bq.mlp_bits;
+      const std::string layer = layer_name(l, ls.id);
+      quantize_linear(c, layer, capture(c, {{ls.input, l}})[{ls.input, l}], &(bq.*ls.input_grid),
+                      bits, so, true);
+      tick(layer);
+      if (ls.id != Linear::qkv) continue;
+      auto qkv = capture(c, {{Tap::q, l}, {Tap::k, l}, {Tap::v, l}});
+      quantize_qk(c, l, qkv[{Tap::q, l}], qkv[{Tap::k, l}], bits, so, true);
+      tick(qk_name(l));
+      auto probs = capture(c, {{Tap::attn_probs, l}});
+      quantize_av(c, l, probs[{Tap::attn_probs, l}], qkv[{Tap::v, l}], bits, so, true);
+      tick(av_name(l));
+    }
   }
-  {
+  if (cfg.num_classes > 0) {  // an embedding model has no head: its output stays fp32
     auto caps = capture(c, {{Tap::prelogits, -1}});
     quantize_linear(c, "head", caps.begin()->second, &c.q.head_in, opt.edge_bits, so, true);
     if (cfg.distilled) {
@@ -388,7 +393,7 @@ VqmWriter quantize(const VqmFile &fp32, const CalibrationSet &calib, const PtqOp
   if (report) {
     for (int l = 0; l < depth; ++l) {
       for (bool attn : {true, false}) {
-        const std::string name = "blocks." + std::to_string(l) + (attn ? ".attn" : ".mlp");
+        const std::string name = module_name(l, attn ? "attn" : "mlp");
         auto it = std::find_if(report->modules.begin(), report->modules.end(),
                                [&](const ModuleReport &m) { return m.name == name; });
         if (it == report->modules.end()) {

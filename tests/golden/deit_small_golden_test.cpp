@@ -2,7 +2,7 @@
 // weights stored in fp16; timm's fp32 logits for the stored inputs and for three real photos.
 #include <gtest/gtest.h>
 
-#include "golden/golden_util.h"
+#include "golden_util.h"
 #include "runtime/io/image.h"
 #include "test_util.h"
 

@@ -8,7 +8,7 @@
 
 #include <cmath>
 
-#include "golden/golden_util.h"
+#include "golden_util.h"
 #include "runtime/io/image.h"
 #include "test_util.h"
 

@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "apps/data/idx.h"
-#include "golden/golden_util.h"
+#include "golden_util.h"
 #include "runtime/io/image.h"
 #include "runtime/io/safetensors.h"
 #include "test_util.h"

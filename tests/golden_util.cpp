@@ -1,4 +1,4 @@
-#include "golden/golden_util.h"
+#include "golden_util.h"
 
 #include <algorithm>
 #include <cmath>
