@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 
 #include "models/convert.h"
 #include "models/vit.h"
@@ -14,6 +15,7 @@
 #include "runtime/format.h"
 #include "runtime/idx.h"
 #include "runtime/image.h"
+#include "runtime/pth.h"
 #include "runtime/safetensors.h"
 
 namespace vqm::fuzz {
@@ -233,12 +235,28 @@ Outcome run_idx(const uint8_t *data, size_t size) {
   });
 }
 
+Outcome run_pth(const uint8_t *data, size_t size) {
+  return guarded([&] {
+    const PthFile f = PthFile::from_memory(data, size, default_limits(), "<fuzz>");
+    std::set<std::string> names;
+    for (const auto &t : f.tensors()) {
+      touch(t);
+      uint64_t n = 0;
+      VQM_FUZZ_CHECK(dtype_nbytes(t.dtype, t.shape, &n) && n == t.nbytes);
+      VQM_FUZZ_CHECK(t.offset <= size && t.nbytes <= size - t.offset);  // inside the file
+      VQM_FUZZ_CHECK(!t.name.empty() && names.insert(t.name).second);
+      VQM_FUZZ_CHECK(f.find(t.name) == &t);
+    }
+  });
+}
+
 const std::vector<Target> &targets() {
   static const std::vector<Target> t = {{"vqm", run_vqm},
                                         {"safetensors", run_safetensors},
                                         {"image", run_image},
                                         {"config", run_config},
-                                        {"idx", run_idx}};
+                                        {"idx", run_idx},
+                                        {"pth", run_pth}};
   return t;
 }
 
