@@ -16,7 +16,7 @@ void append_bytes(Bytes *b, const void *p, size_t n) {
 }
 
 void put_le(Bytes *b, uint64_t v, int n) {
-  for (int i = 0; i < n; ++i) b->push_back(static_cast<uint8_t>(v >> (8 * i)));
+  for (int i = 0; i < n; ++i) b->push_back(i < 8 ? static_cast<uint8_t>(v >> (8 * i)) : 0);
 }
 
 std::vector<int64_t> contiguous(const std::vector<int64_t> &shape) {
