@@ -273,13 +273,14 @@ std::vector<Value> Machine::pop_n(size_t n) {
   return items;
 }
 
-void Machine::add_items(Object *o, size_t n) {
+// Counts values about to go into a container. The caller appends them without an exact reserve,
+// which would copy a list on every APPEND; vector growth stays geometric.
+void Machine::add_items(size_t n) {
   if (n > bounds_.items - items_) {
     bad(ErrorCode::limit, "containers hold more than " + num(bounds_.items) +
                               " values (a bound of the pickle reader)");
   }
   items_ += n;
-  o->items.reserve(o->items.size() + n);
 }
 
 // Picklers number memo entries 0, 1, 2, ...: those live in a vector. Any other key (a hostile
@@ -414,7 +415,7 @@ Value Machine::make_tensor(const Object &args) {
         "_rebuild_tensor_v2 with tensor metadata (" + describe(a[6]) + ") is not supported");
   }
   Object *t = make(Kind::tensor);
-  add_items(t, 4);
+  add_items(4);
   t->items.assign(a.begin(), a.begin() + 4);
   return of(t);
 }
@@ -481,6 +482,9 @@ void Machine::build() {
 // archive entry data/<key>. One key is one storage, whichever tensors share it.
 void Machine::persistent_load() {
   const Value pid = pop();
+  // A persistent id that was memoized and loaded again names the same storage: O(1), however
+  // long its key.
+  if (pid.kind == Kind::tuple && pid.obj->storage != nullptr) return push(of(pid.obj->storage));
   const std::vector<Value> *a = pid.kind == Kind::tuple ? &pid.obj->items : nullptr;
   if (a == nullptr || a->size() != 5 || (*a)[0].kind != Kind::string || (*a)[0].s != "storage") {
     bad(ErrorCode::unsupported, "persistent id " + describe(pid) +
@@ -493,6 +497,10 @@ void Machine::persistent_load() {
   if (key.kind != Kind::string || location.kind != Kind::string) {
     bad(ErrorCode::format, "storage key and location are " + describe(key) + " and " +
                                describe(location) + ", expected strings");
+  }
+  if (key.s.size() > bounds_.key_bytes) {
+    bad(ErrorCode::limit, "storage key of " + num(key.s.size()) + " bytes is longer than " +
+                              num(bounds_.key_bytes) + " (a bound of the pickle reader)");
   }
   if (numel.kind != Kind::integer || numel.i < 0) {
     bad(ErrorCode::format, "storage " + quote_name(std::string(key.s)) + " has " + describe(numel) +
@@ -507,6 +515,7 @@ void Machine::persistent_load() {
                                  " elements and again as " + type.obj->type->name + " of " +
                                  std::to_string(numel.i));
     }
+    pid.obj->storage = s;
     return push(of(s));
   }
   Object *s = make(Kind::storage);
@@ -515,6 +524,7 @@ void Machine::persistent_load() {
   s->numel = numel.i;
   loader_(*s);
   storages_.emplace(s->key, s);
+  pid.obj->storage = s;
   push(of(s));
 }
 
@@ -526,7 +536,7 @@ void Machine::setitems(std::vector<Value> items) {
   if (d.kind != Kind::dict) {
     bad(ErrorCode::format, op_str(op_) + " on " + describe(d) + ", expected a dict");
   }
-  add_items(d.obj, items.size());
+  add_items(items.size());
   d.obj->items.insert(d.obj->items.end(), items.begin(), items.end());
 }
 
@@ -535,7 +545,7 @@ void Machine::append(std::vector<Value> items) {
   if (l.kind != Kind::list) {
     bad(ErrorCode::format, op_str(op_) + " on " + describe(l) + ", expected a list");
   }
-  add_items(l.obj, items.size());
+  add_items(items.size());
   l.obj->items.insert(l.obj->items.end(), items.begin(), items.end());
 }
 
@@ -605,7 +615,7 @@ bool Machine::step_stack(uint8_t op) {
     case kTuple3: {
       std::vector<Value> items = op == kTuple ? pop_mark() : pop_n(op - kTuple1 + 1u);
       Object *t = make(Kind::tuple);
-      add_items(t, items.size());
+      add_items(items.size());
       t->items = std::move(items);
       push(of(t));
       return true;

@@ -76,6 +76,7 @@ struct Object {
   std::string_view key;           // storage: its key (the entry data/<key> holds its bytes)
   int64_t numel = 0;              // storage: elements
   const uint8_t *data = nullptr;  // storage: its bytes, set by the StorageLoader
+  Object *storage = nullptr;      // tuple used as a persistent id: the storage it named
 };
 
 // Bounds on the machine's memory, each checked before the step that would pass it. Sized for
@@ -87,6 +88,7 @@ struct Bounds {
   size_t memo = size_t{1} << 22;     // memo entries
   size_t objects = size_t{1} << 21;  // containers, globals, storages, tensors
   size_t items = size_t{1} << 23;    // values held by containers
+  size_t key_bytes = 256;            // one storage key (torch writes decimal numbers)
 };
 
 // Called once per distinct storage key, with type, key and numel set: sets `data`, or throws
@@ -112,7 +114,7 @@ class Machine {
   Value &top();
   std::vector<Value> pop_mark();
   std::vector<Value> pop_n(size_t n);
-  void add_items(Object *o, size_t n);
+  void add_items(size_t n);
   void memo_put(uint64_t key);
   void memo_get(uint64_t key);
   void push_string(uint64_t len, const char *op);
