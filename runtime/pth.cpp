@@ -305,7 +305,7 @@ PthFile PthFile::from_file(const std::string &path, const Limits &limits) {
   Parsed parsed = parse_pth(detail::aligned_start(*f.bytes_), size, limits, path);
   f.archive_name_ = std::move(parsed.archive_name);
   f.state_dict_key_ = std::move(parsed.state_dict_key);
-  f.tensors_ = std::move(parsed.tensors);
+  f.set_tensors(std::move(parsed.tensors));
   return f;
 }
 
@@ -317,14 +317,19 @@ PthFile PthFile::from_memory(const void *data, size_t size, const Limits &limits
   Parsed parsed = parse_pth(detail::aligned_start(*f.bytes_), size, limits, what);
   f.archive_name_ = std::move(parsed.archive_name);
   f.state_dict_key_ = std::move(parsed.state_dict_key);
-  f.tensors_ = std::move(parsed.tensors);
+  f.set_tensors(std::move(parsed.tensors));
   return f;
 }
 
+void PthFile::set_tensors(std::vector<TensorInfo> tensors) {
+  tensors_ = std::move(tensors);
+  index_.reserve(tensors_.size());
+  for (size_t i = 0; i < tensors_.size(); ++i) index_.emplace(tensors_[i].name, i);
+}
+
 const TensorInfo *PthFile::find(const std::string &name) const {
-  for (const auto &t : tensors_)
-    if (t.name == name) return &t;
-  return nullptr;
+  const auto it = index_.find(name);
+  return it == index_.end() ? nullptr : &tensors_[it->second];
 }
 
 const TensorInfo &PthFile::get(const std::string &name) const {

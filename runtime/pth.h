@@ -8,6 +8,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "limits.h"
@@ -31,7 +32,7 @@ class PthFile {
   // the data's offset in the file. Tensors that share a storage (views such as slices of one
   // parameter) share bytes; only contiguous tensors are read.
   const std::vector<TensorInfo> &tensors() const { return tensors_; }
-  const TensorInfo *find(const std::string &name) const;  // nullptr if absent
+  const TensorInfo *find(const std::string &name) const;  // nullptr if absent; O(1)
   // Throws vqm::Error(format) "missing tensor 'x' in <path>" if absent.
   const TensorInfo &get(const std::string &name) const;
   const std::string &source() const { return source_; }
@@ -42,11 +43,14 @@ class PthFile {
   const std::string &state_dict_key() const { return state_dict_key_; }
 
  private:
+  void set_tensors(std::vector<TensorInfo> tensors);
+
   std::string source_;
   std::string archive_name_;
   std::string state_dict_key_;
   std::shared_ptr<std::vector<uint8_t>> bytes_;
   std::vector<TensorInfo> tensors_;
+  std::unordered_map<std::string, size_t> index_;  // name -> position in tensors_ (unique names)
 };
 
 }  // namespace vqm
