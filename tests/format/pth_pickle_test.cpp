@@ -116,8 +116,9 @@ TEST(PthPickle, OpcodesOutsideTheAllowListAreRefused) {
       {0x90, "ADDITEMS"},    {0x91, "FROZENSET"},
       {0x97, "NEXT_BUFFER"}, {0x98, "READONLY_BUFFER"},
   };
-  for (const auto &[code, name] : refused) {
+  for (const auto &[op, name] : refused) {
     SCOPED_TRACE(name);
+    const uint8_t code = op;  // a copy: C++17 lambdas cannot capture structured bindings
     char hex[8];
     std::snprintf(hex, sizeof hex, "0x%02x", code);
     EXPECT_VQM_ERROR(parse(body(std::string(1, static_cast<char>(code)) + "x\n")), unsupported,
@@ -227,6 +228,23 @@ TEST(PthPickle, PersistentIdsAreStoragesOnly) {
   storage(&p, "FloatStorage", "0", -1);
   EXPECT_VQM_ERROR(parse(p.stop()), format,
                    "storage '0' has an int (-1) elements, expected an int");
+}
+
+TEST(PthPickle, AMemoizedPersistentIdNamesTheSameStorage) {
+  Pickle p;
+  p.proto(2).op('}').mark();
+  for (const char *name : {"a", "b"}) {
+    p.str(name).global("torch._utils", "_rebuild_tensor_v2").mark();
+    if (name[0] == 'a') {
+      p.mark().str("storage").global("torch", "FloatStorage").str("0").str("cpu").integer(4);
+      p.tuple().put(7).op('Q');
+    } else {
+      p.get(7).op('Q');  // the same pid tuple again
+    }
+    p.integer(name[0] == 'a' ? 0 : 2).ints({2}).ints({1}).op(0x89).op('}').tuple().op('R');
+  }
+  const PthFile f = parse(p.op('u').stop());
+  EXPECT_EQ(f.get("b").data, f.get("a").data + 8);
 }
 
 TEST(PthPickle, StoragesMustMatchTheirEntries) {
@@ -357,6 +375,12 @@ TEST(PthPickle, MachineBoundsAreLimits) {
   // The stack, through the reader: 2^20 values.
   EXPECT_VQM_ERROR(parse(body(std::string((size_t{1} << 20) + 1, 'N'))), limit,
                    "stack deeper than 1048576 values (a bound of the pickle reader)");
+  // Storage keys (torch writes decimal numbers): 256 bytes at most.
+  Pickle key;
+  key.proto(2);
+  storage(&key, "FloatStorage", std::string(257, '7'), 4);
+  EXPECT_VQM_ERROR(parse(key.stop()), limit,
+                   "storage key of 257 bytes is longer than 256 (a bound of the pickle reader)");
   // The others with small bounds on the machine itself.
   auto run = [](const std::string &pickle, const detail::pickle::Bounds &bounds) {
     detail::pickle::Machine m(
@@ -432,13 +456,14 @@ TEST(PthTensor, DtypesAndLimits) {
       {"BoolStorage", "bool"},
       {"ComplexFloatStorage", "complex64"},
       {"ComplexDoubleStorage", "complex128"}};
-  for (const auto &[type, torch_name] : unsupported_types) {
-    SCOPED_TRACE(type);
+  for (const auto &[storage_type, torch_name] : unsupported_types) {
+    SCOPED_TRACE(storage_type);
+    const std::string type = storage_type;  // lambdas cannot capture structured bindings
     // Storage "0" holds 16 bytes: numel 16 / element size.
-    const int64_t elem = std::string(type) == "ComplexDoubleStorage" ? 16
-                         : std::string(type) == "BoolStorage"        ? 1
-                         : std::string(type) == "ShortStorage"       ? 2
-                                                                     : 8;
+    const int64_t elem = type == "ComplexDoubleStorage" ? 16
+                         : type == "BoolStorage"        ? 1
+                         : type == "ShortStorage"       ? 2
+                                                        : 8;
     EXPECT_VQM_ERROR(parse(one({"pos_embed", type, "0", 16 / elem, 0, {16 / elem}, {}})),
                      unsupported,
                      std::string("t.pth: tensor 'pos_embed': dtype ") + torch_name + " (" + type +
