@@ -404,6 +404,15 @@ TEST(PthPickle, MachineBoundsAreLimits) {
   EXPECT_VQM_ERROR(run("]NaNaNaNa.", small), limit, "m byte 8: containers hold more than 3");
 }
 
+// Each opcode costs O(1) amortized: a million APPENDs (2 MB of pickle) take milliseconds. An
+// exact reserve per APPEND once made this quadratic (terabytes of copying).
+TEST(PthPickle, AMillionAppendsAreLinear) {
+  std::string appends;
+  for (int i = 0; i < (1 << 20); ++i) appends += "Na";
+  EXPECT_VQM_ERROR(parse(body("]" + appends)), format,
+                   "t.pth: the pickle holds a list of 1048576, expected a dict of tensors");
+}
+
 TEST(PthTensor, GeometryThatDoesNotFitItsStorage) {
   auto shaped = [](const std::vector<int64_t> &shape, const std::vector<int64_t> &stride,
                    int64_t offset = 0) {
