@@ -71,11 +71,10 @@ uint64_t find_eocd(const uint8_t *p, uint64_t size, const std::string &src) {
     const uint64_t pos = size - kEocdSize - back;
     if (le(p + pos, 4) == kEocdSig && le(p + pos + 20, 2) == back) return pos;
   }
-  fail(ErrorCode::format, src +
-                              ": not a zip archive: no end of central directory record in its "
-                              "last " +
-                              num(span + kEocdSize) +
-                              " bytes (torch.save since 1.6 writes zip files)");
+  const std::string last = num(span + kEocdSize);
+  fail(ErrorCode::format,
+       src + ": not a zip archive: no end of central directory record in its last " + last +
+           " bytes (torch.save since 1.6 writes zip files)");
 }
 
 // Fills `d` from the ZIP64 EOCD record that the locator just before the EOCD at `eocd` points to.
@@ -86,7 +85,8 @@ void read_zip64(const uint8_t *p, uint64_t eocd, const std::string &src, Directo
   const uint64_t loc_pos = eocd - kZip64LocatorSize;
   if (le(loc + 4, 4) != 0 || le(loc + 16, 4) != 1) {
     fail(ErrorCode::unsupported, src + ": zip archive spans " + num(le(loc + 16, 4)) +
-                                     " disks; only single-file archives are read");
+                                     " disks (ZIP64 record on disk " + num(le(loc + 4, 4)) +
+                                     "); only single-file archives are read");
   }
   if (rec > loc_pos || loc_pos - rec < kZip64EocdSize) {
     fail(ErrorCode::format, src + ": ZIP64 end of central directory record at offset " + num(rec) +
