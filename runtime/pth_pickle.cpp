@@ -7,6 +7,7 @@
 // are read too.
 #include "pth_pickle.h"
 
+#include <cstdio>
 #include <cstring>
 
 #include "reader_util.h"

@@ -3,6 +3,7 @@
 // pickle is wrapped in a valid zip (tests/pth_files.h).
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
 #include <functional>
 
