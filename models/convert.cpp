@@ -9,6 +9,7 @@
 #include "models/layer_table.h"
 #include "models/vit_config.h"
 #include "runtime/io/error.h"
+#include "runtime/io/pth.h"
 
 namespace vqm {
 
@@ -613,10 +614,25 @@ Checkpoint load_checkpoint(const std::string &path) {
   std::error_code ec;
   if (fs::is_directory(path, ec)) return hf_snapshot_checkpoint(path);
   const std::string ext = fs::path(path).extension().string();
-  if (ext == ".pth" || ext == ".pt" || ext == ".bin")
-    fail(ErrorCode::unsupported, "'" + path +
-                                     "': PyTorch pickle checkpoints (.pth/.pt/.bin) are not "
-                                     "supported yet; save the state dict as .safetensors");
+  if (ext == ".pth" || ext == ".pt" || ext == ".bin") {
+    // torch.save's zip of a pickle, read without executing anything (runtime/io/pth.h).
+    auto owner = std::make_shared<PthFile>(PthFile::from_file(path));
+    switch (detect_source_format(owner->tensors(), owner->source())) {
+      case SourceFormat::torchvision:
+        return torchvision_checkpoint(owner->tensors(), owner->source(), {}, owner);
+      case SourceFormat::timm: {
+        Checkpoint c;
+        c.source = owner->source();
+        c.tensors = owner->tensors();
+        c.keep = owner;
+        return c;
+      }
+      case SourceFormat::huggingface:
+        fail(ErrorCode::unsupported, "'" + path +
+                                         "': Hugging Face pytorch_model.bin is not supported; "
+                                         "use the snapshot's model.safetensors");
+    }
+  }
   SafetensorsFile file = SafetensorsFile::from_file(path);
   switch (detect_source_format(file.tensors(), file.source())) {
     case SourceFormat::timm:

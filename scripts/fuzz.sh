@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# libFuzzer runs of the fuzz targets (tests/fuzz: vqm, safetensors, image, config, idx) in a
+# libFuzzer runs of the fuzz targets (tests/fuzz: vqm, safetensors, image, config, idx, pth) in a
 # clang ASan+UBSan build configured with -DVQM_FUZZ=ON (scripts/test.sh makes one: build-asan).
 #
 #   bash scripts/fuzz.sh                      # CI: 60 s per target, as many at once as cores
@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
     *) targets+=("$1"); shift ;;
   esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(vqm safetensors image config idx)
+[ ${#targets[@]} -gt 0 ] || targets=(vqm safetensors image config idx pth)
 
 for t in "${targets[@]}"; do
   if [ ! -x "$build/bin/fuzz_$t" ]; then
@@ -50,7 +50,10 @@ export OMP_NUM_THREADS=1
 run_one() {
   local t=$1 dict=()
   mkdir -p "$work/corpus/$t" "$work/crashes/$t" "$work/logs" "tests/fuzz/regressions/$t"
-  case $t in vqm|config|safetensors) dict=(-dict=tests/fuzz/json.dict) ;; esac
+  case $t in
+    vqm|config|safetensors) dict=(-dict=tests/fuzz/json.dict) ;;
+    pth) dict=(-dict=tests/fuzz/pth.dict) ;;
+  esac
   # -malloc_limit_mb: no input of a few KB may make vqm allocate 512 MB at once (a missing limit
   # check); -timeout: none may take 10 s (a hang).
   "$build/bin/fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \

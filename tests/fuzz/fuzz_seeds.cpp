@@ -6,6 +6,7 @@
 
 #include "fuzz_targets.h"
 #include "models/random_model.h"
+#include "pth_files.h"
 #include "quantizer/ptq.h"
 #include "test_files.h"
 #include "test_util.h"
@@ -168,6 +169,18 @@ std::vector<Seed> make_seeds(const std::string &data_dir, const std::string &fmn
   const std::string real_labels = fmnist_dir + "/t10k-labels-idx1-ubyte.gz";
   if (std::filesystem::exists(real_labels))
     add("idx", "fmnist-t10k-labels-idx1-ubyte.gz", with_option(1, test::read_bytes(real_labels)));
+  // pth: the real torchvision checkpoint, and small state dicts as torch.save writes them.
+  add("pth", "torchvision_vit_b16_small.pth",
+      test::read_bytes(data_dir + "/models/torchvision_vit_b16_small.pth"));
+  add("pth", "small.pth", test::small_pth());
+  add("pth", "small_no_zip64_unaligned.pth", test::small_pth({false, false}));
+  // {"epoch": 3, "model": state_dict}: the PROTO and STOP of the state dict's pickle dropped.
+  const Bytes sd = test::state_dict_pickle({{"w", "HalfStorage", "0", 6, 2, {2, 2}, {}}});
+  test::Pickle ckpt;
+  ckpt.proto(2).op('}').op('(').str("epoch").integer(3).str("model");
+  ckpt.b.insert(ckpt.b.end(), sd.begin() + 2, sd.end() - 1);
+  ckpt.op('u').stop();
+  add("pth", "checkpoint.pth", test::make_pth(ckpt.b, {{"0", test::pattern_bytes(12, 0)}}));
   return seeds;
 }
 

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 
 #include "apps/data/idx.h"
 #include "models/convert.h"
@@ -14,6 +15,7 @@
 #include "runtime/io/error.h"
 #include "runtime/io/format.h"
 #include "runtime/io/image.h"
+#include "runtime/io/pth.h"
 #include "runtime/io/safetensors.h"
 
 namespace vqm::fuzz {
@@ -233,12 +235,35 @@ Outcome run_idx(const uint8_t *data, size_t size) {
   });
 }
 
+Outcome run_pth(const uint8_t *data, size_t size) {
+  return guarded([&] {
+    const PthFile f = PthFile::from_memory(data, size, default_limits(), "<fuzz>");
+    std::set<std::string> names;
+    // Views may share bytes: thousands of views of one big storage would make reading them all
+    // a timeout of this harness, not of the reader. Past a budget, each tensor's first and last
+    // byte stand for its range.
+    uint64_t budget = uint64_t{64} << 20;
+    for (const auto &t : f.tensors()) {
+      if (t.nbytes <= budget) {
+        touch(t);
+        budget -= t.nbytes;
+      } else if (t.nbytes != 0) {
+        volatile uint8_t ends = static_cast<uint8_t>(t.data[0] ^ t.data[t.nbytes - 1]);
+        (void)ends;
+      }
+      uint64_t n = 0;
+      VQM_FUZZ_CHECK(dtype_nbytes(t.dtype, t.shape, &n) && n == t.nbytes);
+      VQM_FUZZ_CHECK(t.offset <= size && t.nbytes <= size - t.offset);  // inside the file
+      VQM_FUZZ_CHECK(!t.name.empty() && names.insert(t.name).second);
+      VQM_FUZZ_CHECK(f.find(t.name) == &t);
+    }
+  });
+}
+
 const std::vector<Target> &targets() {
-  static const std::vector<Target> t = {{"vqm", run_vqm},
-                                        {"safetensors", run_safetensors},
-                                        {"image", run_image},
-                                        {"config", run_config},
-                                        {"idx", run_idx}};
+  static const std::vector<Target> t = {{"vqm", run_vqm},     {"safetensors", run_safetensors},
+                                        {"image", run_image}, {"config", run_config},
+                                        {"idx", run_idx},     {"pth", run_pth}};
   return t;
 }
 

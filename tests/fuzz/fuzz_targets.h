@@ -28,6 +28,9 @@ Outcome run_image(const uint8_t *data, size_t size);
 Outcome run_config(const uint8_t *data, size_t size);
 // One selector byte (images or labels) then idx bytes, plain or gzip -> load_idx_*.
 Outcome run_idx(const uint8_t *data, size_t size);
+// .pth bytes (torch.save zip) -> PthFile::from_memory, every tensor byte read, sizes and names
+// consistent.
+Outcome run_pth(const uint8_t *data, size_t size);
 
 struct Target {
   const char *name;  // also the folder name of its seeds and saved crash inputs

@@ -9,6 +9,8 @@
 // photos, through our decode and the preprocessing the converter derived, to the same top-1.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include <algorithm>
 #include <cmath>
 
@@ -121,6 +123,32 @@ const Source kSources[] = {
 
 INSTANTIATE_TEST_SUITE_P(Sources, FamilySourcesGolden, ::testing::ValuesIn(kSources),
                          [](const auto &info) { return std::string(info.param.name); });
+
+// The same torchvision weights as torch.save's .pth (read by the safe pickle reader) and as
+// .safetensors convert to the same .vqm tensors, byte for byte.
+TEST(FamilySources, TorchvisionPthAndSafetensorsGiveTheSameTensors) {
+  ConvertOptions opt;
+  opt.num_heads = 3;  // a .pth carries no metadata
+  const auto pth =
+      convert_checkpoint(load_checkpoint(data_path("models/torchvision_vit_b16_small.pth")), opt);
+  const auto st = convert_checkpoint(
+      load_checkpoint(data_path("models/family/torchvision_vit_b16_small.safetensors")), opt);
+  const std::vector<uint8_t> a = pth.to_bytes(), b = st.to_bytes();
+  const VqmFile fa = VqmFile::from_memory(a.data(), a.size());
+  const VqmFile fb = VqmFile::from_memory(b.data(), b.size());
+  ASSERT_EQ(fa.tensors().size(), fb.tensors().size());
+  for (const TensorInfo &t : fa.tensors()) {
+    const TensorInfo &u = fb.get(t.name);
+    EXPECT_EQ(t.shape, u.shape) << t.name;
+    ASSERT_EQ(t.nbytes, u.nbytes) << t.name;
+    EXPECT_EQ(std::memcmp(t.data, u.data, t.nbytes), 0) << t.name;
+  }
+  // The same geometry and variant; only "arch" differs (the .safetensors' metadata names it).
+  nlohmann::json ma = fa.meta()["model"], mb = fb.meta()["model"];
+  ma.erase("arch");
+  mb.erase("arch");
+  EXPECT_EQ(ma, mb);
+}
 
 }  // namespace
 }  // namespace vqm::test

@@ -41,7 +41,7 @@ std::vector<float> run(const std::shared_ptr<const VitModel> &m, const std::vect
 
 struct Case {
   const char *name;
-  int bits;          // uniform bits, or 0 for --mixed 4
+  int bits;  // uniform bits, or 0 for --mixed 4
 };
 
 class FamilyQuant : public ::testing::TestWithParam<Case> {};
@@ -105,10 +105,18 @@ TEST_P(FamilyQuant, IntegerAgreesWithSimulated) {
 }
 
 const Case kCases[] = {
-    {"deit3_small_layerscale", 8}, {"dinov2_small_features", 8}, {"dinov2_small_reg4_features", 8},
-    {"clip_base_quickgelu", 8},    {"vit_gap_noclass", 8},       {"vit_fcnorm_avg", 8},
-    {"vit_noqkvbias", 8},          {"vit_patch32_384", 8},       {"deit3_small_layerscale", 0},
-    {"dinov2_small_reg4_features", 0}, {"clip_base_quickgelu", 0}, {"vit_gap_noclass", 0},
+    {"deit3_small_layerscale", 8},
+    {"dinov2_small_features", 8},
+    {"dinov2_small_reg4_features", 8},
+    {"clip_base_quickgelu", 8},
+    {"vit_gap_noclass", 8},
+    {"vit_fcnorm_avg", 8},
+    {"vit_noqkvbias", 8},
+    {"vit_patch32_384", 8},
+    {"deit3_small_layerscale", 0},
+    {"dinov2_small_reg4_features", 0},
+    {"clip_base_quickgelu", 0},
+    {"vit_gap_noclass", 0},
 };
 
 INSTANTIATE_TEST_SUITE_P(Family, FamilyQuant, ::testing::ValuesIn(kCases), [](const auto &info) {
