@@ -1,11 +1,46 @@
-// vit-run --model M.vqm IMG...: classify images, print the top-K classes with probabilities.
+// vit-run --model M.vqm IMG...: classify images, print the top-K classes with probabilities, or
+// the embedding of a model without a classifier head; --embed writes every output as N x D f32.
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "apps/app_common.h"
 #include "apps/cli.h"
+#include "apps/progress.h"
 #include "runtime/io/error.h"
+#include "runtime/io/format.h"
 #include "runtime/io/image.h"
+
+namespace {
+
+// The positional arguments with folders replaced by the images in them (sorted, recursive).
+std::vector<std::string> expand_images(const std::vector<std::string> &args) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> out;
+  for (const std::string &a : args) {
+    std::error_code ec;
+    if (!fs::is_directory(a, ec)) {
+      out.push_back(a);
+      continue;
+    }
+    std::vector<std::string> found;
+    for (const auto &e : fs::recursive_directory_iterator(a, ec)) {
+      std::string ext = e.path().extension().string();
+      std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
+      if (e.is_regular_file() &&
+          (ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp"))
+        found.push_back(e.path().string());
+    }
+    if (ec) throw vqm::Error(vqm::ErrorCode::io, "cannot list '" + a + "': " + ec.message());
+    std::sort(found.begin(), found.end());
+    out.insert(out.end(), found.begin(), found.end());
+  }
+  return out;
+}
+
+}  // namespace
 
 int main(int argc, char **argv) {
   return vqm::cli::run_tool("vit-run", [&] {
@@ -14,14 +49,23 @@ int main(int argc, char **argv) {
                          {"--top", "K", "classes to print per image (default 5)"},
                          {"--json", "", "print one JSON object per image instead of text"},
                          {"--threads", "N", "OpenMP threads (default: all cores)"},
-                         {"--batch", "N", "images per forward pass (default 1)"}},
-                        "Classifies images (JPEG, PNG, BMP) with timm's eval preprocessing and "
-                        "prints the top-K classes of each on stdout, as text or one JSON object "
-                        "per image. An unreadable image is reported on stderr and skipped (exit "
-                        "status 1 at the end).\n\n"
+                         {"--batch", "N", "images per forward pass (default 1)"},
+                         {"--embed", "FILE",
+                          "write every image's output (the embedding, or the "
+                          "logits of a classifier) as N x D float32"},
+                         {"--quiet", "", "no progress bar"}},
+                        "Classifies images (JPEG, PNG, BMP; a folder stands for the images in it) "
+                        "with the model's preprocessing and prints the top-K classes of each on "
+                        "stdout, as text or one JSON object per image (with the whole output "
+                        "vector as \"output\"). A model without a classifier head (DINOv2, CLIP "
+                        "towers) outputs its embedding instead. --embed writes the outputs of "
+                        "the images that decoded, in order (little-endian float32, written "
+                        "atomically), with a progress bar. An unreadable image is reported on "
+                        "stderr and skipped (exit status 1 at the end).\n\n"
                         "examples:\n"
                         "  vit-run --model deit_s.vqm cat.jpg dog.png\n"
-                        "  vit-run --model fmnist.vqm --top 3 --json shoe.png");
+                        "  vit-run --model fmnist.vqm --top 3 --json shoe.png\n"
+                        "  vit-run --model dinov2_s.vqm --embed photos.f32 --batch 8 photos/");
     args.parse(argc, argv);
     if (!args.has("--model")) throw vqm::cli::UsageError("missing --model M.vqm");
     if (args.positional().empty()) throw vqm::cli::UsageError("no image files given");
@@ -34,9 +78,15 @@ int main(int argc, char **argv) {
     const auto model = vqm::app::load_model(args.get("--model"));
     vqm::VitSession session(model, so);
     const auto &c = model->config();
-    const auto &images = args.positional();
+    const std::vector<std::string> images = expand_images(args.positional());
+    if (images.empty()) throw vqm::Error(vqm::ErrorCode::invalid_argument, "no images found");
+    const int64_t k = c.n_outputs();
+    const bool embed = args.has("--embed"), json = args.has("--json");
     std::vector<float> input(static_cast<size_t>(batch * c.input_size()));
-    std::vector<float> logits(static_cast<size_t>(batch) * c.num_classes);
+    std::vector<float> outputs(static_cast<size_t>(batch) * k);
+    std::vector<float> embedded;  // --embed: every decoded image's output, in order
+    vqm::app::ProgressBar bar("vit-run", "images",
+                              embed && vqm::app::progress_wanted(args.has("--quiet")));
     int failures = 0;
     for (size_t start = 0; start < images.size();) {
       // Decode up to `batch` images; an unreadable one is reported and skipped, not fatal.
@@ -52,25 +102,46 @@ int main(int argc, char **argv) {
           ++failures;
         }
       }
-      session.run(input.data(), static_cast<int64_t>(names.size()), logits.data());
+      session.run(input.data(), static_cast<int64_t>(names.size()), outputs.data());
+      if (embed) {
+        embedded.insert(embedded.end(), outputs.begin(), outputs.begin() + names.size() * k);
+        bar.update(static_cast<int64_t>(start), static_cast<int64_t>(images.size()));
+        continue;
+      }
       for (size_t i = 0; i < names.size(); ++i) {
-        const float *row = logits.data() + i * c.num_classes;
-        const auto prob = vqm::app::softmax(row, c.num_classes);
-        const auto best = vqm::app::top_k(row, c.num_classes, top);
-        if (args.has("--json")) {
-          nlohmann::json j = {{"image", names[i]}, {"top", nlohmann::json::array()}};
-          for (int k : best)
-            j["top"].push_back({{"class", k},
-                                {"label", model->labels()[k]},
-                                {"prob", prob[k]},
-                                {"logit", row[k]}});
+        const float *row = outputs.data() + i * k;
+        if (json) {
+          nlohmann::json j = {{"image", names[i]}, {"output", std::vector<float>(row, row + k)}};
+          if (c.num_classes > 0) {
+            const auto prob = vqm::app::softmax(row, c.num_classes);
+            j["top"] = nlohmann::json::array();
+            for (int cls : vqm::app::top_k(row, c.num_classes, top))
+              j["top"].push_back({{"class", cls},
+                                  {"label", model->labels()[cls]},
+                                  {"prob", prob[cls]},
+                                  {"logit", row[cls]}});
+          }
           std::printf("%s\n", j.dump().c_str());
-        } else {
+        } else if (c.num_classes > 0) {
           std::printf("%s\n", names[i].c_str());
-          for (int k : best)
-            std::printf("  %6.2f%%  %4d  %s\n", 100.0 * prob[k], k, model->labels()[k].c_str());
+          const auto prob = vqm::app::softmax(row, c.num_classes);
+          for (int cls : vqm::app::top_k(row, c.num_classes, top))
+            std::printf("  %6.2f%%  %4d  %s\n", 100.0 * prob[cls], cls,
+                        model->labels()[cls].c_str());
+        } else {
+          double norm = 0;
+          for (int64_t j = 0; j < k; ++j) norm += double{row[j]} * row[j];
+          std::printf("%s\n  embedding: %lld values, L2 norm %.4f, first %.4f %.4f %.4f\n",
+                      names[i].c_str(), static_cast<long long>(k), std::sqrt(norm), row[0],
+                      k > 1 ? row[1] : 0.f, k > 2 ? row[2] : 0.f);
         }
       }
+    }
+    if (embed) {
+      bar.finish();
+      vqm::write_file_atomic(args.get("--embed"), embedded.data(), embedded.size() * sizeof(float));
+      std::fprintf(stderr, "vit-run: wrote %zu x %lld float32 to %s\n", embedded.size() / k,
+                   static_cast<long long>(k), args.get("--embed").c_str());
     }
     return failures ? 1 : 0;
   });

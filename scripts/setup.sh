@@ -9,8 +9,9 @@ build_dir=${1:-build}
 # ocl-icd-opencl-dev: Debian's oneDNN CMake package (dnnl-config.cmake) requires OpenCL, which
 # libdnnl-dev only recommends, and recommends are not installed here.
 # clang, its sanitizer/libFuzzer runtimes and libomp: the sanitizer builds of scripts/test.sh.
-# stb_image is vendored (third_party/stb).
-packages=(build-essential cmake pkg-config libdnnl-dev ocl-icd-opencl-dev nlohmann-json3-dev
+# stb_image is vendored (third_party/stb). git: scripts/test.sh lists the sources it checks with
+# clang-format through git (a checkout made elsewhere and copied over has no git of its own).
+packages=(build-essential cmake pkg-config git libdnnl-dev ocl-icd-opencl-dev nlohmann-json3-dev
           libgtest-dev dataset-fashion-mnist clang clang-format libclang-rt-dev libomp-dev
           python3-numpy)
 missing=()

@@ -123,7 +123,13 @@ class Model(_Owned):
 
     @property
     def n_classes(self):
+        """Classes of the classifier head; 0 for an embedding model (no head)."""
         return _api().vqm_model_n_classes(self._h())
+
+    @property
+    def n_outputs(self):
+        """Values a run returns per image: n_classes logits, or the embedding's size."""
+        return _api().vqm_model_n_outputs(self._h())
 
     @property
     def input_shape(self):
@@ -155,11 +161,13 @@ class Session(_Owned):
         _check(_api().vqm_session_create(model._h(), ctypes.byref(params), ctypes.byref(handle)))
         self._handle = handle
         self.n_classes = model.n_classes
+        self.n_outputs = model.n_outputs
         self.input_shape = model.input_shape
 
     def run(self, images):
         """Runs preprocessed images: a C-contiguous float32 numpy array of shape (N, C, H, W)
-        matching the model's input_shape. Returns float32 logits of shape (N, n_classes)."""
+        matching the model's input_shape. Returns float32 outputs of shape (N, n_outputs): logits,
+        or the embeddings of a model without a classifier head."""
         if not isinstance(images, np.ndarray):
             raise TypeError("vqm: images must be a numpy array, got %s" % type(images).__name__)
         if images.dtype != np.float32:
@@ -179,7 +187,7 @@ class Session(_Owned):
         n = images.shape[0]
         if n > 2**31 - 1:
             raise ValueError("vqm: at most 2^31 - 1 images per call")
-        logits = np.empty((n, self.n_classes), dtype=np.float32)
+        logits = np.empty((n, self.n_outputs), dtype=np.float32)
         _check(
             _api().vqm_session_run(
                 self._h(),
@@ -193,8 +201,8 @@ class Session(_Owned):
 
     def run_image_file(self, path):
         """Decodes an image file (JPEG/PNG/BMP), preprocesses it as the model specifies and runs
-        it. Returns float32 logits of shape (n_classes,)."""
-        logits = np.empty(self.n_classes, dtype=np.float32)
+        it. Returns float32 outputs of shape (n_outputs,): logits, or the embedding."""
+        logits = np.empty(self.n_outputs, dtype=np.float32)
         _check(
             _api().vqm_session_run_image_file(
                 self._h(),

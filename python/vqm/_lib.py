@@ -50,6 +50,7 @@ _PROTOTYPES = {
     ),
     "vqm_model_free": (None, [_handle]),
     "vqm_model_n_classes": (ctypes.c_int32, [_handle]),
+    "vqm_model_n_outputs": (ctypes.c_int32, [_handle]),
     "vqm_model_input_channels": (ctypes.c_int32, [_handle]),
     "vqm_model_input_size": (ctypes.c_int32, [_handle]),
     "vqm_model_label": (ctypes.c_char_p, [_handle, ctypes.c_int32]),

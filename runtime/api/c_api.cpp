@@ -161,6 +161,9 @@ void vqm_model_free(vqm_model *model) {
 int32_t vqm_model_n_classes(const vqm_model *model) {
   return model ? model->impl->config().num_classes : 0;
 }
+int32_t vqm_model_n_outputs(const vqm_model *model) {
+  return model ? model->impl->config().n_outputs() : 0;
+}
 int32_t vqm_model_input_channels(const vqm_model *model) {
   return model ? model->impl->config().in_chans : 0;
 }
@@ -196,10 +199,10 @@ void vqm_session_free(vqm_session *session) {
   delete session;
 }
 
-static void check_output(const vqm_session *s, int64_t n, size_t n_logits) {
-  const int64_t need = n * s->impl->model().config().num_classes;
-  if (static_cast<uint64_t>(need) > n_logits)
-    vqm::fail(vqm::ErrorCode::buffer_too_small, "logits buffer holds " + std::to_string(n_logits) +
+static void check_output(const vqm_session *s, int64_t n, size_t n_out) {
+  const int64_t need = n * s->impl->model().config().n_outputs();
+  if (static_cast<uint64_t>(need) > n_out)
+    vqm::fail(vqm::ErrorCode::buffer_too_small, "output buffer holds " + std::to_string(n_out) +
                                                     " floats, " + std::to_string(need) + " needed");
 }
 

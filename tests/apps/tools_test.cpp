@@ -4,10 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "apps/apps_test_util.h"
+#include "golden_util.h"
 #include "html_plots.h"
 #include "test_util.h"
 
@@ -174,6 +177,38 @@ TEST(Tools, ProgressBarsOnlyOnTerminals) {
   const std::string quiet = on_tty(" --quiet");
   EXPECT_EQ(quiet.find("100% ["), std::string::npos) << quiet;
   EXPECT_NE(quiet.find("top-1"), std::string::npos);
+}
+
+// An embedding model (DINOv2, no classifier head) through the tools: vit-convert, then vit-run
+// --embed on a folder writes N x D float32 in sorted file order, equal to the --json "output"
+// of each image, and the photo's embedding is timm's (cosine >= 0.9999 to the reference row).
+TEST(Tools, RunEmbedsAFolderWithAnEmbeddingModel) {
+  const std::string dir = scratch_dir() + "/embed";
+  fs::create_directories(dir + "/photos");
+  for (const char *f : {"chelsea.png", "rocket.jpg"})
+    fs::copy_file(data_path(std::string("images/") + f), dir + "/photos/" + f,
+                  fs::copy_options::overwrite_existing);
+  const std::string model = dir + "/dinov2.vqm";
+  ASSERT_EQ(run_tool("vit-convert --quiet " +
+                     data_path("models/family/dinov2_small_features.safetensors") + " -o " + model)
+                .status,
+            0);
+  const ToolRun r = run_tool("vit-run --model " + model + " --batch 2 --embed " + dir + "/e.f32 " +
+                             dir + "/photos");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto bytes = read_bytes(dir + "/e.f32");
+  ASSERT_EQ(bytes.size(), 2u * 192 * 4);
+  std::vector<float> emb(2 * 192);
+  std::memcpy(emb.data(), bytes.data(), bytes.size());
+  // chelsea.png sorts first; its JSON output is the same vector.
+  const json j =
+      parse(run_tool("vit-run --json --model " + model + " " + dir + "/photos/chelsea.png"));
+  ASSERT_EQ(j["output"].size(), 192u);
+  EXPECT_FALSE(j.contains("top"));
+  for (int i = 0; i < 192; ++i) EXPECT_FLOAT_EQ(j["output"][i].get<float>(), emb[i]) << i;
+  const std::vector<float> ref =
+      reference_tensor("models/family/dinov2_small_features.ref.safetensors", "output");
+  EXPECT_GE(cosine(emb.data(), ref.data(), 192), 0.9999);
 }
 
 }  // namespace

@@ -21,29 +21,6 @@ struct Variant {
   void (*check)(const VitConfig &c);
 };
 
-std::vector<float> run(const std::shared_ptr<const VitModel> &model, const float *input, int n) {
-  SessionOptions so;
-  so.max_batch = n;
-  VitSession session(model, so);
-  std::vector<float> out(static_cast<size_t>(n) * model->config().n_outputs());
-  session.run(input, n, out.data());
-  return out;
-}
-
-double cosine(const float *a, const float *b, int64_t n) {
-  double ab = 0, aa = 0, bb = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    ab += double{a[i]} * b[i];
-    aa += double{a[i]} * a[i];
-    bb += double{b[i]} * b[i];
-  }
-  return ab / std::sqrt(aa * bb);
-}
-
-int argmax(const float *x, int64_t n) {
-  return static_cast<int>(std::max_element(x, x + n) - x);
-}
-
 class FamilyGolden : public ::testing::TestWithParam<Variant> {};
 
 TEST_P(FamilyGolden, ConvertsAndMatchesTimm) {
@@ -51,36 +28,8 @@ TEST_P(FamilyGolden, ConvertsAndMatchesTimm) {
   const auto model = convert_fixture(std::string("family/") + v.name);
   const VitConfig &c = model->config();
   v.check(c);
-  const std::string ref = std::string("models/family/") + v.name + ".ref.safetensors";
-  const std::vector<float> want = reference_tensor(ref, "output");
-  const int64_t k = c.n_outputs();
-  ASSERT_EQ(want.size(), static_cast<size_t>(4 * k));
-
-  // Rows 2-3: timm's own input tensors (noise), the forward alone.
-  const std::vector<float> noise =
-      run(model, reference_tensor(ref, "noise_pixel_values").data(), 2);
-  const Diff d = compare(noise.data(), want.data() + 2 * k, static_cast<size_t>(2 * k));
-  std::printf("[ measured ] %s: noise rows max abs diff %.3g, output scale %.3g\n", v.name,
-              d.max_abs, d.ref_scale);
-  EXPECT_LE(d.max_abs, 1e-3 * std::max(1.0, d.ref_scale)) << v.name;
-
-  // Rows 0-1: the photos through our decode and the checkpoint's own preprocessing.
-  std::vector<float> photos(2 * c.input_size());
-  const char *files[] = {"chelsea.png", "rocket.jpg"};
-  for (int i = 0; i < 2; ++i)
-    preprocess_image(decode_image_file(data_path(std::string("images/") + files[i]), 3),
-                     model->preprocess(), photos.data() + i * c.input_size());
-  const std::vector<float> got = run(model, photos.data(), 2);
-  for (int i = 0; i < 2; ++i) {
-    const float *g = got.data() + i * k, *w = want.data() + i * k;
-    if (c.num_classes > 0) {
-      EXPECT_EQ(argmax(g, k), argmax(w, k)) << v.name << " " << files[i];
-    } else {
-      const double cos = cosine(g, w, k);
-      std::printf("[ measured ] %s: %s embedding cosine %.7f\n", v.name, files[i], cos);
-      EXPECT_GE(cos, 0.9999) << v.name << " " << files[i];
-    }
-  }
+  expect_matches_family_reference(
+      model, std::string("models/family/") + v.name + ".ref.safetensors", v.name);
 }
 
 const Variant kVariants[] = {

@@ -30,19 +30,6 @@ struct Source {
   void (*check)(const VitModel &m);
 };
 
-std::vector<float> run(const std::shared_ptr<const VitModel> &model, const float *input, int n) {
-  SessionOptions so;
-  so.max_batch = n;
-  VitSession session(model, so);
-  std::vector<float> out(static_cast<size_t>(n) * model->config().n_outputs());
-  session.run(input, n, out.data());
-  return out;
-}
-
-int argmax(const float *x, int64_t n) {
-  return static_cast<int>(std::max_element(x, x + n) - x);
-}
-
 class FamilySourcesGolden : public ::testing::TestWithParam<Source> {};
 
 TEST_P(FamilySourcesGolden, ConvertsAndMatchesReference) {
@@ -54,35 +41,7 @@ TEST_P(FamilySourcesGolden, ConvertsAndMatchesReference) {
   const auto model = VitModel::load(VqmFile::from_memory(bytes.data(), bytes.size()));
   for (const auto &n : notes) std::printf("[ note     ] %s: %s\n", s.name, n.c_str());
   s.check(*model);
-  const VitConfig &c = model->config();
-  const std::string ref = std::string("models/family/") + s.reference;
-  const std::vector<float> want = reference_tensor(ref, "output");
-  const int64_t k = c.n_outputs();
-  ASSERT_EQ(want.size(), static_cast<size_t>(4 * k));
-
-  // Rows 2-3: the reference's own input tensors (noise), the forward alone.
-  const std::vector<float> noise =
-      run(model, reference_tensor(ref, "noise_pixel_values").data(), 2);
-  const Diff d = compare(noise.data(), want.data() + 2 * k, static_cast<size_t>(2 * k));
-  std::printf("[ measured ] %s: noise rows max abs diff %.3g, output scale %.3g\n", s.name,
-              d.max_abs, d.ref_scale);
-  EXPECT_LE(d.max_abs, 1e-3 * std::max(1.0, d.ref_scale)) << s.name;
-
-  // Rows 0-1: the photos through our decode and the preprocessing the converter derived.
-  std::vector<float> photos(2 * c.input_size());
-  const char *files[] = {"chelsea.png", "rocket.jpg"};
-  for (int i = 0; i < 2; ++i)
-    preprocess_image(decode_image_file(data_path(std::string("images/") + files[i]), 3),
-                     model->preprocess(), photos.data() + i * c.input_size());
-  const std::vector<float> got = run(model, photos.data(), 2);
-  for (int i = 0; i < 2; ++i) {
-    const Diff p = compare(got.data() + i * k, want.data() + i * k, static_cast<size_t>(k));
-    std::printf("[ measured ] %s: %s max abs diff %.3g (scale %.3g), top-1 %d vs %d\n", s.name,
-                files[i], p.max_abs, p.ref_scale, argmax(got.data() + i * k, k),
-                argmax(want.data() + i * k, k));
-    EXPECT_EQ(argmax(got.data() + i * k, k), argmax(want.data() + i * k, k))
-        << s.name << " " << files[i];
-  }
+  expect_matches_family_reference(model, std::string("models/family/") + s.reference, s.name);
 }
 
 const Source kSources[] = {

@@ -2,7 +2,8 @@
 // engines: W8A8 and mixed 4-bit, calibrated on photos with the checkpoint's own preprocessing.
 // The integer engine must agree with the simulated (fake-quant) forward the quantizer reasons
 // about, row by row, on photos and on timm's noise inputs; at W8A8 an embedding model's output
-// must stay close to fp32 (cosine >= 0.99).
+// must stay close to fp32 (cosine >= 0.99). Mixed precision runs on the variants whose blocks
+// differ (LayerScale folded, registers, QuickGELU with norm_pre).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -16,16 +17,6 @@
 
 namespace vqm::test {
 namespace {
-
-double cosine(const float *a, const float *b, int64_t n) {
-  double ab = 0, aa = 0, bb = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    ab += double{a[i]} * b[i];
-    aa += double{a[i]} * a[i];
-    bb += double{b[i]} * b[i];
-  }
-  return ab / std::sqrt(aa * bb);
-}
 
 std::vector<float> run(const std::shared_ptr<const VitModel> &m, const std::vector<float> &in,
                        int n, bool simulate) {
@@ -48,6 +39,9 @@ class FamilyQuant : public ::testing::TestWithParam<Case> {};
 
 TEST_P(FamilyQuant, IntegerAgreesWithSimulated) {
   const Case &cs = GetParam();
+  // The sanitizers look for memory and UB errors, which the W8A8 runs of every variant already
+  // take through the same code; mixed precision adds minutes there and no new paths.
+  if (reduced_workload() && cs.bits == 0) GTEST_SKIP() << "mixed precision: Release suite only";
   const std::string path = data_path(std::string("models/family/") + cs.name + ".safetensors");
   const std::vector<uint8_t> fp32_bytes =
       convert_timm(SafetensorsFile::from_file(path), {}).to_bytes();
@@ -62,7 +56,7 @@ TEST_P(FamilyQuant, IntegerAgreesWithSimulated) {
   opt.search.rounds = 1;
   // DINOv2 at 518x518 has 1370+ tokens: the attention products' search would take minutes per
   // block here, so its intervals come from min/max (this test checks the engines, not the search).
-  if (c.tokens() > 1000) opt.method = "minmax";
+  if (c.tokens() > 1000 || reduced_workload()) opt.method = "minmax";
   if (cs.bits > 0) {
     opt.bits = cs.bits;
   } else {
@@ -116,7 +110,6 @@ const Case kCases[] = {
     {"deit3_small_layerscale", 0},
     {"dinov2_small_reg4_features", 0},
     {"clip_base_quickgelu", 0},
-    {"vit_gap_noclass", 0},
 };
 
 INSTANTIATE_TEST_SUITE_P(Family, FamilyQuant, ::testing::ValuesIn(kCases), [](const auto &info) {

@@ -105,8 +105,12 @@ VQM_API vqm_status vqm_model_load_from_memory(const void *data, size_t size,
 VQM_API void vqm_model_free(vqm_model *model);
 
 /* Geometry and labels. Cannot fail: they return 0 (NULL for the label) for a NULL model, and
- * vqm_model_label returns NULL for i < 0 or i >= n_classes. */
+ * vqm_model_label returns NULL for i < 0 or i >= n_classes.
+ * n_outputs is what a run writes per image: the n_classes logits of a classifier, or, for a model
+ * without a classifier head (n_classes 0: DINOv2, CLIP towers without projection, ViTModel), its
+ * pooled embedding (embed_dim values). */
 VQM_API int32_t vqm_model_n_classes(const vqm_model *model);
+VQM_API int32_t vqm_model_n_outputs(const vqm_model *model);
 VQM_API int32_t vqm_model_input_channels(const vqm_model *model);
 VQM_API int32_t vqm_model_input_size(const vqm_model *model); /* square side in pixels */
 /* Label of class i (the file's "labels", else "class <i>"); the string lives as long as the
@@ -129,27 +133,28 @@ VQM_API vqm_status vqm_session_create(const vqm_model *model, const vqm_session_
 VQM_API void vqm_session_free(vqm_session *session);
 
 /* Runs n preprocessed images, NCHW float32 (n * channels * size * size values, which cannot be
- * checked; any values are accepted), and writes n * n_classes logits. n_logits is the capacity of
- * `logits` in floats. n == 0 does nothing (`nchw` and `logits` may then be NULL). Returns
+ * checked; any values are accepted), and writes n * n_outputs values to `out` (logits, or
+ * embeddings: see vqm_model_n_outputs). n_out is the capacity of `out` in floats. n == 0 does
+ * nothing (`nchw` and `out` may then be NULL). Returns
  *   OK
- *   INVALID_ARGUMENT  `session` is NULL; n < 0; n > 0 and `nchw` or `logits` is NULL
- *   BUFFER_TOO_SMALL  n_logits < n * n_classes (nothing is written) */
-VQM_API vqm_status vqm_session_run(vqm_session *session, const float *nchw, int32_t n,
-                                   float *logits, size_t n_logits);
+ *   INVALID_ARGUMENT  `session` is NULL; n < 0; n > 0 and `nchw` or `out` is NULL
+ *   BUFFER_TOO_SMALL  n_out < n * n_outputs (nothing is written) */
+VQM_API vqm_status vqm_session_run(vqm_session *session, const float *nchw, int32_t n, float *out,
+                                   size_t n_out);
 /* Decodes an image file (JPEG/PNG/BMP), preprocesses it as the model specifies and runs it,
- * writing n_classes logits. Returns
+ * writing n_outputs values to `out`. Returns
  *   OK
- *   INVALID_ARGUMENT  `session`, `path` or `logits` is NULL; the model takes 2 or 4 input
+ *   INVALID_ARGUMENT  `session`, `path` or `out` is NULL; the model takes 2 or 4 input
  *                     channels (images decode to 1 or 3)
- *   BUFFER_TOO_SMALL  n_logits < n_classes (checked before the file is read)
+ *   BUFFER_TOO_SMALL  n_out < n_outputs (checked before the file is read)
  *   IO                the file is missing, a directory, or cannot be opened or fully read
  *   FORMAT            the file is empty, not a JPEG/PNG/BMP, or corrupted
  *   LIMIT             the file is 2 GiB or more; a declared width or height is 0 or over 16384,
  *                     or width * height is over 64 Mi; the image resized for the model (shorter
  *                     side to its "resize") has a side over 16384 or over 64 Mi pixels
  *   OUT_OF_MEMORY     reading, decoding or resizing the image does not fit in memory */
-VQM_API vqm_status vqm_session_run_image_file(vqm_session *session, const char *path, float *logits,
-                                              size_t n_logits);
+VQM_API vqm_status vqm_session_run_image_file(vqm_session *session, const char *path, float *out,
+                                              size_t n_out);
 
 #ifdef __cplusplus
 }
