@@ -5,7 +5,7 @@
 #     minimal Debian 12 root and the Release suite on the build it made there
 #     (scripts/fresh-check.sh): this machine's packages cannot hide a missing install step;
 #  2. clang AddressSanitizer + UndefinedBehaviorSanitizer build, which also builds the libFuzzer
-#     targets: the whole suite again, then the five fuzz targets for 60 s, all at once
+#     targets: the whole suite again, then the six fuzz targets for 60 s, all at once
 #     (scripts/fuzz.sh; longer local runs: docs/robustness.md);
 #  3. clang ThreadSanitizer build of what the multi-threaded tests need: the 8-thread shared-model
 #     test, the kill-mid-write tests, the C API test and vit-eval's multi-session evaluation.
@@ -44,8 +44,8 @@ if [ "${1:-}" != "--no-sanitizers" ]; then
   ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure -j"$jobs"
 
-  echo "== fuzzing: the five targets for 60 s, all at once"
-  bash scripts/fuzz.sh --build build-asan --seconds 60 --jobs 5
+  echo "== fuzzing: the six targets for 60 s, all at once"
+  bash scripts/fuzz.sh --build build-asan --seconds 60 --jobs 6
 
   echo "== clang TSan build and the multi-threaded tests"
   cmake -S . -B build-tsan "${clang_args[@]}" -DVQM_SANITIZE=thread >/dev/null
