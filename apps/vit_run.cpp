@@ -34,6 +34,9 @@ std::vector<std::string> expand_images(const std::vector<std::string> &args) {
         found.push_back(e.path().string());
     }
     if (ec) throw vqm::Error(vqm::ErrorCode::io, "cannot list '" + a + "': " + ec.message());
+    if (found.empty())
+      throw vqm::Error(vqm::ErrorCode::invalid_argument,
+                       "directory '" + a + "' holds no .jpg, .jpeg, .png or .bmp images");
     std::sort(found.begin(), found.end());
     out.insert(out.end(), found.begin(), found.end());
   }
@@ -79,7 +82,6 @@ int main(int argc, char **argv) {
     vqm::VitSession session(model, so);
     const auto &c = model->config();
     const std::vector<std::string> images = expand_images(args.positional());
-    if (images.empty()) throw vqm::Error(vqm::ErrorCode::invalid_argument, "no images found");
     const int64_t k = c.n_outputs();
     const bool embed = args.has("--embed"), json = args.has("--json");
     std::vector<float> input(static_cast<size_t>(batch * c.input_size()));

@@ -25,7 +25,11 @@ echo "== clang-format check"
 git ls-files '*.cpp' '*.h' '*.c' | grep -v '^third_party/' | xargs clang-format --dry-run -Werror
 
 echo "== fresh Debian 12 root: the README's first command, then the Release suite there"
-bash scripts/fresh-check.sh  # a no-op inside such a root (its --full mode runs this script)
+# debootstrap, mount and chroot need root (CI is root; elsewhere sudo, as setup.sh does).
+# A no-op inside such a root (fresh-check.sh --full runs this script there).
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo=sudo
+$sudo bash scripts/fresh-check.sh
 
 if [ "${1:-}" != "--no-sanitizers" ]; then
   # Line tables are all a sanitizer report needs, and much cheaper to build than full -g.

@@ -6,6 +6,8 @@
 // top-1 class (classifiers) or a cosine of at least 0.9999 (embeddings).
 #include <gtest/gtest.h>
 
+#include <ostream>
+
 #include <cmath>
 
 #include "golden_util.h"
@@ -20,6 +22,12 @@ struct Variant {
   // What the converter must have read from the checkpoint.
   void (*check)(const VitConfig &c);
 };
+
+// Names the parameter in test listings (gtest would print its bytes, pointers included, into
+// the names CTest registers).
+void PrintTo(const Variant &p, std::ostream *os) {
+  *os << p.name;
+}
 
 class FamilyGolden : public ::testing::TestWithParam<Variant> {};
 

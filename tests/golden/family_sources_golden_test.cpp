@@ -9,6 +9,8 @@
 // photos, through our decode and the preprocessing the converter derived, to the same top-1.
 #include <gtest/gtest.h>
 
+#include <ostream>
+
 #include <cstring>
 
 #include <algorithm>
@@ -29,6 +31,12 @@ struct Source {
   SourceFormat format;
   void (*check)(const VitModel &m);
 };
+
+// Names the parameter in test listings (gtest would print its bytes, pointers included, into
+// the names CTest registers).
+void PrintTo(const Source &p, std::ostream *os) {
+  *os << p.name;
+}
 
 class FamilySourcesGolden : public ::testing::TestWithParam<Source> {};
 

@@ -3,8 +3,11 @@
 // The integer engine must agree with the simulated (fake-quant) forward the quantizer reasons
 // about, row by row, on photos and on timm's noise inputs; at W8A8 an embedding model's output
 // must stay close to fp32 (cosine >= 0.99). Mixed precision runs on the variants whose blocks
-// differ (LayerScale folded, registers, QuickGELU with norm_pre).
+// differ (LayerScale folded, QuickGELU with norm_pre); not on DINOv2, whose 1370-token attention
+// maps make the nuclear-norm sensitivity take minutes (registers are covered at W8A8).
 #include <gtest/gtest.h>
+
+#include <ostream>
 
 #include <cmath>
 
@@ -34,6 +37,12 @@ struct Case {
   const char *name;
   int bits;  // uniform bits, or 0 for --mixed 4
 };
+
+// Names the parameter in test listings (gtest would print its bytes, pointers included, into
+// the names CTest registers).
+void PrintTo(const Case &p, std::ostream *os) {
+  *os << p.name;
+}
 
 class FamilyQuant : public ::testing::TestWithParam<Case> {};
 
@@ -99,16 +108,9 @@ TEST_P(FamilyQuant, IntegerAgreesWithSimulated) {
 }
 
 const Case kCases[] = {
-    {"deit3_small_layerscale", 8},
-    {"dinov2_small_features", 8},
-    {"dinov2_small_reg4_features", 8},
-    {"clip_base_quickgelu", 8},
-    {"vit_gap_noclass", 8},
-    {"vit_fcnorm_avg", 8},
-    {"vit_noqkvbias", 8},
-    {"vit_patch32_384", 8},
-    {"deit3_small_layerscale", 0},
-    {"dinov2_small_reg4_features", 0},
+    {"deit3_small_layerscale", 8}, {"dinov2_small_features", 8}, {"dinov2_small_reg4_features", 8},
+    {"clip_base_quickgelu", 8},    {"vit_gap_noclass", 8},       {"vit_fcnorm_avg", 8},
+    {"vit_noqkvbias", 8},          {"vit_patch32_384", 8},       {"deit3_small_layerscale", 0},
     {"clip_base_quickgelu", 0},
 };
 

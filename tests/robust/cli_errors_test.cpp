@@ -83,7 +83,7 @@ TEST_F(CliErrors, VitRun) {
       {"vit-run", {"--model", p("truncated.vqm"), img}, 1, "truncated.vqm"},
       {"vit-run", {"--model", img, img}, 1, "not a .vqm file"},
       {"vit-run", {"--model", m, p("missing.png")}, 1, "missing.png"},
-      {"vit-run", {"--model", m, p("no_images")}, 1, "directory"},
+      {"vit-run", {"--model", m, p("no_images")}, 1, "no_images' holds no .jpg"},
       {"vit-run", {"--model", m, p("empty.png")}, 1, "empty"},
       {"vit-run", {"--model", m, p("text.png")}, 1, "text.png"},
       {"vit-run", {"--model", m, p("zero.png")}, 1, "0x0"},
