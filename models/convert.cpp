@@ -1,4 +1,5 @@
 #include "models/convert.h"
+#include "models/convert_util.h"
 
 #include <cmath>
 #include <filesystem>
@@ -121,14 +122,12 @@ const std::vector<Preset> &presets() {
 
 namespace {
 
+using convert_util::dim;
+
 const Preset *find_preset(const std::string &name) {
   for (const auto &p : presets())
     if (name == p.name) return &p;
   return nullptr;
-}
-
-int dim_of(const TensorInfo &t, size_t i) {
-  return static_cast<int>(t.shape.at(i));
 }
 
 void expect_rank(const TensorInfo &t, size_t rank) {
@@ -238,7 +237,7 @@ void arch_defaults(const std::string &arch, VitConfig *c) {
 void infer_grid(const Checkpoint &in, const json &cfg, VitConfig *c) {
   const TensorInfo &pos = in.get("pos_embed");
   expect_rank(pos, 3);
-  const int rows = dim_of(pos, 1), prefix = c->num_prefix_tokens();
+  const int rows = dim(pos, 1), prefix = c->num_prefix_tokens();
   auto square = [](int n) {
     const int g = static_cast<int>(std::lround(std::sqrt(std::max(n, 0))));
     return n > 0 && g * g == n ? g : 0;
@@ -268,10 +267,10 @@ VitConfig infer_config(const Checkpoint &in, const ConvertOptions &opt, const Pr
   const json cfg = meta_json(meta, "pretrained_cfg"), overrides = meta_json(meta, "overrides");
   const TensorInfo &pw = in.get("patch_embed.proj.weight");
   expect_rank(pw, 4);
-  c.embed_dim = dim_of(pw, 0);
-  c.in_chans = dim_of(pw, 1);
-  c.patch_size = dim_of(pw, 2);
-  if (dim_of(pw, 3) != c.patch_size)
+  c.embed_dim = dim(pw, 0);
+  c.in_chans = dim(pw, 1);
+  c.patch_size = dim(pw, 2);
+  if (dim(pw, 3) != c.patch_size)
     fail(ErrorCode::unsupported, "patch_embed.proj.weight " + shape_str(pw.shape) +
                                      ": expected [embed_dim, C, p, p] with square patches");
   // The variant, from which tensors exist.
@@ -279,7 +278,7 @@ VitConfig infer_config(const Checkpoint &in, const ConvertOptions &opt, const Pr
   c.distilled = in.find("dist_token") != nullptr;
   if (const TensorInfo *reg = in.find("reg_token")) {
     expect_rank(*reg, 3);
-    c.reg_tokens = dim_of(*reg, 1);
+    c.reg_tokens = dim(*reg, 1);
   }
   c.patch_bias = in.find("patch_embed.proj.bias") != nullptr;
   c.norm_pre = in.find("norm_pre.weight") != nullptr;
@@ -288,7 +287,7 @@ VitConfig infer_config(const Checkpoint &in, const ConvertOptions &opt, const Pr
   const TensorInfo *head = in.find("head.weight");
   if (head) {
     expect_rank(*head, 2);
-    c.num_classes = dim_of(*head, 0);
+    c.num_classes = dim(*head, 0);
   } else {
     c.num_classes = 0;  // no classifier: the model outputs its embedding
   }
@@ -314,7 +313,7 @@ VitConfig infer_config(const Checkpoint &in, const ConvertOptions &opt, const Pr
   while (in.find(block_prefix(c.depth) + "norm1.weight")) ++c.depth;
   if (c.depth == 0)
     fail(ErrorCode::format, "no transformer blocks (blocks.0.norm1.weight missing)");
-  c.mlp_hidden = dim_of(in.get("blocks.0.mlp.fc1.weight"), 0);
+  c.mlp_hidden = dim(in.get("blocks.0.mlp.fc1.weight"), 0);
   infer_heads(in, opt, preset, notes, &c);
   if (preset && preset->distilled != c.distilled)
     fail(ErrorCode::invalid_argument, std::string("preset ") + preset->name +
@@ -338,7 +337,7 @@ VitConfig infer_config(const Checkpoint &in, const ConvertOptions &opt, const Pr
 // (resize both sides, then crop); and vqm's extension "resize_size": the resize side itself, for
 // sources that state it (Hugging Face, torchvision) rather than timm's floor(crop / crop_pct).
 void apply_pretrained_cfg(const json &cfg, int channels, PreprocessConfig *p, float *crop_pct,
-                          std::optional<int> *resize_size) {
+                          int *resize_size) {
   if (cfg.is_null()) return;
   auto floats = [&](const char *key) -> std::optional<std::vector<float>> {
     if (!cfg.contains(key)) return std::nullopt;
@@ -411,23 +410,14 @@ void fold_layer_scale(const Checkpoint &in, const std::string &name, std::vector
 
 }  // namespace
 
-VqmWriter convert_checkpoint(const Checkpoint &in, const ConvertOptions &opt,
-                             std::vector<std::string> *notes) {
-  const Preset *preset = nullptr;
-  if (!opt.preset.empty()) {
-    preset = find_preset(opt.preset);
-    if (!preset) {
-      std::string names;
-      for (const auto &p : presets()) names += std::string(names.empty() ? "" : ", ") + p.name;
-      fail(ErrorCode::invalid_argument,
-           "unknown preset '" + opt.preset + "' (known: " + names + ")");
-    }
-  }
-  if (notes) notes->insert(notes->end(), in.notes.begin(), in.notes.end());
-  const VitConfig c = infer_config(in, opt, preset, notes);
-  const auto &meta = in.metadata;
+namespace {
 
-  // Preprocessing: preset, else metadata, else timm's generic defaults; then overrides.
+// Preprocessing: preset, else the checkpoint's metadata, else timm's generic defaults; then the
+// flags. *crop_pct_out: the crop fraction it implies (recorded in the .vqm for information).
+PreprocessConfig make_preprocess(const Checkpoint &in, const VitConfig &c,
+                                 const ConvertOptions &opt, const Preset *preset,
+                                 float *crop_pct_out) {
+  const auto &meta = in.metadata;
   PreprocessConfig p;
   p.channels = c.in_chans;
   p.crop = c.image_size;
@@ -443,19 +433,19 @@ VqmWriter convert_checkpoint(const Checkpoint &in, const ConvertOptions &opt,
     p.mean.assign(c.in_chans, 0.5f);
     p.std.assign(c.in_chans, 0.5f);
   }
-  std::optional<int> resize_size;  // stated by the source; a crop_pct given later replaces it
+  int resize_size = 0;  // stated by the source (0: not); a crop_pct given later replaces it
   apply_pretrained_cfg(meta_json(meta, "pretrained_cfg"), c.in_chans, &p, &crop_pct, &resize_size);
   if (auto m = meta_vector(meta, "mean", c.in_chans)) p.mean = *m;
   if (auto s = meta_vector(meta, "std", c.in_chans)) p.std = *s;
   const bool fmnist = meta.count("dataset") && meta.at("dataset") == "fashion-mnist";
   if (fmnist) crop_pct = 1.0f;  // trained on raw 28x28 images: no resize, no crop
   if (auto v = meta_number(meta, "crop_pct")) crop_pct = static_cast<float>(*v);
-  if (fmnist || meta.count("crop_pct")) resize_size.reset();
+  if (fmnist || meta.count("crop_pct")) resize_size = 0;
   if (opt.mean) p.mean = *opt.mean;
   if (opt.std) p.std = *opt.std;
   if (opt.crop_pct) {
     crop_pct = *opt.crop_pct;
-    resize_size.reset();
+    resize_size = 0;
   }
   if (opt.crop && *opt.crop != c.image_size)
     fail(ErrorCode::invalid_argument, "--crop " + std::to_string(*opt.crop) +
@@ -473,9 +463,19 @@ VqmWriter convert_checkpoint(const Checkpoint &in, const ConvertOptions &opt,
          "mean/std need " + std::to_string(c.in_chans) + " values (one per channel)");
   for (float s : p.std)
     if (!(s > 0.f)) fail(ErrorCode::invalid_argument, "std values must be > 0");
-  p.resize = resize_size ? *resize_size
-                         : static_cast<int>(std::floor(c.image_size / crop_pct));  // scale_size
+  p.resize = resize_size > 0 ? resize_size
+                             : static_cast<int>(std::floor(c.image_size / crop_pct));  // scale_size
 
+  *crop_pct_out = crop_pct;
+  return p;
+}
+
+// Class names: the flag's file, the checkpoint's metadata, else Fashion-MNIST's or ImageNet-1k's
+// where the source or the preset says so; none for an embedding model.
+std::vector<std::string> make_labels(const Checkpoint &in, const VitConfig &c,
+                                     const ConvertOptions &opt, const Preset *preset) {
+  const auto &meta = in.metadata;
+  const bool fmnist = meta.count("dataset") && meta.at("dataset") == "fashion-mnist";
   std::vector<std::string> labels;
   if (!opt.labels_file.empty()) {
     labels = read_labels_file(opt.labels_file);
@@ -491,6 +491,30 @@ VqmWriter convert_checkpoint(const Checkpoint &in, const ConvertOptions &opt,
   if (!labels.empty() && labels.size() != static_cast<size_t>(c.num_classes))
     fail(ErrorCode::invalid_argument, std::to_string(labels.size()) + " labels for a model with " +
                                           std::to_string(c.num_classes) + " classes");
+  return labels;
+}
+
+}  // namespace
+
+VqmWriter convert_checkpoint(const Checkpoint &in, const ConvertOptions &opt,
+                             std::vector<std::string> *notes) {
+  const Preset *preset = nullptr;
+  if (!opt.preset.empty()) {
+    preset = find_preset(opt.preset);
+    if (!preset) {
+      std::string names;
+      for (const auto &p : presets()) names += std::string(names.empty() ? "" : ", ") + p.name;
+      fail(ErrorCode::invalid_argument,
+           "unknown preset '" + opt.preset + "' (known: " + names + ")");
+    }
+  }
+  if (notes) notes->insert(notes->end(), in.notes.begin(), in.notes.end());
+  const VitConfig c = infer_config(in, opt, preset, notes);
+  const auto &meta = in.metadata;
+
+  float crop_pct = 0;
+  const PreprocessConfig p = make_preprocess(in, c, opt, preset, &crop_pct);
+  const std::vector<std::string> labels = make_labels(in, c, opt, preset);
 
   // Every tensor must be one the runtime uses: a checkpoint with extra parts (relative position
   // tables, attention pooling ...) is a different architecture, and dropping them silently would

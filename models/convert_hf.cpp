@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "models/convert.h"
+#include "models/convert_util.h"
 #include "runtime/io/error.h"
 
 namespace vqm {
@@ -19,6 +20,9 @@ namespace vqm {
 using nlohmann::json;
 
 namespace {
+
+using convert_util::dim;
+using convert_util::starts_with;
 
 namespace fs = std::filesystem;
 
@@ -46,14 +50,6 @@ json parse_object(const std::string &text, const std::string &name) {
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) fail(ErrorCode::format, name + " is not a JSON object");
   return j;
-}
-
-bool starts_with(const std::string &s, const std::string &prefix) {
-  return s.rfind(prefix, 0) == 0;
-}
-
-int dim(const TensorInfo &t, size_t i) {
-  return i < t.shape.size() ? static_cast<int>(t.shape[i]) : -1;
 }
 
 // What transformers' config classes default to, per model_type (a saved config.json omits

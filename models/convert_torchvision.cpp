@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "models/convert.h"
+#include "models/convert_util.h"
 #include "runtime/io/error.h"
 
 namespace vqm {
@@ -16,9 +17,8 @@ using nlohmann::json;
 
 namespace {
 
-bool starts_with(const std::string &s, const std::string &prefix) {
-  return s.rfind(prefix, 0) == 0;
-}
+using convert_util::dim;
+using convert_util::starts_with;
 
 // torchvision's names after "encoder.layers.encoder_layer_N." -> timm's after "blocks.N.".
 // mlp.linear_1 / linear_2 are torchvision < 0.13's names of mlp.0 / mlp.3.
@@ -78,10 +78,6 @@ std::string timm_name(const std::string &name, const std::string &source) {
   }
   fail(ErrorCode::unsupported,
        "tensor '" + name + "' in " + source + " is not part of torchvision's VisionTransformer");
-}
-
-int dim(const TensorInfo &t, size_t i) {
-  return i < t.shape.size() ? static_cast<int>(t.shape[i]) : -1;
 }
 
 }  // namespace

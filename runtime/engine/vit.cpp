@@ -2,9 +2,8 @@
 
 #include <omp.h>
 
-#include <array>
-
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <iostream>
@@ -100,8 +99,8 @@ std::shared_ptr<VitModel> VitModel::load_mutable(VqmFile file) {
         m->labels_.push_back("class " + std::to_string(i));
     }
     if (meta.contains("quantization"))
-      m->quant_ = quant_from_json(meta["quantization"], m->config_.depth,
-                                  m->config_.num_classes > 0);
+      m->quant_ =
+          quant_from_json(meta["quantization"], m->config_.depth, m->config_.num_classes > 0);
   } catch (const Error &e) {
     fail(e.code(), src + ": " + e.what());
   } catch (const nlohmann::json::exception &e) {
