@@ -113,4 +113,17 @@ std::vector<uint8_t> make_safetensors(
   return out;
 }
 
+VitConfig tiny_config() {
+  VitConfig c;
+  c.image_size = 8;
+  c.patch_size = 4;
+  c.in_chans = 3;
+  c.embed_dim = 32;
+  c.num_heads = 2;
+  c.mlp_hidden = 64;
+  c.depth = 2;
+  c.num_classes = 5;
+  return c;
+}
+
 }  // namespace vqm::test

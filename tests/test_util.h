@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "models/vit_config.h"
 #include "runtime/io/error.h"
 
 namespace vqm {
@@ -31,6 +32,9 @@ bool reduced_workload();
 // A fresh, empty scratch directory unique to the calling test; removed at process exit is not
 // guaranteed, so it lives under the build tree (VQM_BIN_DIR/../test-work).
 std::string scratch_dir();
+// A ViT small enough to build by hand in unit tests: 8x8 RGB input, 4x4 patches (4 patches),
+// dim 32, 2 heads, MLP 64, depth 2, 5 classes.
+VitConfig tiny_config();
 std::vector<uint8_t> read_bytes(const std::string &path);
 
 enum class Sanitizer { none, address, thread };

@@ -24,19 +24,6 @@ namespace {
 
 using nlohmann::json;
 
-VitConfig tiny_config() {
-  VitConfig c;
-  c.image_size = 8;
-  c.patch_size = 4;
-  c.in_chans = 3;
-  c.embed_dim = 32;
-  c.num_heads = 2;
-  c.mlp_hidden = 64;
-  c.depth = 2;
-  c.num_classes = 5;
-  return c;
-}
-
 std::vector<uint8_t> f32_bytes(const std::vector<float> &v) {
   std::vector<uint8_t> b(v.size() * 4);
   std::memcpy(b.data(), v.data(), b.size());

@@ -14,19 +14,6 @@
 namespace vqm::test {
 namespace {
 
-VitConfig tiny_config() {
-  VitConfig c;
-  c.image_size = 8;
-  c.patch_size = 4;
-  c.in_chans = 3;
-  c.embed_dim = 32;
-  c.num_heads = 2;
-  c.mlp_hidden = 64;
-  c.depth = 2;
-  c.num_classes = 5;
-  return c;
-}
-
 // The tensors of a random model of `cfg`, as a timm checkpoint would hold them (dtype F32).
 std::vector<StTensor> timm_tensors(const VitConfig &cfg) {
   const auto bytes = make_random_vit(cfg, 7).to_bytes();
