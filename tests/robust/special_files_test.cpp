@@ -46,19 +46,15 @@ TEST(SpecialFiles, FifoIsAnIoErrorAtOnce) {
   const std::string fifo = scratch_dir() + "/special_files.fifo";
   ::unlink(fifo.c_str());
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
-  EXPECT_LT(seconds_with_rescue(fifo,
-                                [&] {
-                                  EXPECT_VQM_ERROR(VqmFile::from_file(fifo), io,
-                                                   "not a regular file");
-                                }),
-            0.5)
+  EXPECT_LT(
+      seconds_with_rescue(
+          fifo, [&] { EXPECT_VQM_ERROR(VqmFile::from_file(fifo), io, "not a regular file"); }),
+      0.5)
       << "the model loader blocked on the FIFO";
-  EXPECT_LT(seconds_with_rescue(fifo,
-                                [&] {
-                                  EXPECT_VQM_ERROR(decode_image_file(fifo, 3), io,
-                                                   "not a regular file");
-                                }),
-            0.5)
+  EXPECT_LT(
+      seconds_with_rescue(
+          fifo, [&] { EXPECT_VQM_ERROR(decode_image_file(fifo, 3), io, "not a regular file"); }),
+      0.5)
       << "the image loader blocked on the FIFO";
   ::unlink(fifo.c_str());
 }
