@@ -44,8 +44,8 @@ size_t find_sig(const Bytes &b, uint32_t sig, int nth = 0) {
   ADD_FAILURE() << "no signature " << sig;
   return 0;
 }
-constexpr uint32_t kCentral = 0x02014b50, kLocal = 0x04034b50, kEocd = 0x06054b50,
-                   kZip64Eocd = 0x06064b50, kLocator = 0x07064b50;
+constexpr uint32_t kCentral = 0x02014b50, kLocal = 0x04034b50, kZip64Eocd = 0x06064b50,
+                   kLocator = 0x07064b50;
 
 // One float tensor of four elements: the smallest state dict.
 Bytes one_tensor_pth(const ZipOptions &options = {}) {
