@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <cstdlib>
+#include <stdexcept>
 
 namespace vqm::kernels::onednn {
 
@@ -82,6 +83,23 @@ ScopedThreads::~ScopedThreads() {
 
 memory wrap(const memory::desc &md, const void *ptr) {
   return memory(md, cpu_engine(), const_cast<void *>(ptr));
+}
+
+BoundPrimitive bind_matmul(const dnnl::matmul::primitive_desc &pd, const void *src,
+                           const memory &weights, void *dst, const memory &scratchpad,
+                           const void *bias) {
+  BoundPrimitive bp;
+  bp.prim = dnnl::matmul(pd);
+  bp.impl = pd.impl_info_str();
+  bp.args = {{DNNL_ARG_SRC, wrap(pd.src_desc(), src)},
+             {DNNL_ARG_WEIGHTS, weights},
+             {DNNL_ARG_DST, wrap(pd.dst_desc(), dst)},
+             {DNNL_ARG_SCRATCHPAD, scratchpad}};
+  if (!pd.bias_desc().is_zero()) {
+    if (!bias) throw std::invalid_argument("bind_matmul: the primitive has a bias, none is given");
+    bp.args[DNNL_ARG_BIAS] = wrap(pd.bias_desc(), bias);
+  }
+  return bp;
 }
 
 }  // namespace vqm::kernels::onednn

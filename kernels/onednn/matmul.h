@@ -44,6 +44,11 @@ struct BoundPrimitive {
   std::string impl;  // impl_info_str(), e.g. "brg:avx512_core"
   void run(dnnl::stream &s) const { prim.execute(s, args); }
 };
+// The matmul of `pd` bound to its operands: src, dst and (when pd has one) bias are wrapped
+// with pd's descriptors; `weights` is a memory already in pd's layout (packed, or wrapped).
+BoundPrimitive bind_matmul(const dnnl::matmul::primitive_desc &pd, const void *src,
+                           const dnnl::memory &weights, void *dst, const dnnl::memory &scratchpad,
+                           const void *bias = nullptr);
 
 // While alive, the calling thread's OpenMP thread count (omp_get_max_threads(), the count of its
 // next parallel regions and of oneDNN's) is `n`; the caller's own count is restored afterwards,

@@ -1,6 +1,7 @@
-// ViT / DeiT: the model (immutable, shared by threads) and the session (one thread's scratch and
-// oneDNN primitives). The forward calls kernels/ only; it is the single forward that fp32
-// inference, golden tests and calibration (through taps) all use.
+// ViT family: the model (immutable, shared by threads; vit_model.cpp) and the session (one
+// thread's buffers and oneDNN primitives; vit_session.cpp), which runs one of two engines: fp32 /
+// simulated (float_engine.cpp; the forward that golden tests and calibration, through taps, use)
+// or integer (int_engine.cpp).
 #pragma once
 #include <cstdint>
 #include <dnnl.hpp>
@@ -84,7 +85,7 @@ class VitModel {
   mutable std::vector<std::pair<std::string, dnnl::memory>> packed_;
 };
 
-struct SessionBuffers;  // runtime/engine/vit_internal.h
+class Engine;  // runtime/engine/engine.h
 
 // Wall time of a session's forward passes by kind of operation (SessionOptions::profile).
 struct OpProfile {
@@ -128,8 +129,9 @@ class VitSession {
   VitSession(const VitSession &) = delete;
   VitSession &operator=(const VitSession &) = delete;
 
-  // nchw: n images of config().input_size() floats (already preprocessed); logits: n x classes.
-  void run(const float *nchw, int64_t n, float *logits, const TapFn *taps = nullptr);
+  // nchw: n images of config().input_size() floats (already preprocessed); out: n x
+  // config().n_outputs() (logits, or embeddings for a model without a head).
+  void run(const float *nchw, int64_t n, float *out, const TapFn *taps = nullptr);
 
   const VitModel &model() const { return *model_; }
   // "op: impl" for every distinct primitive, for VQM_VERBOSE and the bench tool.
@@ -139,26 +141,10 @@ class VitSession {
   void reset_profile() { profile_ = OpProfile{}; }
 
  private:
-  struct Plan;
-  struct IntPlan;
-  struct IntBuffers;
-  void forward(const float *nchw, int n, float *logits, const TapFn *taps);
-  void forward_int(const float *nchw, int n, float *logits, const TapFn *taps);
-  void build_int_plans(const std::vector<int> &sizes, int64_t threads, size_t *scratch);
-  void bind_int_plans(const dnnl::memory &scratch);
-  std::vector<std::string> int_kernel_report() const;
-  int chunk_for(int n) const;  // largest planned batch size <= n
-  Plan &plan_for(int n);
-  IntPlan &int_plan_for(int n);
-
   std::shared_ptr<const VitModel> model_;
   SessionOptions options_;
-  dnnl::stream stream_;
-  std::vector<int> sizes_;                    // planned batch sizes: powers of two, max_batch
-  std::vector<std::unique_ptr<Plan>> plans_;  // fp32 / simulated execution
-  std::vector<std::unique_ptr<IntPlan>> int_plans_;  // integer execution
-  std::unique_ptr<IntBuffers> ibuf_;
-  std::unique_ptr<SessionBuffers> buf_;
+  std::vector<int> sizes_;  // planned batch sizes: powers of two, then max_batch
+  std::unique_ptr<Engine> engine_;
   OpProfile profile_;
 };
 

@@ -270,7 +270,7 @@ TEST(MatmulU8S8, DeitShapesUseBrgemmKernels) {
         for (const Linear &l : linears) check_linear(l, "2 threads");
         check_attention(b * md.heads, tokens, "2 threads");
         // ...and what the integer engine's blocks create on 2 threads
-        // (runtime/engine/vit_int8.cpp): one primitive per chunk of rows, for 1 thread. Batch 1
+        // (runtime/engine/int_engine.cpp): one primitive per chunk of rows, for 1 thread. Batch 1
         // splits the image 98 + 99 rows; batch 8 gives each thread 4 whole images. Attention runs
         // per segment over the heads.
         const ScopedThreads one_thread(1);

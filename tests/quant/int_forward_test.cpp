@@ -1,5 +1,5 @@
 // The integer forward splits a batch's token rows into one chunk per thread, cutting images where
-// the chunk boundaries fall (vit_int8.cpp). Every split must give the logits of one thread doing
+// the chunk boundaries fall (int_engine.cpp). Every split must give the logits of one thread doing
 // all rows, bit for bit: the kernels are row-wise and oneDNN's integer accumulation is exact, so
 // any difference is a chunk or segment reading or writing the wrong rows.
 #include <gtest/gtest.h>

@@ -1,8 +1,8 @@
 // Integer execution of a quantized model: every linear layer and both attention products run as
 // oneDNN u8 x s8 matmuls (brg:avx512_core_vnni) with the calibrated scales baked in; the element-
 // wise steps between them quantize as they go (LayerNorm, GELU, softmax and the head permutations
-// write u8/s8 directly). Equals the simulated path (vit.cpp) up to float rounding. The blocks run
-// row-chunked, one chunk of token rows per thread (RowChunk in vit_internal.h, forward_int).
+// write u8/s8 directly). Equals the simulated path (float_engine.cpp) up to float rounding. The
+// blocks run row-chunked, one chunk of token rows per thread (RowChunk in int_engine.h, forward).
 #include <omp.h>
 
 #include <array>
@@ -14,7 +14,7 @@
 #include "kernels/kernels.h"
 #include "kernels/onednn/matmul.h"
 #include "kernels/onednn/matmul_int8.h"
-#include "runtime/engine/vit_internal.h"
+#include "runtime/engine/int_engine.h"
 
 namespace vqm {
 
@@ -49,128 +49,135 @@ std::vector<RowChunk> split_rows(int64_t n, int64_t tokens, int64_t threads) {
 
 // Each batch size gets whole-batch primitives for the patch embedding and the head (run by all
 // threads, outside the blocks) and, per block and chunk, primitives created for one thread that
-// the chunk's owner runs inside the forward's parallel region (see forward_int).
-void VitSession::build_int_plans(const std::vector<int> &sizes, int64_t threads, size_t *scratch) {
+// the chunk's owner runs inside the forward's parallel region (see forward).
+IntEngine::IntEngine(const EngineSetup &setup)
+    : model_(setup.model), max_batch_(setup.max_batch()), stream_(dn::cpu_engine()) {
   const VitConfig &c = model_->config();
-  const ModelQuant &mq = *model_->quant();
-  const int64_t T = c.tokens(), H = c.num_heads, dh = c.head_dim();
-  size_t chunk_scratch = 0;
-  // Output scale of a linear layer: delta of its input times each output channel's weight scale.
-  auto linear = [&](const std::string &name, int64_t m, const ActQuant &in, bool has_bias,
-                    dn::Epilogue ep, size_t *scratch_size) {
-    const IntWeight *w = model_->int_weight(name + ".weight");
-    if (!w)
-      fail(ErrorCode::format,
-           model_->file().source() + ": '" + name + ".weight' is not stored as integers");
-    std::vector<float> scales(w->scale.size());
-    for (size_t i = 0; i < scales.size(); ++i) scales[i] = in.delta * w->scale[i];
-    IntPlan::LinearPrim l;
-    l.name = name;
-    l.pd = dn::linear_u8s8_pd(m, w->k, w->n, scales, in.zero_point, has_bias, ep);
-    if (has_bias && !ibuf_->biases.count(name))
-      ibuf_->biases[name] =
-          dn::prescale_linear_bias_u8s8(model_->weight(name + ".bias"), w->n, scales);
-    *scratch_size = std::max(*scratch_size, l.pd.scratchpad_desc().get_size());
-    return l;
-  };
-  auto batched = [&](int64_t m, int64_t k, int64_t n, bool b_is_nk, float scale, int32_t zp) {
-    auto pd = dn::batched_u8s8_pd(H, m, k, n, b_is_nk, scale, zp);
-    chunk_scratch = std::max(chunk_scratch, pd.scratchpad_desc().get_size());
-    return pd;
-  };
-  ibuf_ = std::make_unique<IntBuffers>(c, options_.max_batch, threads);
-  for (int b : sizes) {
-    auto plan = std::make_unique<IntPlan>();
-    plan->batch = b;
-    plan->chunks = split_rows(b, T, threads);
-    for (const RowChunk &ch : plan->chunks)
-      for (const RowChunk::Segment &seg : ch.segments)
-        plan->whole_images = plan->whole_images && seg.tq == T;
-    plan->patch_in = grid_of(mq.patch_in, false);
-    plan->head_in = grid_of(mq.head_in, false);
-    plan->patch = linear("patch_embed.proj", b * c.num_patches(), mq.patch_in, c.patch_bias,
-                         dn::Epilogue::none, scratch);
-    if (c.num_classes > 0)
-      plan->head = linear("head", b, mq.head_in, c.head_bias, dn::Epilogue::none, scratch);
-    if (c.distilled)
-      plan->head_dist =
-          linear("head_dist", b, mq.head_in, c.head_bias, dn::Epilogue::none, scratch);
-    const dn::ScopedThreads one_thread(1);
-    for (int l = 0; l < c.depth; ++l) {
-      const BlockQuant &bq = mq.blocks[l];
-      const std::string pre = block_prefix(l);
-      IntPlan::Block blk;
-      for (const RowChunk &ch : plan->chunks) {
-        IntPlan::ChunkBlock cb;
-        for (const LinearSpec &ls : block_linears())
-          cb.linear[static_cast<int>(ls.id)] =
-              linear(layer_name(l, ls.id), ch.rows, bq.*ls.input_grid, linear_has_bias(c, ls.id),
-                     linear_epilogue(c, ls.id, false), &chunk_scratch);
-        for (const RowChunk::Segment &seg : ch.segments) {
-          cb.qk_pd.push_back(
-              batched(seg.tq, dh, T, true, bq.q.delta * bq.k.delta, bq.q.zero_point));
-          cb.av_pd.push_back(
-              batched(seg.tq, T, dh, false, bq.attn.delta * bq.v.delta, bq.attn.zero_point));
-        }
-        blk.chunks.push_back(std::move(cb));
-      }
-      // K and V are stored as s8 (q - zp): the quantizer keeps (q - zp) within s8 for them.
-      blk.qkv_in = grid_of(bq.qkv_in, false);
-      blk.q = grid_of(bq.q, false);
-      blk.k = grid_of(bq.k, true);
-      blk.v = grid_of(bq.v, true);
-      blk.attn = grid_of(bq.attn, false);
-      blk.proj_in = grid_of(bq.proj_in, false);
-      blk.fc1_in = grid_of(bq.fc1_in, false);
-      blk.fc2_in = grid_of(bq.fc2_in, false);
-      blk.norm1_w = model_->weight(pre + "norm1.weight");
-      blk.norm1_b = model_->weight(pre + "norm1.bias");
-      blk.norm2_w = model_->weight(pre + "norm2.weight");
-      blk.norm2_b = model_->weight(pre + "norm2.bias");
-      plan->blocks.push_back(std::move(blk));
-    }
-    int_plans_.push_back(std::move(plan));
-  }
+  ibuf_ = std::make_unique<IntBuffers>(c, max_batch_, setup.threads);
+  size_t scratch = 0;
+  for (int b : setup.sizes) plans_.push_back(build_plan(b, setup.threads, &scratch));
   IntBuffers &I = *ibuf_;
-  I.chunk_scratch_stride = (chunk_scratch + 63) / 64 * 64;
+  I.chunk_scratch_stride = (chunk_scratch_ + 63) / 64 * 64;
   I.chunk_scratch.resize(I.chunk_scratch_stride * I.chunks);
   for (int64_t i = 0; i < I.chunks; ++i) I.streams.emplace_back(dn::cpu_engine());
+  buf_ = std::make_unique<SessionBuffers>(c, max_batch_, scratch);
+  bind_plans();
 }
 
-void VitSession::bind_int_plans(const memory &scratch) {
+uint64_t IntEngine::activation_bytes(const VitConfig &c, int64_t max_batch, int64_t threads) {
+  return SessionBuffers::bytes(c, max_batch) + IntBuffers::bytes(c, max_batch, threads);
+}
+
+// A linear layer's primitive (and its prescaled bias, once per layer) for m rows. Its output
+// scale: delta of its input times each output channel's weight scale.
+LinearPrim IntEngine::make_linear(const std::string &name, int64_t m, const ActQuant &in,
+                                  bool has_bias, dn::Epilogue ep, size_t *scratch) {
+  const IntWeight *w = model_->int_weight(name + ".weight");
+  if (!w)
+    fail(ErrorCode::format,
+         model_->file().source() + ": '" + name + ".weight' is not stored as integers");
+  std::vector<float> scales(w->scale.size());
+  for (size_t i = 0; i < scales.size(); ++i) scales[i] = in.delta * w->scale[i];
+  LinearPrim l;
+  l.name = name;
+  l.pd = dn::linear_u8s8_pd(m, w->k, w->n, scales, in.zero_point, has_bias, ep);
+  if (has_bias && !ibuf_->biases.count(name))
+    ibuf_->biases[name] =
+        dn::prescale_linear_bias_u8s8(model_->weight(name + ".bias"), w->n, scales);
+  *scratch = std::max(*scratch, l.pd.scratchpad_desc().get_size());
+  return l;
+}
+
+// The plan for batch size b; *scratch grows to its whole-batch primitives' scratchpad.
+std::unique_ptr<IntPlan> IntEngine::build_plan(int b, int64_t threads, size_t *scratch) {
+  const VitConfig &c = model_->config();
+  const ModelQuant &mq = *model_->quant();
+  auto plan = std::make_unique<IntPlan>();
+  plan->batch = b;
+  plan->chunks = split_rows(b, c.tokens(), threads);
+  for (const RowChunk &ch : plan->chunks)
+    for (const RowChunk::Segment &seg : ch.segments)
+      plan->whole_images = plan->whole_images && seg.tq == c.tokens();
+  plan->patch_in = grid_of(mq.patch_in, false);
+  plan->head_in = grid_of(mq.head_in, false);
+  plan->patch = make_linear("patch_embed.proj", b * c.num_patches(), mq.patch_in, c.patch_bias,
+                            dn::Epilogue::none, scratch);
+  if (c.num_classes > 0)
+    plan->head = make_linear("head", b, mq.head_in, c.head_bias, dn::Epilogue::none, scratch);
+  if (c.distilled)
+    plan->head_dist =
+        make_linear("head_dist", b, mq.head_in, c.head_bias, dn::Epilogue::none, scratch);
+  const dn::ScopedThreads one_thread(1);
+  for (int l = 0; l < c.depth; ++l) plan->blocks.push_back(build_block(l, plan->chunks));
+  return plan;
+}
+
+// Block l's grids and, for each chunk, its primitives created for one thread.
+IntPlan::Block IntEngine::build_block(int l, const std::vector<RowChunk> &chunks) {
+  const VitConfig &c = model_->config();
+  const int64_t T = c.tokens(), H = c.num_heads, dh = c.head_dim();
+  const BlockQuant &bq = model_->quant()->blocks[l];
+  auto batched = [&](int64_t m, int64_t k, int64_t n, bool b_is_nk, float scale, int32_t zp) {
+    auto pd = dn::batched_u8s8_pd(H, m, k, n, b_is_nk, scale, zp);
+    chunk_scratch_ = std::max(chunk_scratch_, pd.scratchpad_desc().get_size());
+    return pd;
+  };
+  IntPlan::Block blk;
+  for (const RowChunk &ch : chunks) {
+    IntPlan::ChunkBlock cb;
+    for (const LinearSpec &ls : block_linears())
+      cb.linear[static_cast<int>(ls.id)] =
+          make_linear(layer_name(l, ls.id), ch.rows, bq.*ls.input_grid, linear_has_bias(c, ls.id),
+                      linear_epilogue(c, ls.id, false), &chunk_scratch_);
+    for (const RowChunk::Segment &seg : ch.segments) {
+      cb.qk_pd.push_back(batched(seg.tq, dh, T, true, bq.q.delta * bq.k.delta, bq.q.zero_point));
+      cb.av_pd.push_back(
+          batched(seg.tq, T, dh, false, bq.attn.delta * bq.v.delta, bq.attn.zero_point));
+    }
+    blk.chunks.push_back(std::move(cb));
+  }
+  // K and V are stored as s8 (q - zp): the quantizer keeps (q - zp) within s8 for them.
+  blk.qkv_in = grid_of(bq.qkv_in, false);
+  blk.q = grid_of(bq.q, false);
+  blk.k = grid_of(bq.k, true);
+  blk.v = grid_of(bq.v, true);
+  blk.attn = grid_of(bq.attn, false);
+  blk.proj_in = grid_of(bq.proj_in, false);
+  blk.fc1_in = grid_of(bq.fc1_in, false);
+  blk.fc2_in = grid_of(bq.fc2_in, false);
+  const std::string pre = block_prefix(l);
+  blk.norm1_w = model_->weight(pre + "norm1.weight");
+  blk.norm1_b = model_->weight(pre + "norm1.bias");
+  blk.norm2_w = model_->weight(pre + "norm2.weight");
+  blk.norm2_b = model_->weight(pre + "norm2.bias");
+  return blk;
+}
+
+void IntEngine::bind_plans() {
   SessionBuffers &B = *buf_;
   IntBuffers &I = *ibuf_;
   const VitConfig &c = model_->config();
   const int64_t T = c.tokens(), D = c.embed_dim, F = c.mlp_hidden, H = c.num_heads;
-  auto bind = [&](IntPlan::LinearPrim &l, const void *src, float *dst, const memory &scratch_mem) {
-    l.bound.prim = dnnl::matmul(l.pd);
-    l.bound.impl = l.pd.impl_info_str();
-    l.bound.args = {
-        {DNNL_ARG_SRC, dn::wrap(l.pd.src_desc(), src)},
-        {DNNL_ARG_WEIGHTS, model_->packed_weight_s8(l.name + ".weight", l.pd.weights_desc())},
-        {DNNL_ARG_DST, dn::wrap(l.pd.dst_desc(), dst)},
-        {DNNL_ARG_SCRATCHPAD, scratch_mem}};
-    if (!l.pd.bias_desc().is_zero())
-      l.bound.args[DNNL_ARG_BIAS] = dn::wrap(l.pd.bias_desc(), I.biases.at(l.name).data());
+  auto bind = [&](LinearPrim &l, const void *src, float *dst, const memory &scratch) {
+    const auto bias = I.biases.find(l.name);
+    l.bound = dn::bind_matmul(l.pd, src,
+                              model_->packed_weight_s8(l.name + ".weight", l.pd.weights_desc()),
+                              dst, scratch, bias == I.biases.end() ? nullptr : bias->second.data());
   };
   auto bind_batched = [&](const dnnl::matmul::primitive_desc &pd, const void *a, const void *b,
-                          float *dst, const memory &scratch_mem) {
-    dn::BoundPrimitive bp;
-    bp.prim = dnnl::matmul(pd);
-    bp.impl = pd.impl_info_str();
-    bp.args = {{DNNL_ARG_SRC, dn::wrap(pd.src_desc(), a)},
-               {DNNL_ARG_WEIGHTS, dn::wrap(pd.weights_desc(), b)},
-               {DNNL_ARG_DST, dn::wrap(pd.dst_desc(), dst)},
-               {DNNL_ARG_SCRATCHPAD, scratch_mem}};
-    return bp;
+                          float *dst, const memory &scratch) {
+    return dn::bind_matmul(pd, a, dn::wrap(pd.weights_desc(), b), dst, scratch);
   };
+  const memory scratch = dn::wrap(memory::desc({static_cast<int64_t>(B.scratchpad.size())},
+                                               memory::data_type::u8, memory::format_tag::a),
+                                  B.scratchpad.data());
   std::vector<memory> chunk_scratch;
   for (int64_t i = 0; i < I.chunks; ++i)
     chunk_scratch.push_back(dn::wrap(memory::desc({static_cast<int64_t>(I.chunk_scratch_stride)},
                                                   memory::data_type::u8, memory::format_tag::a),
                                      I.chunk_scratch.data() + i * I.chunk_scratch_stride));
-  const int64_t kv_size = int64_t{options_.max_batch} * T * D;  // one parity of K or V
-  for (auto &plan : int_plans_) {
+  const int64_t kv_size = int64_t{max_batch_} * T * D;  // one parity of K or V
+  for (auto &plan : plans_) {
     bind(plan->patch, I.patches.ptr, B.patch_out.ptr, scratch);
     if (c.num_classes > 0) bind(plan->head, I.pooled.ptr, B.logits.ptr, scratch);
     if (c.distilled) bind(plan->head_dist, I.pooled_dist.ptr, B.logits_dist.ptr, scratch);
@@ -210,10 +217,10 @@ void VitSession::bind_int_plans(const memory &scratch) {
   }
 }
 
-VitSession::IntPlan &VitSession::int_plan_for(int n) {
-  for (auto it = int_plans_.rbegin(); it != int_plans_.rend(); ++it)
+IntPlan &IntEngine::plan_for(int n) {
+  for (auto it = plans_.rbegin(); it != plans_.rend(); ++it)
     if ((*it)->batch <= n) return **it;
-  return *int_plans_.front();
+  return *plans_.front();
 }
 
 // The blocks run inside one parallel region, each thread on its own chunk of rows from LayerNorm to
@@ -221,9 +228,10 @@ VitSession::IntPlan &VitSession::int_plan_for(int n) {
 // one barrier (between writing K, V and reading all of an image's) instead of the dozen fork-joins
 // of running each operation on all threads in turn. Every result equals that of the operation run
 // over all rows at once: the kernels are row-wise, and the GEMMs' integer accumulation is exact.
-void VitSession::forward_int(const float *nchw, int n, float *logits, const TapFn *taps) {
+void IntEngine::forward(const float *nchw, int n, float *out, const TapFn *taps,
+                        OpProfile *profile) {
   const VitConfig &c = model_->config();
-  IntPlan &plan = int_plan_for(n);
+  IntPlan &plan = plan_for(n);
   SessionBuffers &B = *buf_;
   IntBuffers &I = *ibuf_;
   const int64_t T = c.tokens(), D = c.embed_dim, H = c.num_heads, dh = c.head_dim();
@@ -233,7 +241,7 @@ void VitSession::forward_int(const float *nchw, int n, float *logits, const TapF
   };
 
   using Op = OpProfile::Op;
-  OpClock clk(options_.profile ? &profile_ : nullptr);
+  OpClock clk(profile);
   kernels::patchify_f32(nchw, B.patches.ptr, n, c.in_chans, c.image_size, c.image_size,
                         c.patch_size);
   kernels::quantize(B.patches.ptr, I.patches.ptr, n * c.num_patches() * c.patch_dim(),
@@ -246,11 +254,11 @@ void VitSession::forward_int(const float *nchw, int n, float *logits, const TapF
   clk.lap(Op::other);
 
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
-  const int64_t kv_size = int64_t{options_.max_batch} * T * D;
+  const int64_t kv_size = int64_t{max_batch_} * T * D;
   const int chunks = static_cast<int>(plan.chunks.size());
   // LayerNorm of chunk ci's rows of x into h, then the linear layer that reads h.
   auto norm_linear = [&](int ci, const float *gamma, const float *beta, const kernels::QuantGrid &g,
-                         const IntPlan::LinearPrim &linear, auto &&lap) {
+                         const LinearPrim &linear, auto &&lap) {
     const RowChunk &ch = plan.chunks[ci];
     kernels::layernorm_quant(B.x.ptr + ch.row0 * D, bytes(I.h) + ch.row0 * D, ch.rows, D, gamma,
                              beta, c.ln_eps, g);
@@ -360,19 +368,15 @@ void VitSession::forward_int(const float *nchw, int n, float *logits, const TapF
     plan.head_dist.bound.run(stream_);
     clk.lap(Op::gemm_linear);
   }
-  write_outputs(*model_, B, n, logits);
+  write_outputs(*model_, B, n, out);
   clk.lap(Op::other);
 }
 
-}  // namespace vqm
-
-namespace vqm {
-
-std::vector<std::string> VitSession::int_kernel_report() const {
+std::vector<std::string> IntEngine::kernel_report() const {
   // Every block and chunk has primitives of its own: list each kind's distinct implementations,
   // so that a fallback in any one of them shows.
   std::vector<std::string> out;
-  for (const auto &p : int_plans_) {
+  for (const auto &p : plans_) {
     std::map<std::string, std::set<std::string>> impls;
     for (const auto &blk : p->blocks)
       for (const auto &cb : blk.chunks) {
