@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -41,27 +42,25 @@ void check_labels(const Dataset &data, const VitModel &model) {
   }
 }
 
-EvalResult evaluate(const std::shared_ptr<const VitModel> &model, const Dataset &data,
-                    const std::vector<int> &items, const EvalOptions &options,
-                    ProgressBar *progress) {
-  check_labels(data, *model);
+std::vector<float> run_outputs(const std::shared_ptr<const VitModel> &model, const Dataset &data,
+                               const std::vector<int> &items, const EvalOptions &options,
+                               ProgressBar *progress, double *seconds) {
   const VitConfig &c = model->config();
-  const int classes = c.num_classes, n = static_cast<int>(items.size());
+  const int64_t k = c.n_outputs();
+  const int n = static_cast<int>(items.size());
   const int batch = std::max(1, options.batch);
   const int batches = (n + batch - 1) / batch;
   const int threads = options.threads > 0 ? options.threads : omp_get_max_threads();
   const int sessions =
       std::clamp(options.sessions > 0 ? options.sessions : threads, 1, std::max(1, batches));
-  EvalResult r;
-  r.n = n;
-  r.logits.resize(static_cast<size_t>(n) * classes);
+  std::vector<float> out(static_cast<size_t>(n) * k);
 
   std::atomic<int> next{0};
   std::atomic<bool> stop{false};
   std::exception_ptr error;
   std::mutex error_mutex;
-  // Batches are fixed slices of `items` whichever worker takes them, so the logits do not depend
-  // on the scheduling (a forward's numbers can depend on its batch composition).
+  // Batches are fixed slices of `items` whichever worker takes them, so the outputs do not
+  // depend on the scheduling (a forward's numbers can depend on its batch composition).
   auto worker = [&] {
     try {
       SessionOptions so;
@@ -74,7 +73,7 @@ EvalResult evaluate(const std::shared_ptr<const VitModel> &model, const Dataset 
         for (int i = 0; i < count; ++i)
           preprocess_image(data.image(items[static_cast<size_t>(start + i)], c.in_chans),
                            model->preprocess(), input.data() + i * c.input_size());
-        session.run(input.data(), count, r.logits.data() + static_cast<size_t>(start) * classes);
+        session.run(input.data(), count, out.data() + static_cast<size_t>(start) * k);
         if (progress) progress->advance(count, n);
       }
     } catch (...) {
@@ -92,13 +91,49 @@ EvalResult evaluate(const std::shared_ptr<const VitModel> &model, const Dataset 
     for (auto &t : pool) t.join();
   }
   if (error) std::rethrow_exception(error);
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (seconds)
+    *seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return out;
+}
+
+Agreement agreement(const float *a, const float *b, int n, int k) {
+  Agreement r;
+  r.n = n;
+  r.cosine_min = n > 0 ? 2.0 : 0.0;
+  for (int i = 0; i < n; ++i) {
+    const float *x = a + static_cast<size_t>(i) * k, *y = b + static_cast<size_t>(i) * k;
+    double xy = 0, xx = 0, yy = 0;
+    for (int j = 0; j < k; ++j) {
+      xy += double(x[j]) * y[j];
+      xx += double(x[j]) * x[j];
+      yy += double(y[j]) * y[j];
+    }
+    // Two zero vectors agree; one zero vector does not (cosine 0).
+    const double cos = xx > 0 && yy > 0 ? xy / std::sqrt(xx * yy) : (xx == yy ? 1.0 : 0.0);
+    r.cosine_mean += cos / n;
+    if (cos < r.cosine_min) {
+      r.cosine_min = cos;
+      r.cosine_min_row = i;
+    }
+    r.top1_same += top_k(x, k, 1)[0] == top_k(y, k, 1)[0];
+  }
+  return r;
+}
+
+EvalResult evaluate(const std::shared_ptr<const VitModel> &model, const Dataset &data,
+                    const std::vector<int> &items, const EvalOptions &options,
+                    ProgressBar *progress) {
+  check_labels(data, *model);
+  const int classes = model->config().num_classes, n = static_cast<int>(items.size());
+  EvalResult r;
+  r.n = n;
+  r.outputs = run_outputs(model, data, items, options, progress, &r.seconds);
 
   r.class_n.assign(static_cast<size_t>(classes), 0);
   r.class_top1 = r.class_top5 = r.class_n;
   for (int i = 0; i < n; ++i) {
     const int label = data.label(items[static_cast<size_t>(i)]);
-    const auto best = top_k(r.logits.data() + static_cast<size_t>(i) * classes, classes, 5);
+    const auto best = top_k(r.outputs.data() + static_cast<size_t>(i) * classes, classes, 5);
     const bool hit1 = best[0] == label;
     const bool hit5 = std::find(best.begin(), best.end(), label) != best.end();
     r.top1 += hit1;
@@ -107,7 +142,7 @@ EvalResult evaluate(const std::shared_ptr<const VitModel> &model, const Dataset 
     r.class_top1[static_cast<size_t>(label)] += hit1;
     r.class_top5[static_cast<size_t>(label)] += hit5;
   }
-  if (!options.keep_logits) std::vector<float>().swap(r.logits);
+  if (!options.keep_outputs) std::vector<float>().swap(r.outputs);
   return r;
 }
 

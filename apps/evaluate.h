@@ -1,7 +1,8 @@
 // Accuracy of a model on a labelled data set (vit-eval, vit-quantize --eval-data): top-1, top-5
-// and per class, with several sessions on the shared model, one per worker thread, each
-// decoding and preprocessing its own batches (on JPEG folders decoding costs as much as the
-// forward of a small model).
+// and per class; and the agreement of two models' outputs (a quantized model and its fp32
+// original: embedding cosine, top-1 agreement). Both run several sessions on the shared model,
+// one per worker thread, each decoding and preprocessing its own batches (on JPEG folders
+// decoding costs as much as the forward of a small model).
 #pragma once
 #include <memory>
 #include <string>
@@ -18,7 +19,7 @@ struct EvalOptions {
   int threads = 0;   // CPU threads in all (0: all cores)
   int sessions = 0;  // worker threads, each with a session of threads/sessions OpenMP threads
                      // (0: one per thread)
-  bool keep_logits = false;
+  bool keep_outputs = false;  // evaluate(): keep EvalResult::outputs
 };
 
 struct EvalResult {
@@ -26,15 +27,31 @@ struct EvalResult {
   double seconds = 0;
   // Per class index of the model: images, top-1 and top-5 hits.
   std::vector<int> class_n, class_top1, class_top5;
-  std::vector<float> logits;  // n x classes in `items` order, with keep_logits
+  std::vector<float> outputs;  // n x classes (logits) in `items` order, with keep_outputs
 };
+
+// The model's outputs (n x n_outputs: logits or embeddings) for data items `items`, in that
+// order. Labels are not needed. `progress` may be null; `seconds` receives the wall time.
+std::vector<float> run_outputs(const std::shared_ptr<const VitModel> &model, const Dataset &data,
+                               const std::vector<int> &items, const EvalOptions &options,
+                               ProgressBar *progress, double *seconds = nullptr);
+
+// How closely outputs `a` agree with reference outputs `b` (both n x k, row per image).
+struct Agreement {
+  int n = 0;
+  double cosine_mean = 0, cosine_min = 0;
+  int cosine_min_row = 0;  // the row of the minimum
+  int top1_same = 0;       // rows whose largest output is at the same index (classifiers)
+};
+Agreement agreement(const float *a, const float *b, int n, int k);
 
 // Throws vqm::Error when the data set is unlabelled, a label is outside the model's classes,
 // a sorted-folder data set has a different number of classes than the model (the indices would
 // not mean the model's classes: a class-index file is needed), or an image cannot be decoded.
 void check_labels(const Dataset &data, const VitModel &model);
 
-// Evaluates `model` on data items `items` (see Dataset::select). `progress` may be null.
+// Evaluates `model` (a classifier) on labelled data items `items` (see Dataset::select).
+// `progress` may be null.
 EvalResult evaluate(const std::shared_ptr<const VitModel> &model, const Dataset &data,
                     const std::vector<int> &items, const EvalOptions &options,
                     ProgressBar *progress);

@@ -1,7 +1,11 @@
-// vit-eval --model M.vqm [--data SRC]: top-1 / top-5 and per-class accuracy on Fashion-MNIST idx
-// files or an image folder (DIR/<class>/...), with one session per worker thread.
+// vit-eval --model M.vqm [--data SRC] [--reference R.vqm]: top-1 / top-5 and per-class accuracy
+// on Fashion-MNIST idx files or an image folder (DIR/<class>/...), with one session per worker
+// thread; with a reference model (the fp32 original of a quantized one), how closely the outputs
+// agree: cosine (mean, minimum) and top-1 agreement. Models without a classifier head (embedding
+// models) are measured by that agreement alone.
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "apps/app_common.h"
 #include "apps/cli.h"
@@ -9,6 +13,75 @@
 #include "apps/progress.h"
 #include "runtime/io/error.h"
 #include "runtime/io/format.h"
+
+namespace {
+
+// What vit-eval measured: accuracy (a classifier on labelled data), agreement (with --reference).
+struct Report {
+  std::string model, data, reference, min_item;
+  std::optional<vqm::app::EvalResult> accuracy;
+  std::optional<vqm::app::Agreement> agreement;
+  double seconds = 0;  // without accuracy: the model's run time
+};
+
+nlohmann::json report_json(const Report &r, const vqm::VitModel &model, const vqm::Dataset &data) {
+  nlohmann::json j = {{"model", r.model}, {"data", r.data}};
+  if (const auto &a = r.accuracy) {
+    nlohmann::json per_class = nlohmann::json::array();
+    for (size_t k = 0; k < a->class_n.size(); ++k) {
+      if (!a->class_n[k]) continue;
+      per_class.push_back({{"class", k},
+                           {"label", vqm::app::class_name(model, data, static_cast<int>(k))},
+                           {"n", a->class_n[k]},
+                           {"top1", double(a->class_top1[k]) / a->class_n[k]},
+                           {"top5", double(a->class_top5[k]) / a->class_n[k]}});
+    }
+    j.update({{"n", a->n},
+              {"top1", double(a->top1) / a->n},
+              {"top5", double(a->top5) / a->n},
+              {"seconds", a->seconds},
+              {"images_per_s", a->n / a->seconds},
+              {"per_class", per_class}});
+  } else if (r.agreement) {
+    j.update({{"n", r.agreement->n}, {"seconds", r.seconds}});
+  }
+  if (const auto &g = r.agreement) {
+    j.update({{"reference", r.reference},
+              {"cosine_mean", g->cosine_mean},
+              {"cosine_min", g->cosine_min},
+              {"cosine_min_image", r.min_item}});
+    if (model.config().num_classes > 0) j["top1_agreement"] = double(g->top1_same) / g->n;
+  }
+  return j;
+}
+
+void print_report(const Report &r, const vqm::VitModel &model, const vqm::Dataset &data,
+                  bool per_class) {
+  if (const auto &a = r.accuracy) {
+    if (per_class) {
+      std::printf("%5s  %-32s %6s %8s %8s\n", "class", "label", "n", "top-1", "top-5");
+      for (size_t k = 0; k < a->class_n.size(); ++k)
+        if (a->class_n[k])
+          std::printf("%5zu  %-32.32s %6d %8.4f %8.4f\n", k,
+                      vqm::app::class_name(model, data, static_cast<int>(k)).c_str(), a->class_n[k],
+                      double(a->class_top1[k]) / a->class_n[k],
+                      double(a->class_top5[k]) / a->class_n[k]);
+    }
+    std::printf("%s on %s: n=%d top-1 %.4f top-5 %.4f (%.1f s, %.1f images/s)\n", r.model.c_str(),
+                r.data.c_str(), a->n, double(a->top1) / a->n, double(a->top5) / a->n, a->seconds,
+                a->n / a->seconds);
+  }
+  if (const auto &g = r.agreement) {
+    std::printf("%s vs %s on %s: n=%d cosine mean %.6f min %.6f (%s)", r.model.c_str(),
+                r.reference.c_str(), r.data.c_str(), g->n, g->cosine_mean, g->cosine_min,
+                r.min_item.c_str());
+    if (model.config().num_classes > 0)
+      std::printf(", top-1 agreement %.4f", double(g->top1_same) / g->n);
+    std::printf("\n");
+  }
+}
+
+}  // namespace
 
 int main(int argc, char **argv) {
   return vqm::cli::run_tool("vit-eval", [&] {
@@ -31,15 +104,23 @@ int main(int argc, char **argv) {
           "worker threads, each with its own session and threads/N OpenMP threads (default: one "
           "per thread)"},
          {"--per-class", "", "print the per-class table (the JSON always has it)"},
-         {"--json", "", "print one JSON object: top1, top5, n, seconds, per_class"},
-         {"--dump-logits", "FILE", "write N x C float32 little-endian logits, in data order"},
+         {"--reference", "R.vqm",
+          "also run R (e.g. the fp32 model M was quantized from) and report the cosine of M's "
+          "outputs to R's (mean, min) and top-1 agreement; needed for a model without a head, "
+          "and then the data need no labels"},
+         {"--json", "",
+          "print one JSON object: top1, top5, n, seconds, per_class (and cosine_mean, "
+          "cosine_min, cosine_min_image, top1_agreement with --reference)"},
+         {"--dump-logits", "FILE",
+          "write N x K float32 little-endian outputs (logits or embeddings), in data order"},
          {"--quiet", "", "no progress bar"}},
         "Evaluates a model on labelled images and prints top-1 / top-5 accuracy. Image folders "
         "follow torchvision's ImageFolder layout (also the ImageNet validation set sorted into "
         "synset folders). Results go to stdout; the progress bar (terminals only) to stderr.\n\n"
         "examples:\n"
         "  vit-eval --model fmnist.vqm\n"
-        "  vit-eval --model deit_s.vqm --data imagenet/val --limit 5000 --json");
+        "  vit-eval --model deit_s.vqm --data imagenet/val --limit 5000 --json\n"
+        "  vit-eval --model dinov2.w8.vqm --reference dinov2.vqm --data photos/");
     args.parse(argc, argv);
     if (!args.has("--model")) throw vqm::cli::UsageError("missing --model M.vqm");
     if (!args.positional().empty())
@@ -53,58 +134,61 @@ int main(int argc, char **argv) {
     eo.batch = args.get_int("--batch", 32, 1, 1024);
     eo.threads = args.get_int("--threads", 0, 1, 1024);
     eo.sessions = args.get_int("--sessions", 0, 1, 1024);
-    eo.keep_logits = args.has("--dump-logits");
     const int limit = args.get_int("--limit", 0, 1, 1 << 30);
 
-    const auto model = vqm::app::load_model(args.get("--model"));
+    const std::string model_path = args.get("--model"), ref_path = args.get("--reference");
+    const auto model = vqm::app::load_model(model_path);
+    const auto ref = ref_path.empty() ? nullptr : vqm::app::load_model(ref_path);
     const int classes = model->config().num_classes;
+    const int64_t k = model->config().n_outputs();
+    if (!ref && classes == 0)
+      throw vqm::cli::UsageError(model_path + " has no classifier head (it outputs " +
+                                 std::to_string(k) +
+                                 "-dim embeddings): give --reference R.vqm to compare them with");
+    if (ref && ref->config().n_outputs() != k)
+      throw vqm::cli::UsageError(ref_path + " outputs " +
+                                 std::to_string(ref->config().n_outputs()) + " values, " +
+                                 model_path + " " + std::to_string(k) + ": not comparable");
+    dopt.need_labels = !ref;  // agreement alone needs no labels
     const std::string src = args.get("--data", "/usr/share/datasets/fashion-mnist");
     const auto data = vqm::Dataset::open(src, dopt);
-    vqm::app::check_labels(data, *model);
     const auto items = data.select(limit);
-    vqm::app::ProgressBar bar("vit-eval", "images", vqm::app::progress_wanted(args.has("--quiet")));
-    const auto r = vqm::app::evaluate(model, data, items, eo, &bar);
-    bar.finish();
+    const bool accuracy = classes > 0 && data.labelled();
+    const bool quiet = !vqm::app::progress_wanted(args.has("--quiet"));
 
-    if (args.has("--dump-logits")) {
-      static_assert(sizeof(float) == 4, "float32 logits");
-      vqm::write_file_atomic(args.get("--dump-logits"), r.logits.data(),
-                             r.logits.size() * sizeof(float));
-    }
-    const std::string where = data.is_idx() ? src + " (" + data.split() + ")" : src;
-    if (args.has("--json")) {
-      nlohmann::json per_class = nlohmann::json::array();
-      for (int k = 0; k < classes; ++k) {
-        if (!r.class_n[k]) continue;
-        per_class.push_back({{"class", k},
-                             {"label", vqm::app::class_name(*model, data, k)},
-                             {"n", r.class_n[k]},
-                             {"top1", double(r.class_top1[k]) / r.class_n[k]},
-                             {"top5", double(r.class_top5[k]) / r.class_n[k]}});
+    Report rep;
+    rep.model = model_path;
+    rep.data = data.is_idx() ? src + " (" + data.split() + ")" : src;
+    std::vector<float> outputs;
+    {
+      vqm::app::ProgressBar bar("vit-eval", "images", !quiet);
+      if (accuracy) {
+        eo.keep_outputs = true;
+        rep.accuracy = vqm::app::evaluate(model, data, items, eo, &bar);
+        outputs = std::move(rep.accuracy->outputs);
+      } else {
+        outputs = vqm::app::run_outputs(model, data, items, eo, &bar, &rep.seconds);
       }
-      nlohmann::json j = {{"model", args.get("--model")},
-                          {"data", where},
-                          {"n", r.n},
-                          {"top1", double(r.top1) / r.n},
-                          {"top5", double(r.top5) / r.n},
-                          {"seconds", r.seconds},
-                          {"images_per_s", r.n / r.seconds},
-                          {"per_class", per_class}};
-      std::printf("%s\n", j.dump().c_str());
-      return 0;
+      bar.finish();
     }
-    if (args.has("--per-class")) {
-      std::printf("%5s  %-32s %6s %8s %8s\n", "class", "label", "n", "top-1", "top-5");
-      for (int k = 0; k < classes; ++k)
-        if (r.class_n[k])
-          std::printf("%5d  %-32.32s %6d %8.4f %8.4f\n", k,
-                      vqm::app::class_name(*model, data, k).c_str(), r.class_n[k],
-                      double(r.class_top1[k]) / r.class_n[k],
-                      double(r.class_top5[k]) / r.class_n[k]);
+    if (ref) {
+      vqm::app::ProgressBar bar("vit-eval", "images (reference)", !quiet);
+      const auto want = vqm::app::run_outputs(ref, data, items, eo, &bar);
+      bar.finish();
+      rep.reference = ref_path;
+      rep.agreement = vqm::app::agreement(outputs.data(), want.data(),
+                                          static_cast<int>(items.size()), static_cast<int>(k));
+      if (!items.empty()) rep.min_item = data.item_name(items[rep.agreement->cosine_min_row]);
     }
-    std::printf("%s on %s: n=%d top-1 %.4f top-5 %.4f (%.1f s, %.1f images/s)\n",
-                args.get("--model").c_str(), where.c_str(), r.n, double(r.top1) / r.n,
-                double(r.top5) / r.n, r.seconds, r.n / r.seconds);
+    if (args.has("--dump-logits")) {
+      static_assert(sizeof(float) == 4, "float32 outputs");
+      vqm::write_file_atomic(args.get("--dump-logits"), outputs.data(),
+                             outputs.size() * sizeof(float));
+    }
+    if (args.has("--json"))
+      std::printf("%s\n", report_json(rep, *model, data).dump().c_str());
+    else
+      print_report(rep, *model, data, args.has("--per-class"));
     return 0;
   });
 }

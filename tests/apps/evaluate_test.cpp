@@ -28,13 +28,13 @@ TEST(Evaluate, SessionsDoNotChangeTheNumbers) {
   app::EvalOptions one;
   one.batch = 16;  // 100 = 6 x 16 + 4: a short last batch too
   one.threads = one.sessions = 1;
-  one.keep_logits = true;
+  one.keep_outputs = true;
   app::EvalOptions three = one;
   three.threads = three.sessions = 3;
   const auto a = app::evaluate(model, data, items, one, nullptr);
   const auto b = app::evaluate(model, data, items, three, nullptr);
   EXPECT_EQ(a.n, 100);
-  EXPECT_EQ(a.logits, b.logits);  // same batches, one OpenMP thread each: bit-identical
+  EXPECT_EQ(a.outputs, b.outputs);  // same batches, one OpenMP thread each: bit-identical
   EXPECT_EQ(a.top1, b.top1);
   EXPECT_EQ(a.class_top1, b.class_top1);
   EXPECT_EQ(std::accumulate(a.class_n.begin(), a.class_n.end(), 0), 100);
@@ -42,9 +42,25 @@ TEST(Evaluate, SessionsDoNotChangeTheNumbers) {
   EXPECT_GE(a.top5, a.top1);
   // The shipped model scores 0.9048 on all of t10k; on the first 100 it is far above chance.
   EXPECT_GT(a.top1, 80);
-  // Without keep_logits nothing is kept.
-  three.keep_logits = false;
-  EXPECT_TRUE(app::evaluate(model, data, items, three, nullptr).logits.empty());
+  // Without keep_outputs nothing is kept.
+  three.keep_outputs = false;
+  EXPECT_TRUE(app::evaluate(model, data, items, three, nullptr).outputs.empty());
+}
+
+// agreement() against the definition, row by row: identical rows (cosine 1), a row scaled by 3
+// (cosine 1: direction only), a negated row (-1), orthogonal rows (0), two zero rows (1: they
+// agree) and a zero row against a non-zero one (0); the top-1 of each pair.
+TEST(Evaluate, AgreementIsTheCosineOfEachRow) {
+  const int k = 3;
+  const std::vector<float> a = {1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 0, 0, 0, 0, 0, 0, 0, 0};
+  const std::vector<float> b = {1, 2, 3, 3, 6, 9, -1, -2, -3, 0, 1, 0, 0, 0, 0, 0, 1, 0};
+  const app::Agreement g = app::agreement(a.data(), b.data(), 6, k);
+  EXPECT_EQ(g.n, 6);
+  EXPECT_NEAR(g.cosine_mean, (1 + 1 - 1 + 0 + 1 + 0) / 6.0, 1e-12);
+  EXPECT_DOUBLE_EQ(g.cosine_min, -1.0);
+  EXPECT_EQ(g.cosine_min_row, 2);
+  // Same largest index: rows 0, 1, 4 (zeros: index 0 both); not rows 2, 3, 5.
+  EXPECT_EQ(g.top1_same, 3);
 }
 
 TEST(Evaluate, DigitFoldersInSortedOrderMatchTheIdxFiles) {
@@ -58,7 +74,7 @@ TEST(Evaluate, DigitFoldersInSortedOrderMatchTheIdxFiles) {
   app::EvalOptions o;
   o.batch = 1;  // one image per forward: logits cannot depend on the order of the images
   o.threads = o.sessions = 2;
-  o.keep_logits = true;
+  o.keep_outputs = true;
   const auto f = app::evaluate(model, folder, folder.select(0), o, nullptr);
   const auto i = app::evaluate(model, idx, idx.select(60), o, nullptr);
   EXPECT_EQ(f.top1, i.top1);
@@ -68,8 +84,8 @@ TEST(Evaluate, DigitFoldersInSortedOrderMatchTheIdxFiles) {
   // Row k of the folder's logits is the image its file name numbers (PNG is lossless).
   for (int k = 0; k < folder.size(); ++k) {
     const int image = std::stoi(fs::path(folder.item_name(k)).stem().string());
-    EXPECT_TRUE(std::equal(f.logits.begin() + k * 10, f.logits.begin() + k * 10 + 10,
-                           i.logits.begin() + image * 10))
+    EXPECT_TRUE(std::equal(f.outputs.begin() + k * 10, f.outputs.begin() + k * 10 + 10,
+                           i.outputs.begin() + image * 10))
         << folder.item_name(k);
   }
 }

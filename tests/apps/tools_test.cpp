@@ -211,5 +211,62 @@ TEST(Tools, RunEmbedsAFolderWithAnEmbeddingModel) {
   EXPECT_GE(cosine(emb.data(), ref.data(), 192), 0.9999);
 }
 
+// vit-eval --reference: an embedding model measured by its cosine to another model's outputs
+// (here DINOv2 against DINOv2 with registers, two different 192-dim models: a cosine well below
+// 1 that must equal the one computed from vit-run --embed of both); itself against itself is
+// exactly 1; without --reference an embedding model is a usage error.
+TEST(Tools, EvalComparesEmbeddingsWithAReference) {
+  const std::string dir = scratch_dir() + "/eval_embed";
+  fs::create_directories(dir + "/photos");
+  for (const char *f : {"chelsea.png", "coffee.png", "rocket.jpg"})
+    fs::copy_file(data_path(std::string("images/") + f), dir + "/photos/" + f,
+                  fs::copy_options::overwrite_existing);
+  std::vector<std::vector<float>> emb;
+  for (const char *name : {"dinov2_small_features", "dinov2_small_reg4_features"}) {
+    const std::string model = dir + "/" + name + ".vqm";
+    ASSERT_EQ(
+        run_tool("vit-convert --quiet " +
+                 data_path(std::string("models/family/") + name + ".safetensors") + " -o " + model)
+            .status,
+        0);
+    ASSERT_EQ(run_tool("vit-run --model " + model + " --embed " + model + ".f32 " + dir + "/photos")
+                  .status,
+              0);
+    const auto bytes = read_bytes(model + ".f32");
+    ASSERT_EQ(bytes.size(), 3u * 192 * 4);
+    emb.emplace_back(3 * 192);
+    std::memcpy(emb.back().data(), bytes.data(), bytes.size());
+  }
+  const std::string a = dir + "/dinov2_small_features.vqm",
+                    b = dir + "/dinov2_small_reg4_features.vqm";
+  const json j = parse(run_tool("vit-eval --json --model " + a + " --reference " + b + " --data " +
+                                dir + "/photos"));
+  double mean = 0, min = 2;
+  int min_row = -1;
+  for (int i = 0; i < 3; ++i) {
+    const double c = cosine(emb[0].data() + i * 192, emb[1].data() + i * 192, 192);
+    mean += c / 3;
+    if (c < min) min = c, min_row = i;
+  }
+  const char *names[] = {"chelsea.png", "coffee.png", "rocket.jpg"};  // sorted
+  EXPECT_EQ(j["n"], 3);
+  EXPECT_NEAR(j["cosine_mean"].get<double>(), mean, 1e-6);
+  EXPECT_NEAR(j["cosine_min"].get<double>(), min, 1e-6);
+  EXPECT_EQ(j["cosine_min_image"], names[min_row]);
+  EXPECT_LT(min, 0.999);  // different models: the comparison is not trivially 1
+  EXPECT_FALSE(j.contains("top1_agreement"));  // embeddings have no classes
+  EXPECT_FALSE(j.contains("top1"));
+
+  const json self = parse(run_tool("vit-eval --json --model " + a + " --reference " + a +
+                                   " --data " + dir + "/photos"));
+  EXPECT_DOUBLE_EQ(self["cosine_min"].get<double>(), 1.0);
+
+  const ToolRun no_ref = run_tool("vit-eval --model " + a + " --data " + dir + "/photos");
+  EXPECT_EQ(no_ref.status, 2);
+  EXPECT_EQ(no_ref.err, "vit-eval: error: " + a +
+                            " has no classifier head (it outputs 192-dim embeddings): give "
+                            "--reference R.vqm to compare them with\n");
+}
+
 }  // namespace
 }  // namespace vqm::test
