@@ -20,6 +20,9 @@ int main(int argc, char **argv) {
          {"--heads", "N", "number of attention heads (default: metadata, preset, or dim/64)"},
          {"--mean", "A,B,C", "normalisation mean per channel"},
          {"--std", "A,B,C", "normalisation std per channel"},
+         {"--image-size", "N",
+          "convert for N x N input: the position embeddings resampled to N/patch per side "
+          "(bicubic, antialiased, as timm), the preprocessing's crop N and resize scaled to it"},
          {"--crop", "N", "center-crop size (must equal the model's input size)"},
          {"--crop-pct", "F",
           "resize (the shorter side, or both when squashing) to crop/crop_pct, then crop"},
@@ -45,6 +48,7 @@ int main(int argc, char **argv) {
         "  vit-convert model.safetensors -o deit_s.vqm --preset deit_small_patch16_224\n"
         "  vit-convert fmnist.safetensors -o fmnist.vqm --labels classes.txt --json\n"
         "  vit-convert ~/hf/vit-base-patch16-224/ -o vit_b.vqm\n"
+        "  vit-convert dinov2_vits14.safetensors -o dinov2_224.vqm --image-size 224\n"
         "  vit-convert torchvision_vit_b_16.safetensors -o vit_b16.vqm --heads 12");
     args.parse(argc, argv);
     if (args.positional().size() != 1)
@@ -57,6 +61,8 @@ int main(int argc, char **argv) {
     opt.num_heads = args.get_int("--heads", 0, 1, 1024);
     if (args.has("--mean")) opt.mean = vqm::cli::parse_floats(args.get("--mean"), "--mean");
     if (args.has("--std")) opt.std = vqm::cli::parse_floats(args.get("--std"), "--std");
+    // 4096: VitConfig's largest image side; the converter checks it against the patch size.
+    if (args.has("--image-size")) opt.image_size = args.get_int("--image-size", 0, 1, 4096);
     if (args.has("--crop")) opt.crop = args.get_int("--crop", 0, 1, 16384);
     if (args.has("--crop-pct"))
       opt.crop_pct = static_cast<float>(args.get_double("--crop-pct", 1, 0.01, 1));

@@ -415,7 +415,7 @@ namespace {
 // Preprocessing: preset, else the checkpoint's metadata, else timm's generic defaults; then the
 // flags. *crop_pct_out: the crop fraction it implies (recorded in the .vqm for information).
 PreprocessConfig make_preprocess(const Checkpoint &in, const VitConfig &c,
-                                 const ConvertOptions &opt, const Preset *preset,
+                                 const ConvertOptions &opt, const Preset *preset, int source_size,
                                  float *crop_pct_out) {
   const auto &meta = in.metadata;
   PreprocessConfig p;
@@ -447,6 +447,13 @@ PreprocessConfig make_preprocess(const Checkpoint &in, const VitConfig &c,
     crop_pct = *opt.crop_pct;
     resize_size = 0;
   }
+  // A resize the source states (Hugging Face, torchvision) is for its own input size; for
+  // another (--image-size) it keeps its ratio to the crop, as timm's floor(crop / crop_pct) does
+  // for the new crop. In integers, so that a resize equal to the crop (Hugging Face's squash
+  // without crop) stays equal to it. Without one, floor(image_size / crop_pct) below already is
+  // timm's transform for the new size.
+  if (resize_size > 0 && c.image_size != source_size)
+    resize_size = std::max(1, static_cast<int>(int64_t{resize_size} * c.image_size / source_size));
   if (opt.crop && *opt.crop != c.image_size)
     fail(ErrorCode::invalid_argument, "--crop " + std::to_string(*opt.crop) +
                                           " differs from the model's input size " +
@@ -494,6 +501,40 @@ std::vector<std::string> make_labels(const Checkpoint &in, const VitConfig &c,
   return labels;
 }
 
+// The input size the .vqm is for: the checkpoint's (read from pos_embed), or opt.image_size, a
+// whole patch grid within VitConfig's bounds (at most 512 patches per side, sides up to 4096),
+// with a note in `log` of the resampling that follows.
+void apply_image_size(const ConvertOptions &opt, VitConfig *c, std::vector<std::string> *log) {
+  if (!opt.image_size || *opt.image_size == c->image_size) return;
+  const int n = *opt.image_size, p = c->patch_size, from = c->grid();
+  const int max = std::min(512, 4096 / p) * p;
+  if (n < p || n % p != 0 || n > max)
+    fail(ErrorCode::invalid_argument,
+         "--image-size " + std::to_string(n) + " must be a multiple of the patch size " +
+             std::to_string(p) + " from " + std::to_string(p) + " to " + std::to_string(max));
+  c->image_size = n;
+  c->validate();
+  auto square = [](int s) { return std::to_string(s) + "x" + std::to_string(s); };
+  log->push_back("pos_embed resampled from " + square(from) + " to " + square(c->grid()) +
+                 " (bicubic, antialias) for " + square(n) + " input");
+}
+
+// timm's resample_abs_pos_embed: the prefix rows (class/dist/register tokens, where pos_embed has
+// them) as they are, the patch rows as a from_grid x from_grid image of embed_dim channels
+// resampled to the config's grid, bicubic with antialiasing (F.interpolate's, which is PIL's
+// float resampling: resample_grid_f32).
+std::vector<float> resample_pos_embed(const std::vector<float> &pos, const VitConfig &c,
+                                      int from_grid) {
+  const size_t prefix = static_cast<size_t>(c.pos_embed_prefix ? c.num_prefix_tokens() : 0);
+  const auto patches = pos.begin() + static_cast<std::ptrdiff_t>(prefix * c.embed_dim);
+  std::vector<float> out(pos.begin(), patches);
+  const std::vector<float> grid =
+      resample_grid_f32(std::vector<float>(patches, pos.end()), c.embed_dim, from_grid, from_grid,
+                        c.grid(), c.grid(), Interpolation::bicubic);
+  out.insert(out.end(), grid.begin(), grid.end());
+  return out;
+}
+
 }  // namespace
 
 VqmWriter convert_checkpoint(const Checkpoint &in, const ConvertOptions &opt,
@@ -508,12 +549,15 @@ VqmWriter convert_checkpoint(const Checkpoint &in, const ConvertOptions &opt,
            "unknown preset '" + opt.preset + "' (known: " + names + ")");
     }
   }
-  if (notes) notes->insert(notes->end(), in.notes.begin(), in.notes.end());
-  const VitConfig c = infer_config(in, opt, preset, notes);
+  // Every note also goes into the .vqm ("producer"), so the file says what was assumed or done.
+  std::vector<std::string> log = in.notes;
+  VitConfig c = infer_config(in, opt, preset, &log);
   const auto &meta = in.metadata;
+  const int source_grid = c.grid(), source_size = c.image_size;
+  apply_image_size(opt, &c, &log);
 
   float crop_pct = 0;
-  const PreprocessConfig p = make_preprocess(in, c, opt, preset, &crop_pct);
+  const PreprocessConfig p = make_preprocess(in, c, opt, preset, source_size, &crop_pct);
   const std::vector<std::string> labels = make_labels(in, c, opt, preset);
 
   // Every tensor must be one the runtime uses: a checkpoint with extra parts (relative position
@@ -529,8 +573,9 @@ VqmWriter convert_checkpoint(const Checkpoint &in, const ConvertOptions &opt,
     if (!wanted.count(t.name))
       fail(ErrorCode::unsupported,
            "tensor '" + t.name + "' is not part of a supported ViT-family architecture");
-  if (layer_scale && notes)
-    notes->push_back("LayerScale folded into attn.proj and mlp.fc2 (exact up to float rounding)");
+  if (layer_scale)
+    log.push_back("LayerScale folded into attn.proj and mlp.fc2 (exact up to float rounding)");
+  if (notes) notes->insert(notes->end(), log.begin(), log.end());
 
   VqmWriter w;
   json doc;
@@ -543,14 +588,20 @@ VqmWriter convert_checkpoint(const Checkpoint &in, const ConvertOptions &opt,
                      {"tool", "vit-convert"},
                      {"source", opt.source_name},
                      {"source_format", source_format_name(in.format)}};
+  if (!log.empty()) doc["producer"]["notes"] = log;
   if (!meta.empty()) doc["source_metadata"] = meta;
   w.set_meta(doc);
   for (const auto &e : expected) {
     const TensorInfo &t = in.get(e.name);
-    if (t.shape != e.shape)
-      fail(ErrorCode::format, "tensor '" + e.name + "': expected shape " + shape_str(e.shape) +
+    // pos_embed is read at the checkpoint's grid, then resampled to the new one.
+    const bool resample = e.name == "pos_embed" && c.image_size != source_size;
+    std::vector<int64_t> want = e.shape;
+    if (resample) want[1] += int64_t{source_grid} * source_grid - c.num_patches();
+    if (t.shape != want)
+      fail(ErrorCode::format, "tensor '" + e.name + "': expected shape " + shape_str(want) +
                                   ", found " + shape_str(t.shape));
     std::vector<float> data = to_f32(t);
+    if (resample) data = resample_pos_embed(data, c, source_grid);
     if (layer_scale) fold_layer_scale(in, e.name, &data);
     w.add_f32(e.name, e.shape, data.data());
   }

@@ -20,7 +20,12 @@ struct ConvertOptions {
   std::string preset;  // e.g. "deit_small_patch16_224"; empty: none
   int num_heads = 0;   // 0: metadata, preset, else embed_dim / 64
   std::optional<std::vector<float>> mean, std;
-  std::optional<int> crop;        // must equal the model's image size
+  // The input size to convert for: pos_embed's patch rows are resampled from the checkpoint's
+  // grid to image_size / patch_size per side as timm's resample_abs_pos_embed does (bicubic,
+  // antialiased; prefix rows kept), and the preprocessing follows. A multiple of the patch size
+  // with at most 512 patches per side; the checkpoint's own size changes nothing.
+  std::optional<int> image_size;
+  std::optional<int> crop;        // must equal the model's image size (image_size when given)
   std::optional<float> crop_pct;  // resize = floor(crop / crop_pct)
   std::optional<std::string> interpolation;
   std::string labels_file;  // one class name per line
@@ -109,7 +114,8 @@ Checkpoint load_checkpoint(const std::string &path);
 
 // Builds the .vqm (tensors converted to f32, LayerScale folded into the projections before it).
 // Throws vqm::Error naming what is wrong or missing. `notes` receives human-readable lines about
-// choices made (e.g. inferred head count).
+// choices made (e.g. inferred head count, a resampled pos_embed); the .vqm records them too, as
+// "producer": {"notes": [...]}.
 VqmWriter convert_checkpoint(const Checkpoint &in, const ConvertOptions &opt,
                              std::vector<std::string> *notes = nullptr);
 // convert_checkpoint(timm_checkpoint(in), ...).

@@ -258,15 +258,16 @@ json pretrained_cfg_from_processor(const json &pp, const std::string &pp_name,
   }
   // The processor's crop is what the model sees; a position table for another size (DINOv2:
   // 518 in the weights, 224 in the processor, which transformers bridges by interpolating the
-  // table) keeps its own size and the processor's crop fraction.
+  // table at run time) keeps its own size and the processor's crop fraction, unless
+  // vit-convert --image-size resamples the table.
   int64_t resize_size = resize;
   if (crop != image_size) {
     resize_size = int64_t{image_size} * resize / crop;
     notes->push_back(what + " crops to " + std::to_string(crop) +
                      " but the position embeddings are for " + std::to_string(image_size) +
-                     " (transformers interpolates them; vqm does not): using " +
-                     std::to_string(image_size) + " with the same crop fraction (resize " +
-                     std::to_string(resize_size) + ")");
+                     " (transformers interpolates them): using " + std::to_string(image_size) +
+                     " with the same crop fraction (resize " + std::to_string(resize_size) +
+                     "; --image-size resamples them instead)");
   }
   return json{{"input_size", {channels, image_size, image_size}},
               {"interpolation", interp},

@@ -1,7 +1,8 @@
 // Image decode and eval preprocessing. The resampler is a re-implementation of Pillow 9.x
 // libImaging/Resample.c (ImagingResample with 8-bit fixed-point coefficients) because the
 // reference pixel values come from timm/torchvision running on PIL, and a "close enough" bicubic
-// moves logits more than quantization does; bit-exact uint8 output is the goal.
+// moves logits more than quantization does; bit-exact uint8 output is the goal. Its float mode
+// (the same coefficients in double) resamples position-embedding grids (resample_grid_f32).
 #include "image.h"
 
 #include "stb/stb_image.h"
@@ -120,13 +121,17 @@ double bicubic_filter(double x) {
 
 constexpr int kPrecisionBits = 32 - 8 - 2;
 
+// PIL's precompute_coeffs: for each output index, the first source index and the number of taps
+// (bounds), and that many weights normalised to sum 1 (k, out_size * ksize doubles, zero past
+// the taps). Both paths start from these: the float one uses them as they are (PIL's mode "F",
+// like torch's antialiased interpolate), the 8-bit one rounds them to fixed point first.
 struct Coeffs {
   int ksize = 0;
   std::vector<int> bounds;  // per output index: first source index, number of taps
-  std::vector<int32_t> k;   // out_size * ksize fixed-point weights
+  std::vector<double> k;
 };
 
-// precompute_coeffs + normalize_coeffs_8bpc. in0/in1 are floats in PIL (the box is float[4]).
+// in0/in1 are floats in PIL (the box is float[4]).
 Coeffs precompute_coeffs(int in_size, float in0, float in1, int out_size, const Filter &filter) {
   double scale = static_cast<double>(in1 - in0) / out_size;
   double filterscale = scale < 1.0 ? 1.0 : scale;
@@ -134,8 +139,7 @@ Coeffs precompute_coeffs(int in_size, float in0, float in1, int out_size, const 
   Coeffs c;
   c.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
   c.bounds.resize(static_cast<size_t>(out_size) * 2);
-  c.k.assign(static_cast<size_t>(out_size) * c.ksize, 0);
-  std::vector<double> w(c.ksize);
+  c.k.assign(static_cast<size_t>(out_size) * c.ksize, 0.0);
   for (int xx = 0; xx < out_size; ++xx) {
     const double center = in0 + (xx + 0.5) * scale;
     const double ss = 1.0 / filterscale;
@@ -145,21 +149,38 @@ Coeffs precompute_coeffs(int in_size, float in0, float in1, int out_size, const 
     int xmax = static_cast<int>(center + support + 0.5);
     if (xmax > in_size) xmax = in_size;
     xmax -= xmin;
+    double *k = &c.k[static_cast<size_t>(xx) * c.ksize];
     double ww = 0.0;
     for (int x = 0; x < xmax; ++x) {
-      w[x] = filter.fn((x + xmin - center + 0.5) * ss);
-      ww += w[x];
+      k[x] = filter.fn((x + xmin - center + 0.5) * ss);
+      ww += k[x];
     }
-    int32_t *k = &c.k[static_cast<size_t>(xx) * c.ksize];
-    for (int x = 0; x < xmax; ++x) {
-      const double v = ww != 0.0 ? w[x] / ww : w[x];
-      k[x] = v < 0 ? static_cast<int32_t>(-0.5 + v * (1 << kPrecisionBits))
-                   : static_cast<int32_t>(0.5 + v * (1 << kPrecisionBits));
-    }
+    for (int x = 0; x < xmax; ++x)
+      if (ww != 0.0) k[x] /= ww;
     c.bounds[xx * 2] = xmin;
     c.bounds[xx * 2 + 1] = xmax;
   }
   return c;
+}
+
+// The same coefficients in fixed point (normalize_coeffs_8bpc), for the 8-bit passes.
+struct FixedCoeffs {
+  int ksize = 0;
+  std::vector<int> bounds;
+  std::vector<int32_t> k;
+};
+
+FixedCoeffs normalize_coeffs_8bpc(const Coeffs &c) {
+  FixedCoeffs f;
+  f.ksize = c.ksize;
+  f.bounds = c.bounds;
+  f.k.resize(c.k.size());
+  for (size_t i = 0; i < c.k.size(); ++i) {
+    const double v = c.k[i];
+    f.k[i] = v < 0 ? static_cast<int32_t>(-0.5 + v * (1 << kPrecisionBits))
+                   : static_cast<int32_t>(0.5 + v * (1 << kPrecisionBits));
+  }
+  return f;
 }
 
 // PIL's clip8: start from half a unit (rounding), shift the fixed point away, clamp to 0..255.
@@ -171,7 +192,7 @@ inline uint8_t clip8(int64_t ss) {
 }
 
 // Horizontal pass over source rows [y0, y0 + rows).
-Image resample_horizontal(const Image &in, int y0, int rows, int out_w, const Coeffs &c) {
+Image resample_horizontal(const Image &in, int y0, int rows, int out_w, const FixedCoeffs &c) {
   const int ch = in.channels;
   Image out;
   out.width = out_w;
@@ -194,7 +215,7 @@ Image resample_horizontal(const Image &in, int y0, int rows, int out_w, const Co
   return out;
 }
 
-Image resample_vertical(const Image &in, int out_h, const Coeffs &c) {
+Image resample_vertical(const Image &in, int out_h, const FixedCoeffs &c) {
   const int ch = in.channels;
   const size_t row = static_cast<size_t>(in.width) * ch;
   Image out;
@@ -224,14 +245,15 @@ Image resample_vertical(const Image &in, int out_h, const Coeffs &c) {
 Image resample_pil(const Image &in, int xsize, int ysize, const Filter &filter) {
   const bool need_h = xsize != in.width;
   const bool need_v = ysize != in.height;
-  Coeffs vert = precompute_coeffs(in.height, 0.0f, static_cast<float>(in.height), ysize, filter);
+  FixedCoeffs vert = normalize_coeffs_8bpc(
+      precompute_coeffs(in.height, 0.0f, static_cast<float>(in.height), ysize, filter));
   const int ybox_first = vert.bounds[0];
   const int ybox_last = vert.bounds[ysize * 2 - 2] + vert.bounds[ysize * 2 - 1];
   Image tmp;
   const Image *cur = &in;
   if (need_h) {
-    const Coeffs horiz =
-        precompute_coeffs(in.width, 0.0f, static_cast<float>(in.width), xsize, filter);
+    const FixedCoeffs horiz = normalize_coeffs_8bpc(
+        precompute_coeffs(in.width, 0.0f, static_cast<float>(in.width), xsize, filter));
     for (int i = 0; i < ysize; ++i) vert.bounds[i * 2] -= ybox_first;
     tmp = resample_horizontal(in, ybox_first, ybox_last - ybox_first, xsize, horiz);
     cur = &tmp;
@@ -240,28 +262,62 @@ Image resample_pil(const Image &in, int xsize, int ysize, const Filter &filter) 
   return need_h ? std::move(tmp) : in;
 }
 
-// ImagingScaleAffine: source coordinate accumulated in double, truncated (COORD).
+// ImagingScaleAffine's source index for each output index along one axis: the coordinate
+// accumulated in double, truncated (COORD).
+std::vector<int> nearest_sources(int in_size, int out_size) {
+  const double a = static_cast<double>(in_size) / out_size;
+  std::vector<int> src(out_size);
+  double o = a * 0.5;
+  for (int i = 0; i < out_size; ++i, o += a) src[i] = std::min(static_cast<int>(o), in_size - 1);
+  return src;
+}
+
 Image resample_nearest(const Image &in, int xsize, int ysize) {
   const int ch = in.channels;
-  const double ax = static_cast<double>(in.width) / xsize;
-  const double ay = static_cast<double>(in.height) / ysize;
-  std::vector<int> xin(xsize);
-  double xo = ax * 0.5;
-  for (int x = 0; x < xsize; ++x, xo += ax) xin[x] = std::min(static_cast<int>(xo), in.width - 1);
+  const std::vector<int> xin = nearest_sources(in.width, xsize);
+  const std::vector<int> ysrc = nearest_sources(in.height, ysize);
   Image out;
   out.width = xsize;
   out.height = ysize;
   out.channels = ch;
   out.pixels.resize(static_cast<size_t>(xsize) * ysize * ch);
-  double yo = ay * 0.5;
-  for (int y = 0; y < ysize; ++y, yo += ay) {
-    const int yin = std::min(static_cast<int>(yo), in.height - 1);
+  for (int y = 0; y < ysize; ++y) {
+    const int yin = ysrc[y];
     const uint8_t *src = &in.pixels[static_cast<size_t>(yin) * in.width * ch];
     uint8_t *dst = &out.pixels[static_cast<size_t>(y) * xsize * ch];
     for (int x = 0; x < xsize; ++x)
       for (int b = 0; b < ch; ++b) dst[x * ch + b] = src[xin[x] * ch + b];
   }
   return out;
+}
+
+// One separable pass of PIL's mode "F" resampling (ImagingResampleHorizontal_32bpc and
+// Vertical_32bpc): `in` is [outer, in_n, inner] and becomes [outer, out_n, inner], each output
+// the sum, in double and in tap order, of its taps times the double weights, stored as float (as
+// PIL's float image between its two passes, and torch's separable kernel between its own).
+std::vector<float> resample_axis_f32(const std::vector<float> &in, size_t outer, int in_n,
+                                     size_t inner, int out_n, const Coeffs &c) {
+  std::vector<float> out(outer * out_n * inner);
+  std::vector<double> acc(inner);
+  for (size_t o = 0; o < outer; ++o) {
+    for (int j = 0; j < out_n; ++j) {
+      const int first = c.bounds[j * 2], taps = c.bounds[j * 2 + 1];
+      const double *k = &c.k[static_cast<size_t>(j) * c.ksize];
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int t = 0; t < taps; ++t) {
+        const float *src = &in[(o * in_n + first + t) * inner];
+        for (size_t i = 0; i < inner; ++i) acc[i] += src[i] * k[t];
+      }
+      float *dst = &out[(o * out_n + j) * inner];
+      for (size_t i = 0; i < inner; ++i) dst[i] = static_cast<float>(acc[i]);
+    }
+  }
+  return out;
+}
+
+Filter pil_filter(Interpolation interp) {
+  return interp == Interpolation::bilinear ? Filter{bilinear_filter, 1.0}
+                                           : Filter{bicubic_filter, 2.0};
 }
 
 void check_image(const Image &img, const char *fn) {
@@ -404,13 +460,47 @@ Image resize_image(const Image &src, int out_width, int out_height, Interpolatio
   if (out_width == src.width && out_height == src.height) return src;
   switch (interp) {
     case Interpolation::bicubic:
-      return resample_pil(src, out_width, out_height, Filter{bicubic_filter, 2.0});
     case Interpolation::bilinear:
-      return resample_pil(src, out_width, out_height, Filter{bilinear_filter, 1.0});
+      return resample_pil(src, out_width, out_height, pil_filter(interp));
     case Interpolation::nearest:
       return resample_nearest(src, out_width, out_height);
   }
   fail(ErrorCode::invalid_argument, "resize_image: unknown interpolation");
+}
+
+std::vector<float> resample_grid_f32(const std::vector<float> &in, int channels, int in_h, int in_w,
+                                     int out_h, int out_w, Interpolation interp) {
+  const char *fn = "resample_grid_f32";
+  if (channels < 1 || in_h < 1 || in_w < 1 ||
+      in.size() != static_cast<uint64_t>(in_h) * static_cast<uint64_t>(in_w) * channels)
+    fail(ErrorCode::invalid_argument, std::string(fn) + ": " + std::to_string(in.size()) +
+                                          " values for a " + dims_str(in_w, in_h) + " grid of " +
+                                          std::to_string(channels) + " channels");
+  check_output_size(out_w, out_h, fn);
+  if (out_h == in_h && out_w == in_w) return in;  // as PIL: no pass when a size is unchanged
+  const size_t ch = static_cast<size_t>(channels);
+  if (interp == Interpolation::nearest) {
+    const std::vector<int> xs = nearest_sources(in_w, out_w), ys = nearest_sources(in_h, out_h);
+    std::vector<float> out(static_cast<size_t>(out_h) * out_w * ch);
+    for (int y = 0; y < out_h; ++y)
+      for (int x = 0; x < out_w; ++x)
+        std::copy_n(&in[(static_cast<size_t>(ys[y]) * in_w + xs[x]) * ch], ch,
+                    &out[(static_cast<size_t>(y) * out_w + x) * ch]);
+    return out;
+  }
+  const Filter filter = pil_filter(interp);
+  std::vector<float> cur;
+  const std::vector<float> *src = &in;
+  if (out_w != in_w) {  // horizontal first, as PIL and torch
+    cur = resample_axis_f32(in, in_h, in_w, ch, out_w,
+                            precompute_coeffs(in_w, 0.0f, static_cast<float>(in_w), out_w, filter));
+    src = &cur;
+  }
+  if (out_h != in_h)
+    return resample_axis_f32(
+        *src, 1, in_h, static_cast<size_t>(out_w) * ch, out_h,
+        precompute_coeffs(in_h, 0.0f, static_cast<float>(in_h), out_h, filter));
+  return cur;
 }
 
 void preprocess_image(const Image &img, const PreprocessConfig &cfg, float *chw_out) {

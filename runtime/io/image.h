@@ -1,6 +1,7 @@
 // Image decode (stb_image) and the eval-time preprocessing of timm/torchvision:
 // resize the shorter side (PIL-style antialiased bicubic or bilinear), center crop, scale to
-// [0,1], normalise with mean/std, write planar CHW float.
+// [0,1], normalise with mean/std, write planar CHW float. The same resampling, in float, for
+// grids of vectors (position embeddings).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -62,6 +63,17 @@ struct PreprocessConfig {
 // Resize exactly as PIL's Image.resize (with its antialiasing filter support scaled by the
 // downscale factor, and PIL's rounding/clamping back to uint8 after each pass).
 Image resize_image(const Image &src, int out_width, int out_height, Interpolation interp);
+
+// Resamples a grid of float vectors (row-major [in_h, in_w, channels], e.g. a ViT's position
+// embeddings) to [out_h, out_w, channels] as PIL's Image.resize does for each channel as a mode
+// "F" image, which is also torch's F.interpolate(mode, antialias=True, align_corners=False):
+// resize_image's filters and coefficients (support scaled by the downscale factor, centre
+// (i + 0.5) * in / out), kept in double rather than rounded to resize_image's fixed point, the
+// sums in double, each pass (horizontal, then vertical; skipped when its size is unchanged)
+// stored as float. Nearest takes PIL's source indices. Same sizes return `in` unchanged. Throws
+// vqm::Error invalid_argument when in.size() does not match, limit over max_image_side/pixels.
+std::vector<float> resample_grid_f32(const std::vector<float> &in, int channels, int in_h, int in_w,
+                                     int out_h, int out_w, Interpolation interp);
 
 // Full eval transform: torchvision Resize(resize) (shorter side to `resize`, longer side
 // int(resize * long / short); squash: resize x resize), CenterCrop(crop) with offsets

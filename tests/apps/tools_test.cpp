@@ -268,5 +268,36 @@ TEST(Tools, EvalComparesEmbeddingsWithAReference) {
                             "--reference R.vqm to compare them with\n");
 }
 
+// vit-convert --image-size: DINOv2 converted for 224 instead of 518 says so (--json's notes),
+// and vit-run embeds a photo through it with the preprocessing made for 224.
+TEST(Tools, ConvertForAnotherImageSize) {
+  const std::string dir = scratch_dir();
+  const std::string in = data_path("models/family/dinov2_small_features.safetensors");
+  const json conv =
+      parse(run_tool("vit-convert " + in + " -o " + dir + "/d224.vqm --image-size 224 --json"));
+  EXPECT_EQ(conv["image_size"], 224);
+  const auto notes = conv["notes"].get<std::vector<std::string>>();
+  EXPECT_NE(std::find(notes.begin(), notes.end(),
+                      "pos_embed resampled from 37x37 to 16x16 (bicubic, antialias) for 224x224 "
+                      "input"),
+            notes.end())
+      << conv["notes"].dump();
+  const json run = parse(
+      run_tool("vit-run --json --model " + dir + "/d224.vqm " + data_path("images/chelsea.png")));
+  EXPECT_EQ(run["output"].size(), 192u);
+  // A size the 14-pixel patches do not tile: one line naming it, exit status 1 (the model's
+  // error); a value that is no size at all is a usage error, exit status 2.
+  const ToolRun odd = run_tool("vit-convert " + in + " -o " + dir + "/x.vqm --image-size 225");
+  EXPECT_EQ(odd.status, 1);
+  EXPECT_EQ(odd.err,
+            "vit-convert: error: --image-size 225 must be a multiple of the patch size 14 from 14 "
+            "to 4088\n");
+  const ToolRun bad = run_tool("vit-convert " + in + " -o " + dir + "/x.vqm --image-size -1");
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_EQ(bad.err,
+            "vit-convert: error: --image-size expects an integer in [1, 4096], got '-1'\n");
+  EXPECT_FALSE(fs::exists(dir + "/x.vqm"));
+}
+
 }  // namespace
 }  // namespace vqm::test
