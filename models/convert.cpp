@@ -702,10 +702,8 @@ Checkpoint load_checkpoint(const std::string &path) {
         c.keep = owner;
         return c;
       }
-      case SourceFormat::huggingface:
-        fail(ErrorCode::unsupported, "'" + path +
-                                         "': Hugging Face pytorch_model.bin is not supported; "
-                                         "use the snapshot's model.safetensors");
+      case SourceFormat::huggingface:  // pytorch_model.bin, with config.json beside it
+        return hf_checkpoint_beside(owner->tensors(), owner->source(), owner, path);
     }
   }
   SafetensorsFile file = SafetensorsFile::from_file(path);

@@ -95,7 +95,12 @@ Checkpoint hf_checkpoint(std::vector<TensorInfo> tensors, const std::string &sou
 // A model.safetensors (read already) with config.json and preprocessor_config.json beside it:
 // a missing config.json is an io error naming it.
 Checkpoint hf_checkpoint_beside(SafetensorsFile weights, const std::string &weights_path);
-// A snapshot folder: model.safetensors, config.json, preprocessor_config.json.
+// The same for weights read from another file at weights_path (pytorch_model.bin), valid while
+// `keep` lives.
+Checkpoint hf_checkpoint_beside(std::vector<TensorInfo> tensors, const std::string &source,
+                                std::shared_ptr<const void> keep, const std::string &weights_path);
+// A snapshot folder: model.safetensors (else pytorch_model.bin, read without executing anything),
+// config.json, preprocessor_config.json.
 Checkpoint hf_snapshot_checkpoint(const std::string &dir);
 
 // torchvision's VisionTransformer state dict (models/convert_torchvision.cpp): class_token,

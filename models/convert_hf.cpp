@@ -714,6 +714,12 @@ Checkpoint hf_checkpoint(std::vector<TensorInfo> tensors, const std::string &sou
 }
 
 Checkpoint hf_checkpoint_beside(SafetensorsFile weights, const std::string &weights_path) {
+  auto owner = std::make_shared<SafetensorsFile>(std::move(weights));
+  return hf_checkpoint_beside(owner->tensors(), owner->source(), owner, weights_path);
+}
+
+Checkpoint hf_checkpoint_beside(std::vector<TensorInfo> tensors, const std::string &source,
+                                std::shared_ptr<const void> keep, const std::string &weights_path) {
   const fs::path dir = fs::path(weights_path).parent_path();
   const std::string config = (dir / "config.json").string();
   const std::string pp = (dir / "preprocessor_config.json").string();
@@ -723,8 +729,7 @@ Checkpoint hf_checkpoint_beside(SafetensorsFile weights, const std::string &weig
                             " needs its config.json beside it: " + config + " not found");
   const std::string config_text = read_text_file(config);
   const std::string pp_text = fs::exists(pp, ec) ? read_text_file(pp) : "";
-  auto owner = std::make_shared<SafetensorsFile>(std::move(weights));
-  return hf_checkpoint(owner->tensors(), owner->source(), owner, config_text, config, pp_text,
+  return hf_checkpoint(std::move(tensors), source, std::move(keep), config_text, config, pp_text,
                        pp_text.empty() ? std::string("preprocessor_config.json") : pp);
 }
 
@@ -736,12 +741,15 @@ Checkpoint hf_snapshot_checkpoint(const std::string &dir) {
     if (fs::exists(d / "model.safetensors.index.json", ec))
       fail(ErrorCode::unsupported, "'" + dir + "' holds a sharded checkpoint " +
                                        "(model.safetensors.index.json): not supported");
+    // Older snapshots hold torch.save's pickle only (load_checkpoint reads it safely).
     if (fs::exists(d / "pytorch_model.bin", ec))
-      fail(ErrorCode::unsupported, "'" + dir + "' holds pytorch_model.bin but no " +
-                                       "model.safetensors: only safetensors weights are read");
-    fail(ErrorCode::io, "'" + dir + "' is a directory without model.safetensors (a Hugging " +
-                            "Face snapshot folder holds model.safetensors, config.json, " +
-                            "preprocessor_config.json)");
+      return load_checkpoint((d / "pytorch_model.bin").string());
+    if (fs::exists(d / "pytorch_model.bin.index.json", ec))
+      fail(ErrorCode::unsupported, "'" + dir + "' holds a sharded checkpoint " +
+                                       "(pytorch_model.bin.index.json): not supported");
+    fail(ErrorCode::io, "'" + dir + "' is a directory without model.safetensors or " +
+                            "pytorch_model.bin (a Hugging Face snapshot folder holds one of " +
+                            "them, config.json, preprocessor_config.json)");
   }
   SafetensorsFile file = SafetensorsFile::from_file(weights);
   const SourceFormat format = detect_source_format(file.tensors(), file.source());

@@ -12,12 +12,14 @@
 #include <ostream>
 
 #include <cstring>
+#include <filesystem>
 
 #include <algorithm>
 #include <cmath>
 
 #include "golden_util.h"
 #include "models/convert.h"
+#include "pth_files.h"
 #include "runtime/io/image.h"
 #include "test_util.h"
 
@@ -115,6 +117,60 @@ TEST(FamilySources, TorchvisionPthAndSafetensorsGiveTheSameTensors) {
   ma.erase("arch");
   mb.erase("arch");
   EXPECT_EQ(ma, mb);
+}
+
+// A Hugging Face snapshot that holds pytorch_model.bin instead of model.safetensors (older Hub
+// repositories): the same weights written as torch.save does (tests/pth_files.h, whose layout
+// the torchvision .pth above, written by torch, checks) convert to the same tensors.
+TEST(FamilySources, HuggingFacePytorchModelBinEqualsModelSafetensors) {
+  namespace fs = std::filesystem;
+  const std::string src = data_path("models/family/hf_vit_small");
+  const std::string dir = scratch_dir() + "/hf_bin";
+  fs::create_directories(dir);
+  for (const char *f : {"config.json", "preprocessor_config.json"})
+    fs::copy_file(src + "/" + f, dir + "/" + f, fs::copy_options::overwrite_existing);
+  const SafetensorsFile st = SafetensorsFile::from_file(src + "/model.safetensors");
+  std::vector<PtTensor> state;
+  std::vector<std::pair<std::string, Bytes>> storages;
+  for (const TensorInfo &t : st.tensors()) {
+    ASSERT_TRUE(t.dtype == DType::f32 || t.dtype == DType::f16) << t.name;
+    const std::string key = std::to_string(state.size());
+    state.push_back({t.name,
+                     t.dtype == DType::f32 ? "FloatStorage" : "HalfStorage",
+                     key,
+                     t.numel(),
+                     0,
+                     t.shape,
+                     {}});
+    const auto *bytes = static_cast<const uint8_t *>(t.data);
+    storages.emplace_back(key, Bytes(bytes, bytes + t.nbytes));
+  }
+  const Bytes pth = make_pth(state_dict_pickle(state), storages);
+  write_file_atomic(dir + "/pytorch_model.bin", pth.data(), pth.size());
+
+  const auto a = convert_checkpoint(load_checkpoint(dir), {}).to_bytes();
+  const auto b = convert_checkpoint(load_checkpoint(src), {}).to_bytes();
+  const VqmFile fa = VqmFile::from_memory(a.data(), a.size());
+  const VqmFile fb = VqmFile::from_memory(b.data(), b.size());
+  ASSERT_EQ(fa.tensors().size(), fb.tensors().size());
+  for (const TensorInfo &t : fa.tensors()) {
+    const TensorInfo &u = fb.get(t.name);
+    EXPECT_EQ(t.shape, u.shape) << t.name;
+    ASSERT_EQ(t.nbytes, u.nbytes) << t.name;
+    EXPECT_EQ(std::memcmp(t.data, u.data, t.nbytes), 0) << t.name;
+  }
+  EXPECT_EQ(fa.meta()["model"], fb.meta()["model"]);
+  EXPECT_EQ(fa.meta()["preprocess"], fb.meta()["preprocess"]);
+  // The .bin alone, config.json beside it, is the same checkpoint.
+  EXPECT_EQ(load_checkpoint(dir + "/pytorch_model.bin").format, SourceFormat::huggingface);
+  // Without config.json it says which file is missing.
+  fs::remove(dir + "/config.json");
+  try {
+    load_checkpoint(dir);
+    ADD_FAILURE() << "no error without config.json";
+  } catch (const Error &e) {
+    EXPECT_NE(std::string(e.what()).find("config.json"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
