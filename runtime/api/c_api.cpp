@@ -142,12 +142,14 @@ static vqm_status load_common(vqm_model **out, const vqm_model_params *params,
 }
 
 vqm_status vqm_model_load(const char *path, const vqm_model_params *params, vqm_model **out) {
+  if (out) *out = nullptr;  // on every error, as the header promises
   if (!path) return set_error(VQM_ERR_INVALID_ARGUMENT, "vqm_model_load: path is NULL");
   return load_common(out, params, [&] { return vqm::VqmFile::from_file(path); });
 }
 
 vqm_status vqm_model_load_from_memory(const void *data, size_t size, const vqm_model_params *params,
                                       vqm_model **out) {
+  if (out) *out = nullptr;  // on every error, as the header promises
   if (!data && size)
     return set_error(VQM_ERR_INVALID_ARGUMENT, "vqm_model_load_from_memory: data is NULL");
   return load_common(out, params,

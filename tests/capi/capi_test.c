@@ -105,7 +105,8 @@ int main(int argc, char **argv) {
   CHECK(strcmp(vqm_status_string((vqm_status)-1), "unknown status") == 0);
 
   /* Misuse: each a status and a message, never a crash. */
-  CHECK(vqm_model_load(NULL, NULL, &model) == VQM_ERR_INVALID_ARGUMENT);
+  model = (vqm_model *)&model; /* a stale value: every failure must leave *out NULL */
+  CHECK(vqm_model_load(NULL, NULL, &model) == VQM_ERR_INVALID_ARGUMENT && model == NULL);
   CHECK(vqm_model_load(argv[2], NULL, NULL) == VQM_ERR_INVALID_ARGUMENT);
   CHECK(vqm_model_load("/nonexistent/model.vqm", NULL, &model) == VQM_ERR_IO && model == NULL);
   CHECK(strstr(vqm_last_error(), "/nonexistent/model.vqm") != NULL);
@@ -128,7 +129,9 @@ int main(int argc, char **argv) {
     CHECK(vqm_model_load(argv[2], &bad, &model) == VQM_ERR_INVALID_ARGUMENT && model == NULL);
     CHECK(strstr(vqm_last_error(), "reserved") != NULL);
   }
-  CHECK(vqm_model_load_from_memory(NULL, 16, NULL, &model) == VQM_ERR_INVALID_ARGUMENT);
+  model = (vqm_model *)&model;
+  CHECK(vqm_model_load_from_memory(NULL, 16, NULL, &model) == VQM_ERR_INVALID_ARGUMENT &&
+        model == NULL);
   CHECK(vqm_model_load_from_memory(NULL, 0, NULL, &model) == VQM_ERR_FORMAT && model == NULL);
   CHECK(vqm_model_input_channels(NULL) == 0 && vqm_model_input_size(NULL) == 0);
   CHECK(vqm_session_run_image_file(NULL, "x.png", logits, kClasses) == VQM_ERR_INVALID_ARGUMENT);

@@ -73,7 +73,7 @@ VQM_API vqm_model_params vqm_model_default_params(void);
 VQM_API vqm_session_params vqm_session_default_params(void);
 
 /* Loads and fully validates a .vqm file. `params` may be NULL for defaults. On success *out owns
- * a new model; on failure *out is NULL (untouched only when `path` is NULL). Returns
+ * a new model; on failure *out is NULL (if `out` is not NULL). Returns
  *   OK
  *   INVALID_ARGUMENT  `path` or `out` is NULL; params->struct_size is 0 or over 4096;
  *                     params->reserved is not 0
@@ -90,7 +90,7 @@ VQM_API vqm_session_params vqm_session_default_params(void);
 VQM_API vqm_status vqm_model_load(const char *path, const vqm_model_params *params,
                                   vqm_model **out);
 /* Same from a buffer; the bytes are copied, so `data` may be freed after the call. On failure
- * *out is NULL (untouched only when `data` is NULL and `size` is not 0). Returns
+ * *out is NULL (if `out` is not NULL). Returns
  *   OK
  *   INVALID_ARGUMENT  `data` is NULL and `size` is not 0; `out` is NULL; params as above
  *   FORMAT            as above; also `size` 0 (with `data` NULL or not): no .vqm is empty
