@@ -334,8 +334,9 @@ VitConfig infer_config(const Checkpoint &in, const ConvertOptions &opt, const Pr
 
 // timm's pretrained_cfg (the data config its eval transform is built from): mean, std,
 // interpolation, crop_pct, crop_mode "center" (resize the shorter side, then crop) or "squash"
-// (resize both sides, then crop); and vqm's extension "resize_size": the resize side itself, for
-// sources that state it (Hugging Face, torchvision) rather than timm's floor(crop / crop_pct).
+// (resize both sides, then crop); and vqm's extensions "resize_size": the resize side itself, for
+// sources that state it (Hugging Face, torchvision) rather than timm's floor(crop / crop_pct),
+// and "crop_offset" (CropOffset's name: Hugging Face's processors crop at the floor half).
 void apply_pretrained_cfg(const json &cfg, int channels, PreprocessConfig *p, float *crop_pct,
                           int *resize_size) {
   if (cfg.is_null()) return;
@@ -370,6 +371,11 @@ void apply_pretrained_cfg(const json &cfg, int channels, PreprocessConfig *p, fl
       fail(ErrorCode::unsupported, "pretrained_cfg crop_mode " + cfg["crop_mode"].dump() +
                                        " is not supported (center, squash)");
   }
+  if (cfg.contains("crop_offset") &&
+      (!cfg["crop_offset"].is_string() ||
+       !crop_offset_from_name(cfg["crop_offset"].get<std::string>(), &p->crop_offset)))
+    fail(ErrorCode::format, "pretrained_cfg crop_offset " + cfg["crop_offset"].dump() +
+                                " is not round_half_even or floor");
   if (cfg.contains("resize_size")) {
     const json &r = cfg["resize_size"];
     if (!r.is_number_integer() || r.get<int64_t>() < 1 || r.get<int64_t>() > 16384)

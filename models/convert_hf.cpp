@@ -273,6 +273,7 @@ json pretrained_cfg_from_processor(const json &pp, const std::string &pp_name,
               {"interpolation", interp},
               {"crop_pct", static_cast<double>(crop) / resize},
               {"crop_mode", squash ? "squash" : "center"},
+              {"crop_offset", "floor"},  // transformers' center_crop: (size - crop) // 2
               {"mean", mean},
               {"std", std},
               {"resize_size", resize_size}};

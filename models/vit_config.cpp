@@ -153,6 +153,8 @@ json preprocess_to_json(const PreprocessConfig &p) {
          {"mean", p.mean},         {"std", p.std}};
   // Optional: absent is "shorter_side", so files from before the key existed read unchanged.
   if (p.resize_mode != ResizeMode::shorter_side) j["resize_mode"] = resize_mode_name(p.resize_mode);
+  if (p.crop_offset != CropOffset::round_half_even)
+    j["crop_offset"] = crop_offset_name(p.crop_offset);
   return j;
 }
 
@@ -176,6 +178,10 @@ PreprocessConfig preprocess_from_json(const json &j, int expected_channels, int 
       (!j["resize_mode"].is_string() ||
        !resize_mode_from_name(j["resize_mode"].get<std::string>(), &p.resize_mode)))
     fail(ErrorCode::format, "preprocess: 'resize_mode' must be shorter_side or squash");
+  if (j.contains("crop_offset") &&
+      (!j["crop_offset"].is_string() ||
+       !crop_offset_from_name(j["crop_offset"].get<std::string>(), &p.crop_offset)))
+    fail(ErrorCode::format, "preprocess: 'crop_offset' must be round_half_even or floor");
   for (const char *key : {"mean", "std"}) {
     const json &v = j.contains(key) ? j[key] : json();
     if (!v.is_array() || v.size() != static_cast<size_t>(p.channels))

@@ -449,6 +449,21 @@ bool resize_mode_from_name(const std::string &name, ResizeMode *out) {
   return true;
 }
 
+bool crop_offset_from_name(const std::string &name, CropOffset *out) {
+  if (name == "round_half_even") {
+    *out = CropOffset::round_half_even;
+  } else if (name == "floor") {
+    *out = CropOffset::floor;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+const char *crop_offset_name(CropOffset c) {
+  return c == CropOffset::floor ? "floor" : "round_half_even";
+}
+
 const char *resize_mode_name(ResizeMode m) {
   return m == ResizeMode::squash ? "squash" : "shorter_side";
 }
@@ -543,16 +558,20 @@ void preprocess_image(const Image &img, const PreprocessConfig &cfg, float *chw_
           : resize_image(img, static_cast<int>(ow), static_cast<int>(oh), cfg.interpolation);
   const Image &r = (ow == img.width && oh == img.height) ? img : resized;
 
-  // torchvision CenterCrop: zero-pad (left/top get the floor half) when the image is smaller
-  // than the crop, then offsets int(round((size - crop) / 2)) with Python's half-to-even round,
-  // which std::nearbyint gives under the default rounding mode.
+  // The crop's first column and row in the image (negative: zero padding), see CropOffset.
   const int crop = cfg.crop;
-  const int pad_l = crop > r.width ? (crop - r.width) / 2 : 0;
-  const int pad_t = crop > r.height ? (crop - r.height) / 2 : 0;
-  const int padded_w = crop > r.width ? crop : r.width;
-  const int padded_h = crop > r.height ? crop : r.height;
-  const int left = static_cast<int>(std::nearbyint((padded_w - crop) / 2.0)) - pad_l;
-  const int top = static_cast<int>(std::nearbyint((padded_h - crop) / 2.0)) - pad_t;
+  auto offset = [&](int size) {
+    if (cfg.crop_offset == CropOffset::floor) {
+      const int d = size - crop;
+      return d >= 0 ? d / 2 : -((1 - d) / 2);  // Python's d // 2
+    }
+    // torchvision: zero-pad by the floor half, then int(round(...)), half-to-even being what
+    // std::nearbyint gives under the default rounding mode.
+    const int pad = crop > size ? (crop - size) / 2 : 0;
+    const int padded = crop > size ? crop : size;
+    return static_cast<int>(std::nearbyint((padded - crop) / 2.0)) - pad;
+  };
+  const int left = offset(r.width), top = offset(r.height);
 
   // ToTensor then Normalize, in float32 with the same operations as torch: x / 255, then
   // (x - mean) / std. A per-channel table keeps that exact and cheap.

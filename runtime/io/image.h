@@ -50,12 +50,23 @@ enum class ResizeMode {
 bool resize_mode_from_name(const std::string &name, ResizeMode *out);
 const char *resize_mode_name(ResizeMode m);
 
+// Where the center crop starts when (size - crop) is odd. torchvision's CenterCrop (timm, and so
+// most checkpoints): int(round((size - crop) / 2)), Python's half-to-even round, after zero-
+// padding an image smaller than the crop by the floor half on the left/top. Hugging Face's image
+// processors: (size - crop) // 2, Python's floor division, also when negative (a small image then
+// lands ceil(pad / 2) from the left/top). They differ by one pixel for some sizes.
+enum class CropOffset { round_half_even, floor };
+// "round_half_even" / "floor"; returns false for anything else.
+bool crop_offset_from_name(const std::string &name, CropOffset *out);
+const char *crop_offset_name(CropOffset c);
+
 struct PreprocessConfig {
   int channels = 3;
   int resize = 256;  // shorter side after resize (timm: int(crop / crop_pct)); squash: both sides
   int crop = 224;    // square center crop, the model's input size
   ResizeMode resize_mode = ResizeMode::shorter_side;
   Interpolation interpolation = Interpolation::bicubic;
+  CropOffset crop_offset = CropOffset::round_half_even;
   std::vector<float> mean = {0.485f, 0.456f, 0.406f};  // one per channel
   std::vector<float> std = {0.229f, 0.224f, 0.225f};
 };

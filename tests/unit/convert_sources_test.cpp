@@ -374,6 +374,7 @@ TEST(ConvertHf, Dinov2LayerScaleAndRegisters) {
   EXPECT_EQ(m->preprocess().resize_mode, ResizeMode::shorter_side);
   EXPECT_EQ(m->preprocess().resize, 10);
   EXPECT_EQ(m->preprocess().interpolation, Interpolation::bicubic);
+  EXPECT_EQ(m->preprocess().crop_offset, CropOffset::floor);  // transformers' center_crop
   EXPECT_EQ(run(m), run(timm_model(timm, c, "gelu", "1e-06")));
 
   // The processor crops to 4 while the position table is for 8: the model keeps 8 and the
@@ -695,6 +696,18 @@ TEST(ConvertSources, SquashResizeMode) {
   json bad = j;
   bad["resize_mode"] = "stretch";
   EXPECT_VQM_ERROR(preprocess_from_json(bad, 3, 8), format, "resize_mode");
+
+  // crop_offset likewise: written only when floor, absent reads as round_half_even.
+  EXPECT_FALSE(j.contains("crop_offset"));
+  EXPECT_EQ(preprocess_from_json(j, 3, 8).crop_offset, CropOffset::round_half_even);
+  PreprocessConfig hf = p;
+  hf.crop_offset = CropOffset::floor;
+  const json jf = preprocess_to_json(hf);
+  EXPECT_EQ(jf.at("crop_offset"), "floor");
+  EXPECT_EQ(preprocess_from_json(jf, 3, 8).crop_offset, CropOffset::floor);
+  json bad_offset = jf;
+  bad_offset["crop_offset"] = 1;
+  EXPECT_VQM_ERROR(preprocess_from_json(bad_offset, 3, 8), format, "crop_offset");
 }
 
 }  // namespace

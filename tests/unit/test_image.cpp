@@ -463,6 +463,39 @@ TEST(ImagePreprocess, SmallImagesArePaddedWithZero) {
   }
 }
 
+// Hugging Face's processors crop at (size - crop) // 2: one row above torchvision's where the
+// difference is 3 (7 - 4: 1, not round(1.5) = 2), the same where torchvision's rounding went
+// down anyway; a small image lands ceil(pad / 2) from the top (transformers' center_crop pads
+// by ceil first), where torchvision pads by the floor half.
+TEST(ImagePreprocess, FloorCropOffsetIsHuggingFaces) {
+  std::vector<uint8_t> px(70);
+  for (int i = 0; i < 70; ++i) px[i] = static_cast<uint8_t>(i);
+  PreprocessConfig cfg = gray_cfg(7, 4);
+  cfg.crop_offset = CropOffset::floor;
+  std::vector<float> out(25);
+  preprocess_image(gray(10, 7, px), cfg, out.data());
+  for (int y = 0; y < 4; ++y)
+    for (int x = 0; x < 4; ++x) EXPECT_EQ(out[y * 4 + x], norm((1 + y) * 10 + 3 + x));
+
+  // 3x2 in a crop of 5: left (3 - 5) // 2 = -1, top (2 - 5) // 2 = -2.
+  const Image img = gray(3, 2, {10, 20, 30, 40, 50, 60});
+  cfg = gray_cfg(2, 5);
+  cfg.crop_offset = CropOffset::floor;
+  preprocess_image(img, cfg, out.data());
+  for (int y = 0; y < 5; ++y) {
+    for (int x = 0; x < 5; ++x) {
+      const bool inside = y >= 2 && y < 4 && x >= 1 && x < 4;
+      const uint8_t v = inside ? img.pixels[(y - 2) * 3 + (x - 1)] : 0;
+      EXPECT_EQ(out[y * 5 + x], norm(v)) << x << "," << y;
+    }
+  }
+  CropOffset c;
+  EXPECT_TRUE(crop_offset_from_name("floor", &c) && c == CropOffset::floor);
+  EXPECT_TRUE(crop_offset_from_name("round_half_even", &c) && c == CropOffset::round_half_even);
+  EXPECT_FALSE(crop_offset_from_name("ceil", &c));
+  EXPECT_STREQ(crop_offset_name(CropOffset::floor), "floor");
+}
+
 TEST(ImagePreprocess, LongSideIsTruncatedAfterResize) {
   // 7x3 -> short side 5, long side int(5 * 7 / 3) = int(11.67) = 11. Crop 13 pads 1 column on
   // each side (a 12-wide result would pad 0 on the left) and 4 rows top and bottom.
