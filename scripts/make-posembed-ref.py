@@ -16,13 +16,13 @@ the reference stays f32 too (an f16 rounding would hide the resampler's own agre
 Rerun (Debian's torch: apt-get install python3-torch; /usr/bin/python3, not a pyenv one):
     /usr/bin/python3 scripts/make-posembed-ref.py
 """
-import json
 import math
 import os
-import struct
 
 import torch
 import torch.nn.functional as F
+
+from safetensors_io import read, tensor, write
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAMILY = os.path.join(HERE, '..', 'tests', 'data', 'models', 'family')
@@ -39,14 +39,9 @@ DTYPES = {'F16': torch.float16, 'BF16': torch.bfloat16, 'F32': torch.float32}
 
 
 def read_tensor(path, name):
-    """One tensor of a safetensors file (little-endian header length, JSON header, raw data)."""
-    with open(path, 'rb') as f:
-        data = f.read()
-    n = struct.unpack('<Q', data[:8])[0]
-    entry = json.loads(data[8:8 + n])[name]
-    a, b = entry['data_offsets']
-    raw = bytearray(data[8 + n + a:8 + n + b])
-    return torch.frombuffer(raw, dtype=DTYPES[entry['dtype']]).reshape(entry['shape'])
+    """One tensor of a safetensors file, as a torch tensor."""
+    dtype, shape, raw = tensor(*read(path), name)
+    return torch.frombuffer(bytearray(raw), dtype=DTYPES[dtype]).reshape(shape)
 
 
 def resample_abs_pos_embed(posemb, new_size, old_size=None, num_prefix_tokens=1,
@@ -73,20 +68,6 @@ def resample_abs_pos_embed(posemb, new_size, old_size=None, num_prefix_tokens=1,
     return posemb
 
 
-def write(path, tensors):
-    header, blobs, off = {}, [], 0
-    for name, t in tensors.items():
-        raw = t.contiguous().numpy().astype('<f4').tobytes()
-        header[name] = {'dtype': 'F32', 'shape': list(t.shape),
-                        'data_offsets': [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    h = json.dumps(header, separators=(',', ':')).encode()
-    h += b' ' * ((8 - len(h) % 8) % 8)
-    with open(path, 'wb') as f:
-        f.write(struct.pack('<Q', len(h)) + h + b''.join(blobs))
-
-
 def main():
     out = {}
     for name, prefix, patch, size in CASES:
@@ -96,7 +77,8 @@ def main():
         old = int(math.isqrt(pos.shape[1] - prefix))
         print(f'{name}: {old}x{old} -> {grid}x{grid}, pos_embed {list(res.shape)}')
         out[f'{name}@{size}'] = res
-    write(OUT, out)
+    write(OUT, {name: ('F32', t.shape, t.contiguous().numpy().astype('<f4').tobytes())
+                for name, t in out.items()})
     print('wrote', os.path.normpath(OUT), os.path.getsize(OUT), 'bytes')
 
 

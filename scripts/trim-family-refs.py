@@ -12,37 +12,11 @@ tests/data/models/family/NAME/ with its reference trimmed in place under the sam
 
 Usage: python3 scripts/trim-family-refs.py [SHARED_FAMILY_DIR] NAME...
 """
-import json
 import os
 import shutil
-import struct
 import sys
 
-
-def read(path):
-    with open(path, 'rb') as f:
-        data = f.read()
-    n = struct.unpack('<Q', data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    return header, data[8 + n:]
-
-
-def tensor(header, body, name):
-    e = header[name]
-    a, b = e['data_offsets']
-    return e['dtype'], e['shape'], body[a:b]
-
-
-def write(path, tensors):
-    header, blobs, off = {}, [], 0
-    for name, (dtype, shape, raw) in tensors.items():
-        header[name] = {'dtype': dtype, 'shape': shape, 'data_offsets': [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    h = json.dumps(header, separators=(',', ':')).encode()
-    h += b' ' * ((8 - len(h) % 8) % 8)
-    with open(path, 'wb') as f:
-        f.write(struct.pack('<Q', len(h)) + h + b''.join(blobs))
+from safetensors_io import read, tensor, write
 
 
 def main():

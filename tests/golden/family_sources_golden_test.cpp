@@ -95,6 +95,17 @@ INSTANTIATE_TEST_SUITE_P(Sources, FamilySourcesGolden, ::testing::ValuesIn(kSour
 
 // The same torchvision weights as torch.save's .pth (read by the safe pickle reader) and as
 // .safetensors convert to the same .vqm tensors, byte for byte.
+// Two .vqm files hold the same tensors, byte for byte.
+void expect_same_tensors(const VqmFile &a, const VqmFile &b) {
+  ASSERT_EQ(a.tensors().size(), b.tensors().size());
+  for (const TensorInfo &t : a.tensors()) {
+    const TensorInfo &u = b.get(t.name);
+    EXPECT_EQ(t.shape, u.shape) << t.name;
+    ASSERT_EQ(t.nbytes, u.nbytes) << t.name;
+    EXPECT_EQ(std::memcmp(t.data, u.data, t.nbytes), 0) << t.name;
+  }
+}
+
 TEST(FamilySources, TorchvisionPthAndSafetensorsGiveTheSameTensors) {
   ConvertOptions opt;
   opt.num_heads = 3;  // a .pth carries no metadata
@@ -105,13 +116,7 @@ TEST(FamilySources, TorchvisionPthAndSafetensorsGiveTheSameTensors) {
   const std::vector<uint8_t> a = pth.to_bytes(), b = st.to_bytes();
   const VqmFile fa = VqmFile::from_memory(a.data(), a.size());
   const VqmFile fb = VqmFile::from_memory(b.data(), b.size());
-  ASSERT_EQ(fa.tensors().size(), fb.tensors().size());
-  for (const TensorInfo &t : fa.tensors()) {
-    const TensorInfo &u = fb.get(t.name);
-    EXPECT_EQ(t.shape, u.shape) << t.name;
-    ASSERT_EQ(t.nbytes, u.nbytes) << t.name;
-    EXPECT_EQ(std::memcmp(t.data, u.data, t.nbytes), 0) << t.name;
-  }
+  expect_same_tensors(fa, fb);
   // The same geometry and variant; only "arch" differs (the .safetensors' metadata names it).
   nlohmann::json ma = fa.meta()["model"], mb = fb.meta()["model"];
   ma.erase("arch");
@@ -152,13 +157,7 @@ TEST(FamilySources, HuggingFacePytorchModelBinEqualsModelSafetensors) {
   const auto b = convert_checkpoint(load_checkpoint(src), {}).to_bytes();
   const VqmFile fa = VqmFile::from_memory(a.data(), a.size());
   const VqmFile fb = VqmFile::from_memory(b.data(), b.size());
-  ASSERT_EQ(fa.tensors().size(), fb.tensors().size());
-  for (const TensorInfo &t : fa.tensors()) {
-    const TensorInfo &u = fb.get(t.name);
-    EXPECT_EQ(t.shape, u.shape) << t.name;
-    ASSERT_EQ(t.nbytes, u.nbytes) << t.name;
-    EXPECT_EQ(std::memcmp(t.data, u.data, t.nbytes), 0) << t.name;
-  }
+  expect_same_tensors(fa, fb);
   EXPECT_EQ(fa.meta()["model"], fb.meta()["model"]);
   EXPECT_EQ(fa.meta()["preprocess"], fb.meta()["preprocess"]);
   // The .bin alone, config.json beside it, is the same checkpoint.
