@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "apps/data/idx.h"
 #include "runtime/engine/vit.h"
@@ -111,6 +112,14 @@ std::vector<uint8_t> make_safetensors(
     pos += t.data.size();
   }
   return out;
+}
+
+std::vector<float> uniform_floats(size_t n, uint32_t seed, float lo, float hi) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(n);
+  for (auto &x : v) x = u(rng);
+  return v;
 }
 
 VitConfig tiny_config() {

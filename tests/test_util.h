@@ -35,6 +35,8 @@ std::string scratch_dir();
 // A ViT small enough to build by hand in unit tests: 8x8 RGB input, 4x4 patches (4 patches),
 // dim 32, 2 heads, MLP 64, depth 2, 5 classes.
 VitConfig tiny_config();
+// n seeded uniform values in [lo, hi) (std::mt19937(seed)): test inputs, the same on every run.
+std::vector<float> uniform_floats(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f);
 std::vector<uint8_t> read_bytes(const std::string &path);
 
 enum class Sanitizer { none, address, thread };

@@ -3,19 +3,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <random>
 
 #include "kernels/onednn/matmul.h"
+#include "test_util.h"
 
 namespace vqm::kernels::onednn {
 namespace {
 
 std::vector<float> rnd(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-1.f, 1.f);
-  std::vector<float> v(n);
-  for (auto &x : v) x = u(rng);
-  return v;
+  return test::uniform_floats(n, seed);
 }
 
 double gelu(double x) {

@@ -10,7 +10,6 @@
 #include <ostream>
 
 #include <cmath>
-#include <random>
 
 #include "apps/data/calibration.h"
 #include "golden_util.h"
@@ -87,9 +86,8 @@ TEST_P(FamilyQuant, IntegerAgreesWithSimulated) {
     preprocess_image(decode_image_file(data_path(std::string("images/") + photos[i]), 3),
                      fp32->preprocess(), in.data() + i * c.input_size());
   if (cs.image_size) {
-    std::mt19937 rng(0);
-    std::uniform_real_distribution<float> uniform(-2.f, 2.f);
-    for (int64_t i = 3 * c.input_size(); i < 4 * c.input_size(); ++i) in[i] = uniform(rng);
+    const std::vector<float> noise = uniform_floats(c.input_size(), 0, -2.f, 2.f);
+    std::copy(noise.begin(), noise.end(), in.begin() + 3 * c.input_size());
   } else {
     const std::vector<float> noise = reference_tensor(
         std::string("models/family/") + cs.name + ".ref.safetensors", "noise_pixel_values");

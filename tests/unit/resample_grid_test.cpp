@@ -8,12 +8,12 @@
 
 #include <cmath>
 #include <cstdio>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "runtime/io/error.h"
 #include "runtime/io/image.h"
+#include "test_util.h"
 
 namespace vqm {
 namespace {
@@ -67,11 +67,7 @@ std::vector<double> brute_force(const std::vector<float> &in, int ch, int ih, in
 }
 
 std::vector<float> noise(size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-1.f, 1.f);
-  std::vector<float> v(n);
-  for (auto &x : v) x = u(rng);
-  return v;
+  return test::uniform_floats(n, seed);
 }
 
 struct Sizes {
