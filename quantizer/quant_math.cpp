@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 
@@ -157,6 +158,52 @@ void fake_quant_act(const float *x, float *y, int64_t n, const ActGrid &g) {
                     hi);
 }
 
+namespace {
+// Levels of the grid (plus `offset`) as bytes: the loop of fake_quant_span without the final
+// multiply, so a code dequantizes to fake_quant_act's value exactly. Two functions, not a
+// template: GCC does not clone templates for target_clones.
+VQM_MULTIVERSION void level_span(const float *x, uint8_t *y, int64_t n, float delta, float lo,
+                                 float hi, float offset) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i)
+    y[i] = static_cast<uint8_t>(static_cast<int>(quant_level(x[i], delta, lo, hi) + offset));
+}
+VQM_MULTIVERSION void level_span(const float *x, int8_t *y, int64_t n, float delta, float lo,
+                                 float hi, float offset) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i)
+    y[i] = static_cast<int8_t>(static_cast<int>(quant_level(x[i], delta, lo, hi) + offset));
+}
+
+template <class T>
+void quantize_levels(const char *fn, const float *x, T *y, int64_t n, const ActGrid &g,
+                     float offset) {
+  check_grid(g);
+  check_sizes(fn, n);
+  if (n > 0 && (!x || !y)) bad_argument(std::string(fn) + ": null pointer");
+  const float lo = static_cast<float>(-g.zero_point);
+  const float hi = static_cast<float>((1 << g.bits) - 1 - g.zero_point);
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t c = 0; c < chunks; ++c)
+    level_span(x + c * kChunk, y + c * kChunk, std::min(kChunk, n - c * kChunk), g.delta, lo, hi,
+               offset);
+}
+}  // namespace
+
+void quantize_act_codes(const float *x, uint8_t *codes, int64_t n, const ActGrid &g) {
+  if (g.bits > 8) bad_argument("quantize_act_codes: bits must be <= 8");
+  quantize_levels("quantize_act_codes", x, codes, n, g, static_cast<float>(g.zero_point));
+}
+
+void quantize_act_levels(const float *x, int8_t *levels, int64_t n, const ActGrid &g) {
+  if (g.bits > 8 || g.zero_point > 128 || (1 << g.bits) - 1 - g.zero_point > 127)
+    bad_argument("quantize_act_levels: the levels of a " + std::to_string(g.bits) +
+                 "-bit grid with zero point " + std::to_string(g.zero_point) +
+                 " do not fit in int8");
+  quantize_levels("quantize_act_levels", x, levels, n, g, 0.f);
+}
+
 void quantize_weights(const float *w, int64_t n, int64_t k, const float *delta_per_row, int bits,
                       int8_t *q_out) {
   check_weight_args("quantize_weights", w, n, k, delta_per_row, bits, q_out);
@@ -206,11 +253,11 @@ double mean_pearson(const float *o, const float *o_hat, int64_t samples, int64_t
   return sum / static_cast<double>(samples);
 }
 
-namespace {
-
 struct ShiftedMoments {
   double s1 = 0, s2 = 0, c = 0;
 };
+
+namespace {
 
 // With d = o_hat - mean(o): sum d, sum d^2, sum centred_o * d. Shifting by the reference mean
 // keeps the one-pass variance free of cancellation, since o_hat tracks o.
@@ -265,6 +312,61 @@ PearsonReference::PearsonReference(const float *o, int64_t samples, int64_t per_
   }
 }
 
+namespace {
+
+// o_hat = acc * scale[c] + bias[c] - shift over `rows` rows of `cols`: the moments of
+// shifted_moments, from int32 accumulators.
+VQM_MULTIVERSION ShiftedMoments shifted_moments_int(const float *centred, const int32_t *acc,
+                                                    int64_t rows, int64_t cols, const double *scale,
+                                                    const double *bias, double shift) {
+  double s1 = 0, s2 = 0, c = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *cr = centred + r * cols;
+    const int32_t *ar = acc + r * cols;
+#pragma omp simd reduction(+ : s1, s2, c)
+    for (int64_t j = 0; j < cols; ++j) {
+      const double d = ar[j] * scale[j] + (bias[j] - shift);
+      s1 += d;
+      s2 += d * d;
+      c += cr[j] * d;
+    }
+  }
+  ShiftedMoments m;
+  m.s1 = s1, m.s2 = s2, m.c = c;
+  return m;
+}
+
+}  // namespace
+
+// Per sample: the partial moments of its chunks added in order, then Pearson from them, or
+// exact(s) (the two-pass form) where the one-pass form is unsafe.
+double PearsonReference::combine(const std::vector<ShiftedMoments> &part, int64_t chunks,
+                                 const std::function<double(int64_t)> &exact) const {
+  double total = 0;
+  for (int64_t s = 0; s < samples_; ++s) {
+    if (constant_[s]) {
+      total += exact(s);
+      continue;
+    }
+    ShiftedMoments m;
+    for (int64_t c = 0; c < chunks; ++c) {
+      m.s1 += part[s * chunks + c].s1;
+      m.s2 += part[s * chunks + c].s2;
+      m.c += part[s * chunks + c].c;
+    }
+    const double n = static_cast<double>(per_sample_);
+    const double var_h = m.s2 - m.s1 * m.s1 / n;
+    // A (nearly) constant o_hat leaves only rounding noise in var_h: use the exact two-pass form.
+    if (!(var_h > 1e-12 * m.s2)) {
+      total += exact(s);
+      continue;
+    }
+    const double cov = m.c - sum_centred_[s] * m.s1 / n;
+    total += std::clamp(cov / std::sqrt(var_[s] * var_h), -1.0, 1.0);
+  }
+  return total / static_cast<double>(samples_);
+}
+
 double PearsonReference::mean(const float *o_hat) const {
   if (per_sample_ > 0 && !o_hat) bad_argument("PearsonReference: null pointer");
   // Work items are (sample, chunk) so that a few large samples still use every thread; partial
@@ -279,30 +381,37 @@ double PearsonReference::mean(const float *o_hat) const {
     const int64_t off = s * per_sample_ + c0;
     part[item] = shifted_moments(centred_.data() + off, o_hat + off, len, mean_[s]);
   }
-  double total = 0;
-  for (int64_t s = 0; s < samples_; ++s) {
-    const float *os = o_ + s * per_sample_, *hs = o_hat + s * per_sample_;
-    if (constant_[s]) {
-      total += pearson(os, hs, per_sample_);
-      continue;
-    }
-    ShiftedMoments m;
-    for (int64_t c = 0; c < chunks; ++c) {
-      m.s1 += part[s * chunks + c].s1;
-      m.s2 += part[s * chunks + c].s2;
-      m.c += part[s * chunks + c].c;
-    }
-    const double n = static_cast<double>(per_sample_);
-    const double var_h = m.s2 - m.s1 * m.s1 / n;
-    // A (nearly) constant o_hat leaves only rounding noise in var_h: use the exact two-pass form.
-    if (!(var_h > 1e-12 * m.s2)) {
-      total += pearson(os, hs, per_sample_);
-      continue;
-    }
-    const double cov = m.c - sum_centred_[s] * m.s1 / n;
-    total += std::clamp(cov / std::sqrt(var_[s] * var_h), -1.0, 1.0);
+  return combine(part, chunks, [&](int64_t s) {
+    return pearson(o_ + s * per_sample_, o_hat + s * per_sample_, per_sample_);
+  });
+}
+
+double PearsonReference::mean(const int32_t *acc, int64_t cols, const double *col_scale,
+                              const double *col_bias) const {
+  if (cols <= 0 || per_sample_ % cols != 0)
+    bad_argument("PearsonReference: " + std::to_string(per_sample_) +
+                 " values per sample are not rows of " + std::to_string(cols));
+  if (per_sample_ > 0 && (!acc || !col_scale || !col_bias))
+    bad_argument("PearsonReference: null pointer");
+  const int64_t rows = per_sample_ / cols, chunk_rows = std::max<int64_t>(1, kChunk / cols);
+  const int64_t chunks = std::max<int64_t>(1, (rows + chunk_rows - 1) / chunk_rows);
+  std::vector<ShiftedMoments> part(static_cast<size_t>(samples_ * chunks));
+#pragma omp parallel for schedule(static) if (samples_ * per_sample_ >= kParallelMin)
+  for (int64_t item = 0; item < samples_ * chunks; ++item) {
+    const int64_t s = item / chunks, r0 = (item % chunks) * chunk_rows;
+    const int64_t len = std::min(chunk_rows, rows - r0);
+    if (constant_[s] || len <= 0) continue;
+    const int64_t off = s * per_sample_ + r0 * cols;
+    part[item] = shifted_moments_int(centred_.data() + off, acc + off, len, cols, col_scale,
+                                     col_bias, mean_[s]);
   }
-  return total / static_cast<double>(samples_);
+  return combine(part, chunks, [&](int64_t s) {  // rare: materialise the sample in float
+    std::vector<float> hat(static_cast<size_t>(per_sample_));
+    const int32_t *as = acc + s * per_sample_;
+    for (int64_t i = 0; i < per_sample_; ++i)
+      hat[i] = static_cast<float>(as[i] * col_scale[i % cols] + col_bias[i % cols]);
+    return pearson(o_ + s * per_sample_, hat.data(), per_sample_);
+  });
 }
 
 std::vector<std::pair<int64_t, int64_t>> sample_ranking_pairs(const float *a, int64_t rows,
@@ -334,19 +443,53 @@ std::vector<std::pair<int64_t, int64_t>> sample_ranking_pairs(const float *a, in
   return pairs;
 }
 
-double ranking_loss_on_pairs(const std::vector<std::pair<int64_t, int64_t>> &pairs,
-                             const float *a_hat, float theta) {
+namespace {
+
+using Pair = std::pair<int64_t, int64_t>;
+
+// Sum over pairs of max(theta - (a_hat[hi] - a_hat[lo]), 0): gathers from a row of the map, so
+// the loop vectorises (omp simd: one summation order per build and ISA clone). The pair loop was
+// the largest cost of a Q.K^T search before (scalar, one dependent double add per pair).
+VQM_MULTIVERSION double hinge_sum(const Pair *pairs, int64_t n, const float *a_hat, double th) {
+  double s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t p = 0; p < n; ++p) {
+    const double d = static_cast<double>(a_hat[pairs[p].first]) - a_hat[pairs[p].second];
+    s += th - d > 0.0 ? th - d : 0.0;
+  }
+  return s;
+}
+
+VQM_MULTIVERSION double hinge_sum(const Pair *pairs, int64_t n, const int32_t *acc, double scale,
+                                  double th) {
+  double s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t p = 0; p < n; ++p) {
+    const double d = scale * (static_cast<double>(acc[pairs[p].first]) - acc[pairs[p].second]);
+    s += th - d > 0.0 ? th - d : 0.0;
+  }
+  return s;
+}
+
+}  // namespace
+
+double ranking_loss_on_pairs(const std::vector<Pair> &pairs, const float *a_hat, float theta) {
   if (pairs.empty()) return 0.0;
   if (!a_hat) bad_argument("ranking_loss: null pointer");
   const int64_t n = static_cast<int64_t>(pairs.size());
-  const double th = theta;
   const double sum = ordered_block_sum(n, 4096, [&](int64_t b, int64_t e) {
-    double s = 0;
-    for (int64_t p = b; p < e; ++p) {
-      const double d = static_cast<double>(a_hat[pairs[p].first]) - a_hat[pairs[p].second];
-      s += std::max(th - d, 0.0);
-    }
-    return s;
+    return hinge_sum(pairs.data() + b, e - b, a_hat, theta);
+  });
+  return sum / static_cast<double>(n);
+}
+
+double ranking_loss_on_pairs(const std::vector<Pair> &pairs, const int32_t *acc, double scale,
+                             float theta) {
+  if (pairs.empty()) return 0.0;
+  if (!acc) bad_argument("ranking_loss: null pointer");
+  const int64_t n = static_cast<int64_t>(pairs.size());
+  const double sum = ordered_block_sum(n, 4096, [&](int64_t b, int64_t e) {
+    return hinge_sum(pairs.data() + b, e - b, acc, scale, theta);
   });
   return sum / static_cast<double>(n);
 }

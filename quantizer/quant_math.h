@@ -6,6 +6,7 @@
 // not depend on the number of threads (reductions are done in a fixed order).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,6 +33,13 @@ struct ActGrid {
 void check_grid(const ActGrid &g);
 float fake_quant_act(float x, const ActGrid &g);
 void fake_quant_act(const float *x, float *y, int64_t n, const ActGrid &g);  // y may equal x
+// The same grid as integers, for candidate products on int8 matmuls (bits <= 8): codes[i] = the
+// level plus the zero point, in [0, 2^bits - 1] (a u8 matmul source with that zero point);
+// levels[i] = the level alone, x_hat / delta (an s8 operand without a zero point; throws unless
+// every level of the grid fits in [-128, 127]). (code - zero_point) * delta and level * delta
+// equal fake_quant_act bit for bit: one rounding rule.
+void quantize_act_codes(const float *x, uint8_t *codes, int64_t n, const ActGrid &g);
+void quantize_act_levels(const float *x, int8_t *levels, int64_t n, const ActGrid &g);
 
 // Weights: symmetric signed per output channel (row of W [N,K]),
 // q = clamp(round(w / delta), -2^(b-1), 2^(b-1) - 1), w_hat = q * delta. bits in [2, 8]; every
@@ -52,10 +60,16 @@ double mean_pearson(const float *o, const float *o_hat, int64_t samples, int64_t
 // mean_pearson(o, o_hat, ...) up to ~1e-9 (the centred reference is kept in float); samples
 // where either side is (nearly) constant fall back to the exact pearson(). Keeps a pointer to
 // `o`: it must outlive this object.
+struct ShiftedMoments;  // partial sums of PearsonReference (quant_math.cpp)
 class PearsonReference {
  public:
   PearsonReference(const float *o, int64_t samples, int64_t per_sample);
   double mean(const float *o_hat) const;
+  // The same for o_hat[r][c] = acc[r][c] * col_scale[c] + col_bias[c], rows of `cols` values
+  // (per_sample a multiple of cols), computed in double from int32 accumulators: the exact
+  // output of an integer candidate product, without materialising it in float.
+  double mean(const int32_t *acc, int64_t cols, const double *col_scale,
+              const double *col_bias) const;
   int64_t samples() const { return samples_; }
   int64_t per_sample() const { return per_sample_; }
 
@@ -65,6 +79,8 @@ class PearsonReference {
   std::vector<float> centred_;  // o - mean of its sample
   std::vector<double> mean_, sum_centred_, var_;
   std::vector<char> constant_;
+  double combine(const std::vector<ShiftedMoments> &part, int64_t chunks,
+                 const std::function<double(int64_t)> &exact) const;
 };
 
 // Ranking loss of PTQ.md on a [rows, cols] row-major map (one row = one query of one head):
@@ -85,6 +101,9 @@ std::vector<std::pair<int64_t, int64_t>> sample_ranking_pairs(const float *a, in
                                                               uint64_t seed);
 double ranking_loss_on_pairs(const std::vector<std::pair<int64_t, int64_t>> &pairs,
                              const float *a_hat, float theta);
+// The same for a_hat = scale * acc (an integer candidate product), in double.
+double ranking_loss_on_pairs(const std::vector<std::pair<int64_t, int64_t>> &pairs,
+                             const int32_t *acc, double scale, float theta);
 
 // Sum of singular values of the m x n row-major matrix: the square roots of the non-negative
 // eigenvalues of the smaller Gram matrix (A A^T or A^T A), found by cyclic Jacobi in double.

@@ -7,18 +7,13 @@
 #include <optional>
 #include <random>
 #include <string>
-#include <unordered_map>
 
-#include "kernels/onednn/matmul.h"
-#include "quantizer/multiversion.h"
+#include "quantizer/search_gemm.h"
 #include "runtime/io/error.h"
 
 namespace vqm::quant {
 
 namespace {
-
-namespace dn = vqm::kernels::onednn;
-using dnnl::memory;
 
 void check_bits(const char *what, int bits) {
   if (bits < 2 || bits > 8)
@@ -154,109 +149,6 @@ std::vector<float> scaled(const std::vector<float> &d0, const std::vector<float>
   return d;
 }
 
-// y = x W^T + b through one oneDNN primitive created for the problem's shape; the weights are
-// swapped per candidate by one reorder (plain [N,K] -> the primitive's packed layout).
-class LinearGemm {
- public:
-  LinearGemm(int64_t m, int64_t k, int64_t n, const float *bias)
-      : bias_(bias),
-        pd_(dn::linear_f32_pd(m, k, n, bias != nullptr, dn::Epilogue::none)),
-        prim_(pd_),
-        packed_(pd_.weights_desc(), dn::cpu_engine()),
-        plain_(memory::desc({k, n}, memory::data_type::f32, memory::format_tag::ba),
-               dn::cpu_engine(), DNNL_MEMORY_NONE),
-        reorder_(plain_, packed_),
-        scratch_(pd_.scratchpad_desc().get_size() / sizeof(float) + 1),
-        stream_(dn::cpu_engine()) {}
-
-  void set_weights(const float *w_nk) {
-    plain_.set_data_handle(const_cast<float *>(w_nk));
-    reorder_.execute(stream_, plain_, packed_);
-    stream_.wait();
-  }
-
-  void run(const float *x, float *y) {
-    std::unordered_map<int, memory> args{
-        {DNNL_ARG_SRC, dn::wrap(pd_.src_desc(), x)},
-        {DNNL_ARG_WEIGHTS, packed_},
-        {DNNL_ARG_DST, dn::wrap(pd_.dst_desc(), y)},
-        {DNNL_ARG_SCRATCHPAD, dn::wrap(pd_.scratchpad_desc(), scratch_.data())}};
-    if (bias_) args.emplace(DNNL_ARG_BIAS, dn::wrap(pd_.bias_desc(), bias_));
-    prim_.execute(stream_, args);
-    stream_.wait();
-  }
-
- private:
-  const float *bias_;
-  dnnl::matmul::primitive_desc pd_;
-  dnnl::matmul prim_;
-  memory packed_, plain_;
-  dnnl::reorder reorder_;
-  std::vector<float> scratch_;
-  dnnl::stream stream_;
-};
-
-// c = scale * a . b (batched), one primitive per problem.
-class BatchedGemm {
- public:
-  BatchedGemm(int64_t batch, int64_t m, int64_t k, int64_t n, bool b_is_nk, float scale)
-      : scale_(scale),
-        size_(batch * m * n),
-        pd_(dn::batched_f32_pd(batch, m, k, n, b_is_nk)),
-        prim_(pd_),
-        scratch_(pd_.scratchpad_desc().get_size() / sizeof(float) + 1),
-        stream_(dn::cpu_engine()) {}
-
-  void run(const float *a, const float *b, float *c) {
-    prim_.execute(stream_,
-                  {{DNNL_ARG_SRC, dn::wrap(pd_.src_desc(), a)},
-                   {DNNL_ARG_WEIGHTS, dn::wrap(pd_.weights_desc(), b)},
-                   {DNNL_ARG_DST, dn::wrap(pd_.dst_desc(), c)},
-                   {DNNL_ARG_SCRATCHPAD, dn::wrap(pd_.scratchpad_desc(), scratch_.data())}});
-    stream_.wait();
-    if (scale_ == 1.f) return;
-    const float s = scale_;
-    const int64_t n = size_;
-#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
-    for (int64_t i = 0; i < n; ++i) c[i] *= s;
-  }
-
- private:
-  float scale_;
-  int64_t size_;
-  dnnl::matmul::primitive_desc pd_;
-  dnnl::matmul prim_;
-  std::vector<float> scratch_;
-  dnnl::stream stream_;
-};
-
-constexpr int64_t kColBlock = 64;
-
-// Squared differences of columns [c0, c0 + width) summed over rows into acc.
-VQM_MULTIVERSION void column_block_sse(const float *o, const float *o_hat, int64_t rows,
-                                       int64_t cols, int64_t c0, int64_t width, double *acc) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float *orow = o + r * cols + c0, *hrow = o_hat + r * cols + c0;
-#pragma omp simd
-    for (int64_t c = 0; c < width; ++c) {
-      const double e = static_cast<double>(hrow[c]) - orow[c];
-      acc[c] += e * e;
-    }
-  }
-}
-
-// Per-column sum of squared differences, deterministic for any thread count.
-void column_sse(const float *o, const float *o_hat, int64_t rows, int64_t cols, double *out) {
-  const int64_t blocks = (cols + kColBlock - 1) / kColBlock;
-#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin)
-  for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t c0 = b * kColBlock, width = std::min(cols - c0, kColBlock);
-    double acc[kColBlock] = {};
-    column_block_sse(o, o_hat, rows, cols, c0, width, acc);
-    std::copy(acc, acc + width, out + c0);
-  }
-}
-
 void check_linear(const LinearProblem &p) {
   if (!p.x || !p.w) bad_argument("linear search: null x or w");
   if (p.samples <= 0 || p.tokens <= 0 || p.k <= 0 || p.n <= 0)
@@ -269,45 +161,109 @@ void check_linear(const LinearProblem &p) {
 }
 
 // Everything a linear-layer objective evaluation needs, built once per problem: the searched rows,
-// the fp32 reference output, the primitive and the fake-quant buffers.
+// the fp32 reference output, the primitive and the candidate operands: fake-quantized floats, or
+// on the int8 path (search_gemm.h) their integer levels, with o_hat = acc * dx * dw[c] + b[c].
 struct LinearCtx {
   const LinearProblem &p;
   std::vector<float> x_copy;
   const float *x;
   int64_t samples, rows;
-  LinearGemm gemm;
+  bool int8;
+  LinearGemm gemm;  // the reference output; the candidates too unless int8
+  std::optional<Int8LinearGemm> igemm;
   std::vector<float> o, o_hat, x_hat, w_hat;
+  std::vector<uint8_t> x_codes;
+  std::vector<int8_t> w_levels;
+  std::vector<int32_t> acc;
+  std::vector<float> w_delta;
+  std::vector<int64_t> w_row_sum;  // sum_k w_levels[c][k]: the zero point's share of acc
+  float x_delta = 1.f;
+  std::vector<double> col_scale, col_bias;
   std::optional<PearsonReference> ref;  // scores candidates against o
 
-  LinearCtx(const LinearProblem &prob, const std::vector<int64_t> &keep)
+  LinearCtx(const LinearProblem &prob, const std::vector<int64_t> &keep, bool use_int8)
       : p(prob),
         x_copy(gather_blocks(prob.x, keep, prob.samples, prob.tokens * prob.k)),
         x(x_copy.empty() ? prob.x : x_copy.data()),
         samples(static_cast<int64_t>(keep.size())),
         rows(samples * prob.tokens),
+        int8(use_int8 && int8_candidates_exact(prob.k)),
         gemm(rows, prob.k, prob.n, prob.bias),
         o(static_cast<size_t>(rows * prob.n)),
-        o_hat(o.size()),
-        x_hat(static_cast<size_t>(rows * prob.k)),
-        w_hat(static_cast<size_t>(prob.n * prob.k)) {
+        o_hat(o.size()) {
     gemm.set_weights(p.w);
     gemm.run(x, o.data());
     ref.emplace(o.data(), samples, p.tokens * p.n);
+    if (!int8) {
+      x_hat.resize(static_cast<size_t>(rows * p.k));
+      w_hat.resize(static_cast<size_t>(p.n * p.k));
+      return;
+    }
+    igemm.emplace(rows, p.k, p.n);
+    x_codes.resize(static_cast<size_t>(rows * p.k));
+    w_levels.resize(static_cast<size_t>(p.n * p.k));
+    acc.resize(o.size());
+    col_scale.resize(static_cast<size_t>(p.n));
+    col_bias.resize(static_cast<size_t>(p.n));
+    w_row_sum.resize(static_cast<size_t>(p.n));
   }
   void set_w(const std::vector<float> &delta_rows) {
+    if (int8) {
+      quantize_weights(p.w, p.n, p.k, delta_rows.data(), p.w_bits, w_levels.data());
+      for (int64_t c = 0; c < p.n; ++c) {
+        int64_t sum = 0;
+        for (int64_t j = 0; j < p.k; ++j) sum += w_levels[c * p.k + j];
+        w_row_sum[c] = sum;
+      }
+      w_delta = delta_rows;
+      return;
+    }
     fake_quant_weights(p.w, p.n, p.k, delta_rows.data(), p.w_bits, w_hat.data());
     gemm.set_weights(w_hat.data());
   }
-  void set_x(const ActGrid &g) { fake_quant_act(x, x_hat.data(), rows * p.k, g); }
+  void set_x(const ActGrid &g) {
+    if (int8) {
+      quantize_act_codes(x, x_codes.data(), rows * p.k, g);
+      x_delta = g.delta;
+      return;
+    }
+    fake_quant_act(x, x_hat.data(), rows * p.k, g);
+  }
+  // The candidate's product: o_hat, or acc with o_hat = acc * col_scale + col_bias, where
+  // acc = sum_k code * w and the zero point's share zp * sum_k w moves into col_bias.
+  void product() {
+    if (!int8) return gemm.run(x_hat.data(), o_hat.data());
+    igemm->run(x_codes.data(), w_levels.data(), acc.data());
+    for (int64_t c = 0; c < p.n; ++c) {
+      col_scale[c] = double(x_delta) * double(w_delta[c]);
+      col_bias[c] =
+          (p.bias ? double(p.bias[c]) : 0.0) - double(p.x_zero_point * w_row_sum[c]) * col_scale[c];
+    }
+  }
   double eval() {
-    gemm.run(x_hat.data(), o_hat.data());
-    return ref->mean(o_hat.data());
+    product();
+    return int8 ? ref->mean(acc.data(), p.n, col_scale.data(), col_bias.data())
+                : ref->mean(o_hat.data());
+  }
+  // Per output column, the squared error of the candidate's output against o.
+  void column_errors(double *sse) {
+    product();
+    if (int8)
+      column_sse(o.data(), acc.data(), col_scale.data(), col_bias.data(), rows, p.n, sse);
+    else
+      column_sse(o.data(), o_hat.data(), rows, p.n, sse);
   }
   // Fills the result's final statistics from o_hat at the final deltas.
   void finish(LinearResult &r) {
     r.similarity = eval();
-    r.bias_correction = mean_output_error(o.data(), o_hat.data(), rows, p.n);
     const int64_t n = p.n;
+    if (int8) {
+#pragma omp parallel for schedule(static) if (rows * n >= kParallelMin)
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t c = 0; c < n; ++c)
+          o_hat[i * n + c] = static_cast<float>(acc[i * n + c] * col_scale[c] + col_bias[c]);
+    }
+    r.bias_correction = mean_output_error(o.data(), o_hat.data(), rows, n);
 #pragma omp parallel for schedule(static) if (rows * n >= kParallelMin)
     for (int64_t i = 0; i < rows; ++i)
       for (int64_t c = 0; c < n; ++c) o_hat[i * n + c] -= r.bias_correction[c];
@@ -334,7 +290,7 @@ LinearResult search_linear(const LinearProblem &p, const SearchOptions &opt) {
   const int64_t x_size = p.samples * p.tokens * p.k;
   const float d0x_max =
       act_d0(data_range("linear search: x", p.x, x_size, 1.0), p.x_bits, p.x_zero_point);
-  LinearCtx ctx(p, kept_samples(p.samples, p.tokens, opt.max_rows, opt.seed));
+  LinearCtx ctx(p, kept_samples(p.samples, p.tokens, opt.max_rows, opt.seed), opt.int8_candidates);
   const std::vector<float> factors = candidate_factors(opt);
 
   std::vector<float> fw(static_cast<size_t>(p.n), 1.f);  // current weight factor per channel
@@ -405,8 +361,7 @@ LinearResult search_linear(const LinearProblem &p, const SearchOptions &opt) {
     std::vector<float> best_fc(fw);
     for (float f : cand) {
       ctx.set_w(scaled(d0w, std::vector<float>(fw.size(), f)));
-      ctx.gemm.run(ctx.x_hat.data(), ctx.o_hat.data());
-      column_sse(ctx.o.data(), ctx.o_hat.data(), ctx.rows, p.n, sse.data());
+      ctx.column_errors(sse.data());
       for (int64_t c = 0; c < p.n; ++c) {
         if (sse[c] < best_sse[c]) {
           best_sse[c] = sse[c];
@@ -440,7 +395,7 @@ LinearResult minmax_linear(const LinearProblem &p, double percentile) {
   const std::vector<float> d0w = weight_d0(p.w, p.n, p.k, p.w_bits, opt.per_channel);
   const float d0x = act_d0(data_range("minmax: x", p.x, p.samples * p.tokens * p.k, percentile),
                            p.x_bits, p.x_zero_point);
-  LinearCtx ctx(p, kept_samples(p.samples, p.tokens, opt.max_rows, opt.seed));
+  LinearCtx ctx(p, kept_samples(p.samples, p.tokens, opt.max_rows, opt.seed), opt.int8_candidates);
   LinearResult r;
   r.w_delta = d0w;
   r.x_grid = make_grid(p.x_bits, p.x_zero_point, d0x);
@@ -477,8 +432,15 @@ struct MatmulCtx {
   int64_t heads, samples, batch;
   std::vector<float> a_copy, b_copy;
   const float *a, *b;
+  bool int8;  // candidates on int8 products (search_gemm.h): a as u8 codes, b as s8 levels
   BatchedGemm gemm;
+  std::optional<Int8BatchedGemm> igemm;
   std::vector<float> out, out_hat, a_hat, b_hat;
+  std::vector<uint8_t> a_codes;
+  std::vector<int8_t> b_levels;
+  std::vector<int32_t> acc;
+  float a_delta = 1.f, b_delta = 1.f;
+  std::vector<double> col_scale, col_zero;
   std::vector<std::pair<int64_t, int64_t>> pairs;
   std::optional<PearsonReference> ref;
   float gamma, theta;
@@ -496,6 +458,7 @@ struct MatmulCtx {
         b_copy(gather_blocks(prob.b, keep, prob.samples, heads * prob.k * prob.n)),
         a(a_copy.empty() ? prob.a : a_copy.data()),
         b(b_copy.empty() ? prob.b : b_copy.data()),
+        int8(opt.int8_candidates && int8_candidates_exact(prob.k) && b_levels_fit(prob)),
         gemm(batch, prob.m, prob.k, prob.n, prob.b_is_nk, prob.out_scale),
         gamma(opt.gamma),
         theta(opt.theta),
@@ -504,23 +467,64 @@ struct MatmulCtx {
         use_ranking(ranking) {
     out.resize(static_cast<size_t>(batch * p.m * p.n));
     out_hat.resize(out.size());
-    a_hat.resize(static_cast<size_t>(batch * p.m * p.k));
-    b_hat.resize(static_cast<size_t>(batch * p.k * p.n));
     gemm.run(a, b, out.data());
     ref.emplace(out.data(), samples, heads * p.m * p.n);
     // Pairs drawn once: every candidate is scored on the same pairs (common random numbers).
     if (rank_pairs > 0)
       pairs = sample_ranking_pairs(out.data(), batch * p.m, p.n, rank_pairs, seed);
+    if (!int8) {
+      a_hat.resize(static_cast<size_t>(batch * p.m * p.k));
+      b_hat.resize(static_cast<size_t>(batch * p.k * p.n));
+      return;
+    }
+    igemm.emplace(batch, p.m, p.k, p.n, p.b_is_nk, p.a_zero_point);
+    a_codes.resize(static_cast<size_t>(batch * p.m * p.k));
+    b_levels.resize(static_cast<size_t>(batch * p.k * p.n));
+    acc.resize(out.size());
+    col_scale.resize(static_cast<size_t>(p.n));
+    col_zero.assign(static_cast<size_t>(p.n), 0.0);
   }
-  void set_a(const ActGrid &g) { fake_quant_act(a, a_hat.data(), batch * p.m * p.k, g); }
-  void set_b(const ActGrid &g) { fake_quant_act(b, b_hat.data(), batch * p.k * p.n, g); }
+  // b's levels (q - zero point) must fit in s8: always for up to 7 bits, at 8 bits only for the
+  // symmetric grid (the integer engine's K and V grids, see ptq.cpp).
+  static bool b_levels_fit(const MatmulProblem &q) {
+    return q.b_zero_point <= 128 && (1 << q.b_bits) - 1 - q.b_zero_point <= 127;
+  }
+  void set_a(const ActGrid &g) {
+    if (int8) {
+      quantize_act_codes(a, a_codes.data(), batch * p.m * p.k, g);
+      a_delta = g.delta;
+      return;
+    }
+    fake_quant_act(a, a_hat.data(), batch * p.m * p.k, g);
+  }
+  void set_b(const ActGrid &g) {
+    if (int8) {
+      quantize_act_levels(b, b_levels.data(), batch * p.k * p.n, g);
+      b_delta = g.delta;
+      return;
+    }
+    fake_quant_act(b, b_hat.data(), batch * p.k * p.n, g);
+  }
   Objective eval() {
-    gemm.run(a_hat.data(), b_hat.data(), out_hat.data());
     Objective o;
-    o.sim = ref->mean(out_hat.data());
-    o.rank = rank_pairs > 0
-                 ? ranking_loss_on_pairs(pairs, out_hat.data(), theta)
-                 : ranking_loss(out.data(), out_hat.data(), batch * p.m, p.n, theta, 0, seed);
+    if (int8) {
+      igemm->run(a_codes.data(), b_levels.data(), acc.data());
+      const double scale = double(p.out_scale) * a_delta * b_delta;
+      std::fill(col_scale.begin(), col_scale.end(), scale);
+      o.sim = ref->mean(acc.data(), p.n, col_scale.data(), col_zero.data());
+      if (rank_pairs > 0) {
+        o.rank = ranking_loss_on_pairs(pairs, acc.data(), scale, theta);
+      } else {  // all pairs (tests, small problems): on the materialised output
+        for (size_t i = 0; i < acc.size(); ++i) out_hat[i] = static_cast<float>(acc[i] * scale);
+        o.rank = ranking_loss(out.data(), out_hat.data(), batch * p.m, p.n, theta, 0, seed);
+      }
+    } else {
+      gemm.run(a_hat.data(), b_hat.data(), out_hat.data());
+      o.sim = ref->mean(out_hat.data());
+      o.rank = rank_pairs > 0
+                   ? ranking_loss_on_pairs(pairs, out_hat.data(), theta)
+                   : ranking_loss(out.data(), out_hat.data(), batch * p.m, p.n, theta, 0, seed);
+    }
     o.value = use_ranking ? o.sim - gamma * o.rank : o.sim;
     return o;
   }

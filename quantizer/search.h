@@ -33,6 +33,10 @@ struct SearchOptions {
   // useful clipping at 4 bits, and a plain percentile baseline beats the search. 1 = max only
   // (the paper). similarity_init is always the max-based start.
   float init_percentile = 0.9999f;
+  // Score candidates on int8 products of their integer levels where the CPU makes them exact
+  // (quantizer/search_gemm.h): the same objective up to float rounding, ~3x faster. Off: the fp32
+  // products of the fake-quantized operands (the reference path, and the only one without VNNI).
+  bool int8_candidates = true;
 };
 
 // One linear layer y = x W^T + b. x: [samples * tokens, k] (tokens rows per calibration sample);

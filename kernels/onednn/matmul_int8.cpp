@@ -112,4 +112,42 @@ dnnl::matmul::primitive_desc batched_u8s8_pd(int64_t batch, int64_t m, int64_t k
                                       cpu_engine());
 }
 
+namespace {
+dnnl::primitive_attr raw_attr(int32_t src_zero_point) {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  if (src_zero_point != 0) attr.set_zero_points(DNNL_ARG_SRC, /*mask=*/0, {src_zero_point});
+  return attr;
+}
+}  // namespace
+
+dnnl::matmul::primitive_desc linear_u8s8s32_pd(int64_t m, int64_t k, int64_t n) {
+  check_dims(m, k, n, "linear_u8s8s32_pd");
+  const memory::desc src({m, k}, dt::u8, tag::ab);
+  const memory::desc wei({k, n}, dt::s8, tag::ba);  // [N,K] row-major
+  const memory::desc dst({m, n}, dt::s32, tag::ab);
+  return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, wei, dst), raw_attr(0), cpu_engine());
+}
+
+dnnl::matmul::primitive_desc batched_u8s8s32_pd(int64_t batch, int64_t m, int64_t k, int64_t n,
+                                                bool b_is_nk, int32_t a_zero_point) {
+  check_dims(m, k, n, "batched_u8s8s32_pd");
+  require(batch > 0, "batched_u8s8s32_pd: batch must be positive, got " + std::to_string(batch));
+  check_zero_point(a_zero_point, "batched_u8s8s32_pd");
+  const memory::desc src({batch, m, k}, dt::u8, tag::abc);
+  const memory::desc wei({batch, k, n}, dt::s8, b_is_nk ? tag::acb : tag::abc);
+  const memory::desc dst({batch, m, n}, dt::s32, tag::abc);
+  return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, wei, dst), raw_attr(a_zero_point),
+                                      cpu_engine());
+}
+
+bool exact_int8_products() {
+  // The ISA values are bit sets (dnnl_types.h): every ISA from avx512_core_vnni up (bf16, amx)
+  // contains all of its bits; avx2_vnni is left out (its int8 matmul kernels are not brgemm in
+  // 2.6, and the jit gemm they fall back to is not known to use VNNI).
+  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  const auto vnni = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_vnni);
+  return (isa & vnni) == vnni;
+}
+
 }  // namespace vqm::kernels::onednn

@@ -68,4 +68,21 @@ dnnl::memory pack_linear_weights_s8(const int8_t *w_nk, int64_t n, int64_t k,
 dnnl::matmul::primitive_desc batched_u8s8_pd(int64_t batch, int64_t m, int64_t k, int64_t n,
                                              bool b_is_nk, float scale, int32_t a_zero_point);
 
+// The quantizer's candidate products (quantizer/search_gemm.h): u8 x s8 matmuls with the raw
+// int32 accumulators as output, no scales and no bias, so one primitive serves every candidate
+// interval of a search (the scales change per candidate; oneDNN 2.6 bakes them in).
+// acc[M,N] = sum_k x[m,k] * w[n,k], w bound as plain s8 [N,K] row-major with
+// wrap(pd.weights_desc(), ptr): no zero point, because with one oneDNN wants its weights packed
+// with a compensation, and 2.6 packs s8 with its reference reorder (measured: as slow as the
+// product itself for a 384x1152 layer, once per candidate). Callers subtract zp * sum_k w[n,k].
+dnnl::matmul::primitive_desc linear_u8s8s32_pd(int64_t m, int64_t k, int64_t n);
+// acc[b] = sum_k (a[b,m,k] - a_zero_point) * B[b][k,n], B stored as in batched_u8s8_pd.
+dnnl::matmul::primitive_desc batched_u8s8s32_pd(int64_t batch, int64_t m, int64_t k, int64_t n,
+                                                bool b_is_nk, int32_t a_zero_point);
+
+// True when this CPU's u8 x s8 products accumulate exactly in int32 (VNNI or AMX: vpdpbusd adds
+// each 4-term dot product straight into int32). Without VNNI oneDNN's int8 kernels pair products
+// in int16 (vpmaddubsw), which saturates for large u8 x s8 pairs, so they may be inexact there.
+bool exact_int8_products();
+
 }  // namespace vqm::kernels::onednn

@@ -278,27 +278,36 @@ TEST(SearchMatmul, MinMaxSimilarityMatchesAScalarRecomputation) {
   EXPECT_VQM_ERROR(search_matmul(bad, SearchOptions{}, true), invalid_argument, "multiple");
 }
 
-// DeiT-Tiny fc2 size: x [1600, 768], w [192, 768], 4 bits, default options. Run with
-// --gtest_also_run_disabled_tests to time it.
+// DeiT-Tiny fc2 size: x [1600, 768], w [192, 768], 4 bits, default options, candidates on int8
+// products and on fp32 ones. Run with --gtest_also_run_disabled_tests to time it.
 TEST(SearchLinear, DISABLED_TimingDeitTinyFc2) {
   const auto d = make_linear(32, 50, 768, 192, 4, 10);
-  const auto t0 = std::chrono::steady_clock::now();
-  const LinearResult r = search_linear(d.p, SearchOptions{});
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("search_linear [1600x768]x[192x768] 4-bit: %.2f s, similarity %.5f -> %.5f%s\n", s,
-              r.similarity_init, r.similarity, r.channels_refined ? " (refined)" : "");
+  for (bool int8 : {true, false}) {
+    SearchOptions opt;
+    opt.int8_candidates = int8;
+    const auto t0 = std::chrono::steady_clock::now();
+    const LinearResult r = search_linear(d.p, opt);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("search_linear [1600x768]x[192x768] 4-bit, %s: %.2f s, similarity %.5f -> %.5f%s\n",
+                int8 ? "int8" : "fp32", s, r.similarity_init, r.similarity,
+                r.channels_refined ? " (refined)" : "");
+  }
 }
 
 // DeiT-Tiny Q.K^T size: 32 samples x 3 heads, 50 tokens, head dim 64, 4 bits, ranking on.
 TEST(SearchMatmul, DISABLED_TimingDeitTinyQk) {
   const auto a = make_qk(32, 3, 50, 64, 4, 11);
-  const auto t0 = std::chrono::steady_clock::now();
-  const MatmulResult r = search_matmul(a.p, SearchOptions{}, true);
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf(
-      "search_matmul QK [96x50x64] 4-bit: %.2f s, similarity %.5f -> %.5f, rank %.4f -> "
-      "%.4f\n",
-      s, r.similarity_init, r.similarity, r.rank_loss_init, r.rank_loss);
+  for (bool int8 : {true, false}) {
+    SearchOptions opt;
+    opt.int8_candidates = int8;
+    const auto t0 = std::chrono::steady_clock::now();
+    const MatmulResult r = search_matmul(a.p, opt, true);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf(
+        "search_matmul QK [96x50x64] 4-bit, %s: %.2f s, similarity %.5f -> %.5f, rank %.4f -> "
+        "%.4f\n",
+        int8 ? "int8" : "fp32", s, r.similarity_init, r.similarity, r.rank_loss_init, r.rank_loss);
+  }
 }
 
 }  // namespace
