@@ -83,6 +83,12 @@ int main(int argc, char **argv) {
          {"--beta", "F", "highest candidate (default 1.2)"},
          {"--candidates", "C", "candidates per search (default 100)"},
          {"--rounds", "R", "alternations of weight/input search (default 2)"},
+         {"--coarse-stride", "S",
+          "coarse-to-fine candidate scan: every S-th candidate, then those around the best "
+          "(default 4; 1 = the full grid)"},
+         {"--fp32-candidates", "",
+          "score candidates on fp32 products of the fake-quantized operands instead of the exact "
+          "int8 ones (slower; the reference path)"},
          {"--gamma", "F", "weight of the ranking loss (default 0.1)"},
          {"--theta", "F", "margin of the ranking loss (default 0)"},
          {"--sensitivity-at", "WHERE",
@@ -146,6 +152,10 @@ int main(int argc, char **argv) {
     if (opt.search.beta < opt.search.alpha) throw vqm::cli::UsageError("--beta must be >= --alpha");
     opt.search.candidates = args.get_int("--candidates", 100, 1, 100000);
     opt.search.rounds = args.get_int("--rounds", 2, 0, 100);
+    opt.search.coarse_stride = opt.sensitivity_search.coarse_stride =
+        args.get_int("--coarse-stride", 4, 1, 100000);
+    opt.search.int8_candidates = opt.sensitivity_search.int8_candidates =
+        !args.has("--fp32-candidates");
     opt.search.gamma = static_cast<float>(args.get_double("--gamma", 0.1, 0, 1e6));
     opt.search.theta = static_cast<float>(args.get_double("--theta", 0, -1e6, 1e6));
     const int seed = args.get_int("--seed", 0, 0, 1 << 30);

@@ -259,6 +259,7 @@ VqmWriter write_model(PtqContext &c, const VqmFile &fp32) {
       {"rank_pairs", c.opt.search.rank_pairs},
       {"max_rows", c.opt.search.max_rows},
       {"int8_candidates", c.opt.search.int8_candidates},
+      {"coarse_stride", c.opt.search.coarse_stride},
       {"seed", c.opt.search.seed},
       {"ranking", c.opt.ranking},
       {"bias_correction", c.opt.bias_correction},

@@ -31,6 +31,7 @@ void check_options(const SearchOptions &o) {
     bad_argument("search: need 0 < alpha <= beta (got " + std::to_string(o.alpha) + ", " +
                  std::to_string(o.beta) + ")");
   if (o.candidates < 1) bad_argument("search: candidates must be >= 1");
+  if (o.coarse_stride < 1) bad_argument("search: coarse_stride must be >= 1");
   if (o.rounds < 0) bad_argument("search: rounds must be >= 0");
   if (o.rank_pairs < 0) bad_argument("search: rank_pairs must be >= 0");
   if (o.max_rows < 0) bad_argument("search: max_rows must be >= 0");
@@ -282,16 +283,157 @@ ActGrid make_grid(int bits, int zp, float delta) {
 
 }  // namespace
 
+namespace {
+
+// Candidate indices of a scan (SearchOptions::coarse_stride): every stride-th of `count` and the
+// last, or all of them for stride 1.
+std::vector<int> coarse_indices(int count, int stride) {
+  std::vector<int> idx;
+  for (int i = 0; i < count; i += stride) idx.push_back(i);
+  if (idx.back() != count - 1) idx.push_back(count - 1);
+  return idx;
+}
+
+// The coarse pass keeps at least kMinCoarse candidates: its spacing must stay fine next to the
+// width of the objective's peak (C = 100, stride 4: 2.8 % of D0 apart), so small grids such as
+// the 20 candidates of a mixed-precision sensitivity search are scanned whole.
+constexpr int kMinCoarse = 25;
+int effective_stride(const SearchOptions &o) {
+  return std::max(1, std::min(o.coarse_stride, (o.candidates - 1) / (kMinCoarse - 1)));
+}
+
+bool is_coarse(int i, int count, int stride) {
+  return i % stride == 0 || i == count - 1;
+}
+
+// The candidates of the fine pass around coarse index `centre`: those within stride - 1 of it
+// (none for stride 1), i.e. every candidate between the coarse neighbours of `centre`.
+std::vector<int> fine_offsets(int stride) {
+  std::vector<int> off;
+  for (int o = -(stride - 1); o <= stride - 1; ++o)
+    if (o != 0) off.push_back(o);
+  return off;
+}
+
+// Picks a factor by objective: the coarse candidates, then the fine ones around the best coarse
+// one (with stride 1, every candidate: the paper's grid). eval(f) installs factor f and returns
+// the objective; a candidate replaces `current` only if it is strictly better than `best`. The
+// objective over factors is smooth at the coarse spacing (docs/quantization.md measures the
+// accuracy cost), so the fine pass lands on the grid's best in all but near-tie cases. `curve`
+// (optional) receives (factor * curve_scale, objective) of every candidate tried, in order.
+template <class Eval>
+float scan_factors(const std::vector<float> &factors, int stride, float current, double &best,
+                   Eval &&eval, std::vector<std::pair<float, double>> *curve = nullptr,
+                   float curve_scale = 1.f) {
+  const int count = static_cast<int>(factors.size());
+  std::vector<std::pair<int, double>> seen;
+  float best_f = current;
+  auto visit = [&](int i) {
+    const double v = eval(factors[i]);
+    seen.emplace_back(i, v);
+    if (v > best) {
+      best = v;
+      best_f = factors[i];
+    }
+  };
+  for (int i : coarse_indices(count, stride)) visit(i);
+  int centre = seen[0].first;
+  double centre_v = seen[0].second;
+  for (const auto &[i, v] : seen)
+    if (v > centre_v) centre = i, centre_v = v;
+  for (int o : fine_offsets(stride))
+    if (centre + o >= 0 && centre + o < count && !is_coarse(centre + o, count, stride))
+      visit(centre + o);
+  if (curve) {
+    std::sort(seen.begin(), seen.end());
+    curve->clear();
+    for (const auto &[i, v] : seen) curve->emplace_back(factors[i] * curve_scale, v);
+  }
+  return best_f;
+}
+
+// The x start: the max-based D0, or the percentile one when it scores better (ours, see
+// SearchOptions::init_percentile). Leaves ctx at the chosen start; returns its D0.
+float choose_x_start(LinearCtx &ctx, const SearchOptions &opt, float d0x_max, double &best,
+                     LinearResult &r) {
+  const LinearProblem &p = ctx.p;
+  if (opt.init_percentile >= 1.f) return d0x_max;
+  const float d0x_pct =
+      act_d0(data_range("linear search: x", p.x, p.samples * p.tokens * p.k, opt.init_percentile),
+             p.x_bits, p.x_zero_point);
+  ctx.set_x(make_grid(p.x_bits, p.x_zero_point, d0x_pct));
+  const double s = ctx.eval();
+  if (s > best) {
+    best = s;
+    r.percentile_start = true;
+    return d0x_pct;
+  }
+  ctx.set_x(make_grid(p.x_bits, p.x_zero_point, d0x_max));
+  return d0x_max;
+}
+
+// Per-channel refinement. A sample's Pearson mixes all output channels, so the shared-factor
+// search cannot tell which channel wants a finer or coarser grid; it did fix the scale regime
+// (clipping vs rounding trade-off for the layer as a whole). Given x_hat, each output column
+// depends only on its own weight row, so each channel can pick its factor by its own squared
+// error sum_rows (o_hat_c - o_c)^2: one product per candidate scores all channels at once (per
+// channel coarse-to-fine as scan_factors: a fine candidate gives each channel its own offset from
+// its best coarse factor). The refined deltas are kept only if they do not lower the paper's
+// objective, so the reported similarity never falls below the shared-factor result.
+bool refine_channels(LinearCtx &ctx, const std::vector<float> &d0w,
+                     const std::vector<float> &factors, int stride, std::vector<float> &fw,
+                     double &best) {
+  const int64_t n = ctx.p.n;
+  const int count = static_cast<int>(factors.size());
+  std::vector<double> best_sse(static_cast<size_t>(n), std::numeric_limits<double>::infinity());
+  std::vector<double> coarse_sse(best_sse), sse(static_cast<size_t>(n));
+  std::vector<float> best_fc(fw), fc(fw);
+  std::vector<int> centre(static_cast<size_t>(n), 0);
+  auto score = [&](const std::vector<float> &f) {
+    ctx.set_w(scaled(d0w, f));
+    ctx.column_errors(sse.data());
+    for (int64_t c = 0; c < n; ++c)
+      if (sse[c] < best_sse[c]) best_sse[c] = sse[c], best_fc[c] = f[c];
+  };
+  score(fw);  // the shared factor first: ties keep it
+  for (int i : coarse_indices(count, stride)) {
+    score(std::vector<float>(fc.size(), factors[i]));
+    for (int64_t c = 0; c < n; ++c)
+      if (sse[c] < coarse_sse[c]) coarse_sse[c] = sse[c], centre[c] = i;
+  }
+  for (int o : fine_offsets(stride)) {
+    bool any = false;
+    for (int64_t c = 0; c < n; ++c) {
+      const int i = centre[c] + o;
+      const bool fine = i >= 0 && i < count && !is_coarse(i, count, stride);
+      fc[c] = fine ? factors[i] : best_fc[c];  // a channel without a candidate re-scores its best
+      any = any || fine;
+    }
+    if (any) score(fc);
+  }
+  ctx.set_w(scaled(d0w, best_fc));
+  const double s = ctx.eval();
+  if (s < best) {
+    ctx.set_w(scaled(d0w, fw));
+    return false;
+  }
+  best = s;
+  fw = best_fc;
+  return true;
+}
+
+}  // namespace
+
 LinearResult search_linear(const LinearProblem &p, const SearchOptions &opt) {
   check_linear(p);
   check_options(opt);
   // Initial deltas from all rows; the objective on the (possibly) subsampled rows.
   const std::vector<float> d0w = weight_d0(p.w, p.n, p.k, p.w_bits, opt.per_channel);
-  const int64_t x_size = p.samples * p.tokens * p.k;
-  const float d0x_max =
-      act_d0(data_range("linear search: x", p.x, x_size, 1.0), p.x_bits, p.x_zero_point);
+  const float d0x_max = act_d0(data_range("linear search: x", p.x, p.samples * p.tokens * p.k, 1.0),
+                               p.x_bits, p.x_zero_point);
   LinearCtx ctx(p, kept_samples(p.samples, p.tokens, opt.max_rows, opt.seed), opt.int8_candidates);
   const std::vector<float> factors = candidate_factors(opt);
+  const int stride = effective_stride(opt);
 
   std::vector<float> fw(static_cast<size_t>(p.n), 1.f);  // current weight factor per channel
   float fx = 1.f;
@@ -300,85 +442,24 @@ LinearResult search_linear(const LinearProblem &p, const SearchOptions &opt) {
   LinearResult r;
   r.similarity_init = ctx.eval();
   double best = r.similarity_init;
-  // The percentile start (ours, see SearchOptions::init_percentile): the search is centred on
-  // whichever initial x delta scores better.
-  float d0x = d0x_max;
-  if (opt.init_percentile < 1.f) {
-    const float d0x_pct = act_d0(data_range("linear search: x", p.x, x_size, opt.init_percentile),
-                                 p.x_bits, p.x_zero_point);
-    ctx.set_x(make_grid(p.x_bits, p.x_zero_point, d0x_pct));
-    const double s = ctx.eval();
-    if (s > best) {
-      best = s;
-      d0x = d0x_pct;
-      r.percentile_start = true;
-    } else {
-      ctx.set_x(make_grid(p.x_bits, p.x_zero_point, d0x_max));
-    }
-  }
-
+  const float d0x = choose_x_start(ctx, opt, d0x_max, best, r);
   for (int round = 0; round < opt.rounds; ++round) {
-    // Weights with x fixed: one shared factor on every channel's D0.
-    float best_f = fw[0];
-    for (float f : factors) {
+    // Weights with x fixed: one shared factor on every channel's D0; then the input with w fixed.
+    const float f_w = scan_factors(factors, stride, fw[0], best, [&](float f) {
       ctx.set_w(scaled(d0w, std::vector<float>(fw.size(), f)));
-      const double s = ctx.eval();
-      if (s > best) {
-        best = s;
-        best_f = f;
-      }
-    }
-    std::fill(fw.begin(), fw.end(), best_f);
+      return ctx.eval();
+    });
+    std::fill(fw.begin(), fw.end(), f_w);
     ctx.set_w(scaled(d0w, fw));
-    // Input with w fixed.
-    r.curve.clear();
-    float best_fx = fx;
-    for (float f : factors) {
+    auto eval_x = [&](float f) {
       ctx.set_x(make_grid(p.x_bits, p.x_zero_point, d0x * f));
-      const double s = ctx.eval();
-      r.curve.emplace_back(d0x * f, s);
-      if (s > best) {
-        best = s;
-        best_fx = f;
-      }
-    }
-    fx = best_fx;
+      return ctx.eval();
+    };
+    fx = scan_factors(factors, stride, fx, best, eval_x, &r.curve, d0x);
     ctx.set_x(make_grid(p.x_bits, p.x_zero_point, d0x * fx));
   }
-
-  // Per-channel refinement. A sample's Pearson mixes all output channels, so the shared-factor
-  // search above cannot tell which channel wants a finer or coarser grid; it did fix the scale
-  // regime (clipping vs rounding trade-off for the layer as a whole). Given x_hat, each output
-  // column depends only on its own weight row, so each channel can pick its factor by its own
-  // squared error sum_rows (o_hat_c - o_c)^2: one GEMM per candidate scores all channels at once.
-  // The refined deltas are kept only if they do not lower the paper's objective, so the reported
-  // similarity never falls below the shared-factor result.
-  if (opt.per_channel && opt.refine_channels && opt.candidates > 1) {
-    std::vector<float> cand{fw[0]};
-    cand.insert(cand.end(), factors.begin(), factors.end());
-    std::vector<double> best_sse(static_cast<size_t>(p.n), std::numeric_limits<double>::infinity());
-    std::vector<double> sse(static_cast<size_t>(p.n));
-    std::vector<float> best_fc(fw);
-    for (float f : cand) {
-      ctx.set_w(scaled(d0w, std::vector<float>(fw.size(), f)));
-      ctx.column_errors(sse.data());
-      for (int64_t c = 0; c < p.n; ++c) {
-        if (sse[c] < best_sse[c]) {
-          best_sse[c] = sse[c];
-          best_fc[c] = f;
-        }
-      }
-    }
-    ctx.set_w(scaled(d0w, best_fc));
-    const double s = ctx.eval();
-    if (s >= best) {
-      best = s;
-      fw = best_fc;
-      r.channels_refined = true;
-    } else {
-      ctx.set_w(scaled(d0w, fw));
-    }
-  }
+  if (opt.per_channel && opt.refine_channels && opt.candidates > 1)
+    r.channels_refined = refine_channels(ctx, d0w, factors, stride, fw, best);
 
   r.w_delta = scaled(d0w, fw);
   if (!opt.per_channel) r.w_delta.resize(1);
@@ -573,32 +654,19 @@ MatmulResult search_matmul(const MatmulProblem &p, const SearchOptions &opt, boo
   }
 
   // The alternation of search_linear, with a in the role of W and b in the role of x.
+  const int stride = effective_stride(opt);
   for (int round = 0; round < opt.rounds; ++round) {
-    r.curve.clear();
-    float best_fa = fa;
-    for (float f : factors) {
+    auto eval_a = [&](float f) {
       ctx.set_a(grid_a(f));
-      const Objective o = ctx.eval();
-      r.curve.emplace_back(d0a * f, o.value);
-      if (o.value > best) {
-        best = o.value;
-        best_fa = f;
-      }
-    }
-    fa = best_fa;
+      return ctx.eval().value;
+    };
+    fa = scan_factors(factors, stride, fa, best, eval_a, &r.curve, d0a);
     ctx.set_a(grid_a(fa));
-    r.curve_b.clear();
-    float best_fb = fb;
-    for (float f : factors) {
+    auto eval_b = [&](float f) {
       ctx.set_b(grid_b(f));
-      const Objective o = ctx.eval();
-      r.curve_b.emplace_back(d0b * f, o.value);
-      if (o.value > best) {
-        best = o.value;
-        best_fb = f;
-      }
-    }
-    fb = best_fb;
+      return ctx.eval().value;
+    };
+    fb = scan_factors(factors, stride, fb, best, eval_b, &r.curve_b, d0b);
     ctx.set_b(grid_b(fb));
   }
   r.a_grid = grid_a(fa);

@@ -37,6 +37,13 @@ struct SearchOptions {
   // (quantizer/search_gemm.h): the same objective up to float rounding, ~3x faster. Off: the fp32
   // products of the fake-quantized operands (the reference path, and the only one without VNNI).
   bool int8_candidates = true;
+  // Coarse-to-fine candidate scan (ours): every coarse_stride-th of the C candidates (and the
+  // last), then all candidates between the best one's coarse neighbours, in every alternation
+  // and per channel in the refinement; about C / stride + 2 * (stride - 1) products per scan
+  // instead of C. The stride is reduced so that at least 25 candidates stay in the coarse pass
+  // (C < 49: the full grid). 1 = the full grid (the paper). vit-quantize defaults to 4
+  // (PtqOptions), where docs/quantization.md measures it.
+  int coarse_stride = 1;
 };
 
 // One linear layer y = x W^T + b. x: [samples * tokens, k] (tokens rows per calibration sample);
