@@ -5,6 +5,7 @@
 // and whole searches that pick the same or an equally good candidate.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -263,6 +264,31 @@ TEST(SearchInt8, MatmulSearchPicksAnEquallyGoodCandidate) {
         << c.t << "x" << c.dim;
     EXPECT_NEAR(in.similarity, fp.similarity, 1e-6) << c.t << "x" << c.dim;
     EXPECT_NEAR(in.rank_loss, fp.rank_loss, 1e-6) << c.t << "x" << c.dim;
+  }
+}
+
+// The q-quantile by a full sort, as the search computed it before the one-pass tail heaps.
+float sorted_quantile(std::vector<float> v, double q) {
+  std::sort(v.begin(), v.end());
+  const double pos = q * double(v.size() - 1);
+  const size_t i = size_t(std::floor(pos));
+  const double frac = pos - double(i);
+  if (frac <= 0 || i + 1 >= v.size()) return v[i];
+  return float(v[i] + frac * (double(v[i + 1]) - v[i]));
+}
+
+TEST(SearchRanges, PercentileStartMatchesAFullSort) {
+  for (int64_t n : {1, 2, 17, 16 * 1000 + 3, 200000}) {
+    for (double pct : {0.9999, 0.99, 0.9}) {
+      auto x = normal(size_t(n), uint32_t(n), 2.f);
+      for (int64_t i = 0; i < n; i += 7) x[i] = std::round(x[i]);  // ties
+      if (n > 5) x[3] = 80.f, x[4] = -50.f;
+      const float w = 1.f;
+      const LinearProblem p{x.data(), 1, n, 1, &w, nullptr, 1, 8, 8, 128};
+      const float hi = sorted_quantile(x, pct), lo = sorted_quantile(x, 1.0 - pct);
+      const float want = float(std::max({0.0, double(hi) / 127, -double(lo) / 128}));
+      EXPECT_EQ(minmax_linear(p, pct).x_grid.delta, want > 0 ? want : 1.f) << n << " " << pct;
+    }
   }
 }
 
