@@ -52,6 +52,23 @@ namespace vqm::kernels {
 void fake_quant_f32(float *x, int64_t n, float delta, int zero_point, int qmax);
 void fake_quant_f32_ref(float *x, int64_t n, float delta, int zero_point, int qmax);
 
+// Two-range unsigned grid ("twin uniform", Yuan et al., PTQ4ViT) for non-negative data whose
+// mass sits near zero, such as attention probabilities: fine levels c * delta for codes c below
+// `fine`, coarse levels at the multiples of 2^shift from `fine` up to `qmax`. A value takes its
+// fine code c = clamp(nearbyint(v / delta), 0, 255) (the uniform rule with zero point 0); a code
+// from `fine` up is then rounded, half to even, to a multiple of 2^shift, at most qmax. Codes
+// stay fine-grid codes, so the bytes are a u8 matmul source with scale delta and zero point 0:
+// such a grid costs the integer engine one byte pass after the quantizing kernel. b bits:
+// fine = 2^(b-1), qmax = 2^(b-1+shift), 1 <= shift <= b-1 (no gap between the ranges), and
+// qmax <= 255: at most 2^b distinct levels.
+struct TwinCodes {
+  int32_t fine, shift, qmax;
+};
+// In place on fine codes (as quantize/softmax_quant with QuantGrid{delta, 0, 255} wrote them).
+void coarsen_codes(uint8_t *codes, int64_t n, const TwinCodes &t);
+// The simulated twin: x = (twin code of x) * delta, equal to coarsen_codes after quantizing.
+void fake_quant_twin_f32(float *x, int64_t n, float delta, const TwinCodes &t);
+
 }  // namespace vqm::kernels
 
 namespace vqm::kernels {

@@ -1,5 +1,6 @@
 #include "models/quant_spec.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "models/layer_table.h"
@@ -25,7 +26,7 @@ const std::vector<BlockPoint> &block_points() {
 
 namespace {
 
-ActQuant act_from_json(const json &acts, const std::string &name) {
+ActQuant act_from_json(const json &acts, const std::string &name, bool twin_allowed = false) {
   auto bad = [&](const std::string &why) {
     fail(ErrorCode::format, "quantization: activation '" + name + "' " + why);
   };
@@ -48,11 +49,22 @@ ActQuant act_from_json(const json &acts, const std::string &name) {
     bad("has delta " + std::to_string(delta) + ", expected > 0");
   a.zero_point = static_cast<int>(zp);
   a.delta = static_cast<float>(delta);
+  if (j.contains("twin_shift")) {  // optional: the two-range grid, softmax output only
+    if (!j["twin_shift"].is_number_integer()) bad("has a non-integer twin_shift");
+    const int64_t shift = j["twin_shift"].get<int64_t>();
+    if (!twin_allowed) bad("has twin_shift, which only the softmax output may have");
+    a.twin_shift = static_cast<int>(std::clamp<int64_t>(shift, 0, 16));
+    if (shift != a.twin_shift || (shift != 0 && !a.twin_valid()))
+      bad("has twin_shift " + std::to_string(shift) + ", which a " + std::to_string(bits) +
+          "-bit grid with zero point " + std::to_string(zp) + " cannot have");
+  }
   return a;
 }
 
 json act_to_json(const ActQuant &a) {
-  return json{{"bits", a.bits}, {"delta", a.delta}, {"zero_point", a.zero_point}};
+  json j{{"bits", a.bits}, {"delta", a.delta}, {"zero_point", a.zero_point}};
+  if (a.twin_shift > 0) j["twin_shift"] = a.twin_shift;
+  return j;
 }
 
 int module_bits(const json &modules, const std::string &name) {
@@ -82,7 +94,8 @@ ModelQuant quant_from_json(const json &q, int depth, bool has_head) {
   for (int b = 0; b < depth; ++b) {
     const std::string pre = block_prefix(static_cast<int>(b));
     BlockQuant bq;
-    for (const auto &p : block_points()) bq.*p.member = act_from_json(acts, pre + p.key);
+    for (const auto &p : block_points())
+      bq.*p.member = act_from_json(acts, pre + p.key, p.member == &BlockQuant::attn);
     bq.attn_bits = module_bits(q["modules"], pre + "attn");
     bq.mlp_bits = module_bits(q["modules"], pre + "mlp");
     m.blocks.push_back(bq);

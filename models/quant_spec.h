@@ -16,7 +16,15 @@ struct ActQuant {
   int bits = 8;
   int zero_point = 128;
   float delta = 1.f;
+  // > 0: the two-range grid of the attention probabilities (kernels.h TwinCodes; zero point 0):
+  // fine codes c * delta below 2^(bits-1), then multiples of 2^twin_shift up to twin_top(),
+  // stored as fine codes. Valid only for the softmax output ("attn") and when twin_valid().
+  int twin_shift = 0;
   int qmax() const { return (1 << bits) - 1; }
+  int twin_top() const { return 1 << (bits - 1 + twin_shift); }
+  bool twin_valid() const {
+    return twin_shift >= 1 && twin_shift <= bits - 1 && twin_top() <= 255 && zero_point == 0;
+  }
 };
 
 struct BlockQuant {

@@ -152,4 +152,9 @@ void pool_tokens(const VitModel &model, SessionBuffers &b, int64_t n);
 // pooled embedding of a model without a head.
 void write_outputs(const VitModel &model, const SessionBuffers &b, int64_t n, float *out);
 
+// The kernels' form of a two-range activation grid (ActQuant::twin_shift > 0).
+inline kernels::TwinCodes twin_codes(const ActQuant &a) {
+  return kernels::TwinCodes{1 << (a.bits - 1), a.twin_shift, a.twin_top()};
+}
+
 }  // namespace vqm

@@ -138,7 +138,11 @@ struct FloatEngine::Pass {
   // consumes them (weights were dequantized at load), so fp32 arithmetic reproduces the integer
   // engine up to float rounding.
   void quantize(const ActQuant *a, float *data, int64_t count) const {
-    if (a && a->enabled) kernels::fake_quant_f32(data, count, a->delta, a->zero_point, a->qmax());
+    if (!a || !a->enabled) return;
+    if (a->twin_shift > 0)
+      kernels::fake_quant_twin_f32(data, count, a->delta, twin_codes(*a));
+    else
+      kernels::fake_quant_f32(data, count, a->delta, a->zero_point, a->qmax());
   }
   const ActQuant *point(int l, ActQuant BlockQuant::*member) const {
     return mq ? &(mq->blocks[l].*member) : nullptr;

@@ -23,7 +23,8 @@ using dnnl::memory;
 
 namespace {
 kernels::QuantGrid grid_of(const ActQuant &a, bool store_signed) {
-  return kernels::QuantGrid{a.delta, a.zero_point, a.qmax(), store_signed};
+  // A two-range grid is quantized on its fine grid first (all 256 codes), then coarsened.
+  return kernels::QuantGrid{a.delta, a.zero_point, a.twin_shift > 0 ? 255 : a.qmax(), store_signed};
 }
 uint8_t *bytes(const SessionBuffers::Aligned &a) {
   return reinterpret_cast<uint8_t *>(a.ptr);
@@ -142,6 +143,7 @@ IntPlan::Block IntEngine::build_block(int l, const std::vector<RowChunk> &chunks
   blk.k = grid_of(bq.k, true);
   blk.v = grid_of(bq.v, true);
   blk.attn = grid_of(bq.attn, false);
+  if (bq.attn.twin_shift > 0) blk.attn_twin = twin_codes(bq.attn);
   blk.proj_in = grid_of(bq.proj_in, false);
   blk.fc1_in = grid_of(bq.fc1_in, false);
   blk.fc2_in = grid_of(bq.fc2_in, false);
@@ -295,6 +297,7 @@ void IntEngine::forward(const float *nchw, int n, float *out, const TapFn *taps,
       cb.qk[si].run(I.streams[ci]);
       lap(Op::gemm_attention);
       kernels::softmax_quant(scores, attn, H * seg.tq, T, scale, blk.attn);
+      if (blk.attn_twin.shift > 0) kernels::coarsen_codes(attn, H * seg.tq * T, blk.attn_twin);
       lap(Op::softmax);
       cb.av[si].run(I.streams[ci]);
       lap(Op::gemm_attention);

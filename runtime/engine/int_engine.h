@@ -117,6 +117,7 @@ struct IntPlan {
   struct Block {
     std::vector<ChunkBlock> chunks;
     kernels::QuantGrid qkv_in, q, k, v, attn, proj_in, fc1_in, fc2_in;
+    kernels::TwinCodes attn_twin{0, 0, 0};  // shift 0: attn is a uniform grid
     const float *norm1_w, *norm1_b, *norm2_w, *norm2_b;
   };
   int batch = 0;
