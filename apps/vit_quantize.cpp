@@ -21,6 +21,7 @@ vqm::quant::AccuracyComparison compare_accuracy(const std::shared_ptr<const vqm:
                                                 const vqm::Dataset &data, int limit, bool bars) {
   const auto items = data.select(limit);
   vqm::app::EvalOptions eo;
+  eo.keep_outputs = true;
   vqm::app::EvalResult r[2];
   const std::shared_ptr<const vqm::VitModel> models[2] = {fp32, quant};
   for (int m = 0; m < 2; ++m) {
@@ -32,6 +33,11 @@ vqm::quant::AccuracyComparison compare_accuracy(const std::shared_ptr<const vqm:
   a.n = r[0].n;
   a.fp32_top1 = double(r[0].top1) / a.n, a.fp32_top5 = double(r[0].top5) / a.n;
   a.quant_top1 = double(r[1].top1) / a.n, a.quant_top5 = double(r[1].top5) / a.n;
+  const int k = a.n ? static_cast<int>(r[0].outputs.size() / a.n) : 0;
+  const vqm::app::Agreement agree =
+      vqm::app::agreement(r[1].outputs.data(), r[0].outputs.data(), a.n, k);
+  a.top1_agreement = a.n ? double(agree.top1_same) / a.n : 0;
+  a.cosine_mean = agree.cosine_mean, a.cosine_min = agree.cosine_min;
   for (size_t k = 0; k < r[0].class_n.size(); ++k) {
     if (!r[0].class_n[k]) continue;
     a.class_names.push_back(vqm::app::class_name(*fp32, data, static_cast<int>(k)));
@@ -53,6 +59,9 @@ nlohmann::json accuracy_json(const vqm::quant::AccuracyComparison &a) {
           {"fp32_top5", a.fp32_top5},
           {"quantized_top1", a.quant_top1},
           {"quantized_top5", a.quant_top5},
+          {"top1_agreement", a.top1_agreement},
+          {"cosine_mean", a.cosine_mean},
+          {"cosine_min", a.cosine_min},
           {"per_class", per_class}};
 }
 
@@ -76,6 +85,14 @@ int main(int argc, char **argv) {
          {"--method", "M", "ptq (default: similarity + ranking search), minmax or percentile"},
          {"--no-ranking", "", "Q.K^T search without the ranking loss"},
          {"--no-bias-correction", "", "keep the original biases"},
+         {"--no-gptq", "",
+          "round weights to the nearest level instead of GPTQ's error feedback (method ptq)"},
+         {"--no-reparam", "",
+          "keep LayerNorm outputs as they are (method ptq; default: rescaled per channel to one "
+          "range, the inverse folded into qkv and fc1)"},
+         {"--no-twin-softmax", "",
+          "keep the softmax output on a uniform grid below 8 bits (method ptq; default: a "
+          "two-range grid where it scores better)"},
          {"--per-tensor", "", "one weight interval per layer instead of per output channel"},
          {"--no-refine", "", "skip the per-channel refinement after the alternating search"},
          {"--edge-bits", "B", "bits of the patch embedding and the head (default 8)"},
@@ -144,6 +161,9 @@ int main(int argc, char **argv) {
     }
     opt.ranking = !args.has("--no-ranking");
     opt.bias_correction = !args.has("--no-bias-correction");
+    opt.gptq = !args.has("--no-gptq");
+    opt.twin_softmax = !args.has("--no-twin-softmax");
+    opt.reparam = !args.has("--no-reparam");
     opt.edge_bits = args.get_int("--edge-bits", 8, 2, 8);
     opt.search.per_channel = !args.has("--per-tensor");
     opt.search.refine_channels = !args.has("--no-refine") && opt.search.per_channel;
@@ -259,9 +279,10 @@ int main(int argc, char **argv) {
       if (accuracy)
         std::printf(
             "accuracy on %s (%d images): fp32 top-1 %.4f top-5 %.4f, quantized top-1 %.4f "
-            "top-5 %.4f\n",
+            "top-5 %.4f; top-1 agreement with fp32 %.4f, logit cosine mean %.6f min %.6f\n",
             accuracy->data.c_str(), accuracy->n, accuracy->fp32_top1, accuracy->fp32_top5,
-            accuracy->quant_top1, accuracy->quant_top5);
+            accuracy->quant_top1, accuracy->quant_top5, accuracy->top1_agreement,
+            accuracy->cosine_mean, accuracy->cosine_min);
       if (summary.contains("html_report"))
         std::printf("report: %s\n", summary["html_report"].get<std::string>().c_str());
     }

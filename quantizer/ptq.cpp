@@ -7,6 +7,7 @@
 #include <limits>
 #include <numeric>
 
+#include "quantizer/gptq.h"
 #include "quantizer/ptq_internal.h"
 #include "runtime/io/error.h"
 
@@ -60,18 +61,64 @@ std::vector<float> row_deltas(const std::vector<float> &d, int64_t n) {
   return d.size() == 1 ? std::vector<float>(static_cast<size_t>(n), d[0]) : d;
 }
 
+// Installs the levels q [n, k] of weight `name`: their fake-quantized values for the forwards
+// that follow and, with `record`, the integers for the writer.
+void install_levels(PtqContext &c, const std::string &name, std::vector<int8_t> q,
+                    const std::vector<float> &deltas, int bits, bool record) {
+  const int64_t n = static_cast<int64_t>(deltas.size()), k = static_cast<int64_t>(q.size()) / n;
+  std::vector<float> w_hat(q.size());
+  for (int64_t r = 0; r < n; ++r)  // level * delta in float: fake_quant_weights' expression
+    for (int64_t j = 0; j < k; ++j) w_hat[r * k + j] = float(q[r * k + j]) * deltas[r];
+  c.model->set_weight(name, std::move(w_hat));
+  if (record) c.int_weights[name] = PtqContext::IntWeight{std::move(q), deltas, bits};
+}
+
 void install_weights(PtqContext &c, const std::string &name, const std::vector<float> &deltas,
                      int bits, bool record) {
   const std::vector<float> &w = c.fp32.at(name);
   const int64_t n = static_cast<int64_t>(deltas.size()), k = static_cast<int64_t>(w.size()) / n;
-  std::vector<float> w_hat(w.size());
-  fake_quant_weights(w.data(), n, k, deltas.data(), bits, w_hat.data());
-  c.model->set_weight(name, std::move(w_hat));
-  if (record) {
-    PtqContext::IntWeight iw{std::vector<int8_t>(w.size()), deltas, bits};
-    quantize_weights(w.data(), n, k, deltas.data(), bits, iw.values.data());
-    c.int_weights[name] = std::move(iw);
+  std::vector<int8_t> q(w.size());
+  quantize_weights(w.data(), n, k, deltas.data(), bits, q.data());
+  install_levels(c, name, std::move(q), deltas, bits, record);
+}
+
+// The GPTQ stage (gptq.h) for one linear layer after its search: the layer's inputs on their
+// chosen grid weigh the rounding of its weights at the chosen deltas. Installs the weights and
+// returns the bias correction for them (the mean output error over all calibration rows, which
+// is linear: W_hat mean(x_hat) - W mean(x)) and, through *error_ratio, the output error energy
+// against nearest rounding's.
+std::vector<float> gptq_linear(PtqContext &c, const std::string &layer, const std::vector<float> &x,
+                               const ActGrid &x_grid, const std::vector<float> &deltas, int bits,
+                               double *error_ratio) {
+  const std::vector<float> &w = c.fp32.at(layer + ".weight");
+  const int64_t n = static_cast<int64_t>(deltas.size()), k = static_cast<int64_t>(w.size()) / n;
+  const int64_t rows = static_cast<int64_t>(x.size()) / k;
+  std::vector<float> x_hat(x.size());
+  fake_quant_act(x.data(), x_hat.data(), static_cast<int64_t>(x.size()), x_grid);
+  const std::vector<double> h = input_hessian(x_hat.data(), rows, k);
+  std::vector<int8_t> q(w.size()), nearest(w.size());
+  gptq_round(w.data(), n, k, deltas.data(), bits, h, c.opt.gptq_options, q.data());
+  if (c.report) {
+    quantize_weights(w.data(), n, k, deltas.data(), bits, nearest.data());
+    const double e0 = weight_output_error(w.data(), nearest.data(), n, k, deltas.data(), h);
+    *error_ratio =
+        e0 > 0 ? weight_output_error(w.data(), q.data(), n, k, deltas.data(), h) / e0 : 1;
   }
+  std::vector<double> mx(static_cast<size_t>(k)), mx_hat(static_cast<size_t>(k));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < k; ++j) {
+      mx[j] += x[r * k + j];
+      mx_hat[j] += x_hat[r * k + j];
+    }
+  std::vector<float> corr(static_cast<size_t>(n));
+  for (int64_t o = 0; o < n; ++o) {
+    double s = 0;
+    for (int64_t j = 0; j < k; ++j)
+      s += double(q[o * k + j]) * deltas[o] * mx_hat[j] - double(w[o * k + j]) * mx[j];
+    corr[o] = static_cast<float>(s / double(rows));
+  }
+  install_levels(c, layer + ".weight", std::move(q), deltas, bits, true);
+  return corr;
 }
 
 ActQuant to_act(const ActGrid &g) {
@@ -80,6 +127,7 @@ ActQuant to_act(const ActGrid &g) {
   a.bits = g.bits;
   a.zero_point = g.zero_point;
   a.delta = g.delta;
+  a.twin_shift = g.twin_shift;
   return a;
 }
 
@@ -105,13 +153,22 @@ void quantize_linear(PtqContext &c, const std::string &layer, const std::vector<
   const int64_t rows = static_cast<int64_t>(x.size()) / k;
   LinearProblem p{x.data(), c.calib.n, rows / c.calib.n,          k, w.data(), b.data(), n,
                   bits,     bits,      choose_zero_point(x, bits)};
-  const LinearResult r =
-      use_search(c.opt) ? search_linear(p, so) : minmax_linear(p, baseline_percentile(c.opt));
-  install_weights(c, layer + ".weight", row_deltas(r.w_delta, n), bits, record);
+  const LinearResult r = use_search(c.opt)
+                             ? search_linear(p, so)
+                             : minmax_linear(p, baseline_percentile(c.opt), so.per_channel);
+  // GPTQ for the model being written (record); the sensitivity trials of mixed precision keep
+  // nearest rounding: they need the order of magnitude of a module's error, not its last tenth.
+  const bool gptq = record && c.opt.gptq && use_search(c.opt);
+  double gptq_ratio = 0;
+  std::vector<float> correction = r.bias_correction;
+  if (gptq)
+    correction = gptq_linear(c, layer, x, r.x_grid, row_deltas(r.w_delta, n), bits, &gptq_ratio);
+  else
+    install_weights(c, layer + ".weight", row_deltas(r.w_delta, n), bits, record);
   if (has_bias) {
     std::vector<float> bias = b;
     if (c.opt.bias_correction)
-      for (int64_t j = 0; j < n; ++j) bias[j] -= r.bias_correction[j];
+      for (int64_t j = 0; j < n; ++j) bias[j] -= correction[j];
     c.model->set_weight(layer + ".bias", std::move(bias));
   }
   *point = to_act(r.x_grid);
@@ -125,6 +182,7 @@ void quantize_linear(PtqContext &c, const std::string &layer, const std::vector<
     row.similarity_init = r.similarity_init;
     row.similarity = c.opt.bias_correction && has_bias ? r.similarity_corrected : r.similarity;
     row.curve = r.curve;
+    row.gptq_error_ratio = gptq_ratio;
     c.report->layers.push_back(row);
   }
 }
@@ -138,6 +196,7 @@ void record_matmul(PtqContext &c, const std::string &name, const MatmulResult &r
   row.x_bits = bits;
   row.x_delta = r.a_grid.delta;
   row.x_zero_point = r.a_grid.zero_point;
+  row.x_twin_shift = r.a_grid.twin_shift;
   row.b_delta = r.b_grid.delta;
   row.b_zero_point = r.b_grid.zero_point;
   row.similarity_init = r.similarity_init;
@@ -193,8 +252,18 @@ void quantize_av(PtqContext &c, int l, const std::vector<float> &a, const std::v
   MatmulProblem p{a.data(), v.data(),  batch, T,    T, dh,
                   false,    c.calib.n, bits,  bits, 0, weight_operand_zero_point(v, bits),
                   1.0f};
-  const MatmulResult r = use_search(c.opt) ? search_matmul(p, so, false)
-                                           : minmax_matmul(p, baseline_percentile(c.opt));
+  MatmulResult r = use_search(c.opt) ? search_matmul(p, so, false)
+                                     : minmax_matmul(p, baseline_percentile(c.opt));
+  // The two-range softmax grid (ours, after PTQ4ViT's twin uniform): most probabilities sit near
+  // 1/T, where a uniform b-bit grid reaching the large ones has no level; fine levels there and
+  // coarse ones above cost the integer engine one byte pass. Every shift the grid allows is
+  // searched, and kept only if it beats the uniform grid.
+  if (use_search(c.opt) && c.opt.twin_softmax)
+    for (p.a_twin_shift = 1; p.a_twin_shift <= bits - 1 && bits - 1 + p.a_twin_shift <= 7;
+         ++p.a_twin_shift) {
+      const MatmulResult t = search_matmul(p, so, false);
+      if (t.similarity > r.similarity) r = t;
+    }
   c.q.blocks[l].attn = to_act(r.a_grid);
   c.q.blocks[l].v = to_act(r.b_grid);
   if (record) record_matmul(c, av_name(l), r, bits);
@@ -247,29 +316,44 @@ VqmWriter write_model(PtqContext &c, const VqmFile &fp32) {
   json qj = json::object();
   qj["method"] = c.opt.method;
   quant_to_json(c.q, qj);
+  // Only what ran: a baseline records no search settings, a uniform run no mixed-precision ones.
   json settings = {
-      {"alpha", c.opt.search.alpha},
-      {"beta", c.opt.search.beta},
-      {"candidates", c.opt.search.candidates},
-      {"rounds", c.opt.search.rounds},
       {"per_channel", c.opt.search.per_channel},
-      {"refine_channels", c.opt.search.refine_channels},
-      {"gamma", c.opt.search.gamma},
-      {"theta", c.opt.search.theta},
-      {"rank_pairs", c.opt.search.rank_pairs},
       {"max_rows", c.opt.search.max_rows},
-      {"int8_candidates", c.opt.search.int8_candidates},
-      {"coarse_stride", c.opt.search.coarse_stride},
       {"seed", c.opt.search.seed},
-      {"ranking", c.opt.ranking},
       {"bias_correction", c.opt.bias_correction},
       {"edge_bits", c.opt.edge_bits},
-      {"candidate_bits", c.opt.candidate_bits},
-      {"percentile", c.opt.percentile},
-      {"sensitivity_at", c.opt.sensitivity_at},
       {"zero_point_rule", "range"},
       {"order",
        "sequential: each layer searched on the outputs of the quantized layers before it"}};
+  if (use_search(c.opt)) {
+    const SearchOptions &so = c.opt.search;
+    settings.update({{"alpha", so.alpha},
+                     {"beta", so.beta},
+                     {"candidates", so.candidates},
+                     {"rounds", so.rounds},
+                     {"refine_channels", so.refine_channels},
+                     {"init_percentile", so.init_percentile},
+                     {"ranking", c.opt.ranking},
+                     {"gamma", so.gamma},
+                     {"theta", so.theta},
+                     {"rank_pairs", so.rank_pairs},
+                     {"int8_candidates", so.int8_candidates},
+                     {"coarse_stride", so.coarse_stride},
+                     {"gptq", c.opt.gptq},
+                     {"twin_softmax", c.opt.twin_softmax},
+                     {"reparam", c.opt.reparam}});
+    if (c.opt.gptq)
+      settings.update({{"gptq_damp", c.opt.gptq_options.damp},
+                       {"gptq_act_order", c.opt.gptq_options.act_order}});
+  } else {
+    settings["percentile"] = baseline_percentile(c.opt);
+  }
+  if (c.opt.mixed_avg_bits > 0 || c.opt.size_budget_bytes > 0 || c.opt.measure_sensitivity)
+    settings.update({{"candidate_bits", c.opt.candidate_bits},
+                     {"sensitivity_at", c.opt.sensitivity_at},
+                     {"sensitivity_candidates", c.opt.sensitivity_search.candidates},
+                     {"sensitivity_rounds", c.opt.sensitivity_search.rounds}});
   qj["settings"] = settings;
   qj["calibration"] = c.calib.description;
   if (c.opt.mixed_avg_bits > 0 || c.opt.size_budget_bytes > 0) {
@@ -318,6 +402,7 @@ VqmWriter quantize(const VqmFile &fp32, const CalibrationSet &calib, const PtqOp
   c.progress = progress;
   const VitConfig &cfg = c.model->config();
   const int depth = cfg.depth;
+  if (use_search(opt) && opt.reparam) reparam_post_layernorm(c);
 
   // Bits per module.
   std::vector<std::pair<int, int>> bits(static_cast<size_t>(depth), {opt.bits, opt.bits});
@@ -423,6 +508,8 @@ json PtqReport::to_json() const {
                 {"similarity_init", l.similarity_init},
                 {"similarity", l.similarity},
                 {"curve", l.curve}};
+    if (l.gptq_error_ratio > 0) row["gptq_error_ratio"] = l.gptq_error_ratio;
+    if (l.x_twin_shift > 0) row["x_twin_shift"] = l.x_twin_shift;
     if (l.kind == "matmul") {
       row["b_delta"] = l.b_delta;
       row["b_zero_point"] = l.b_zero_point;

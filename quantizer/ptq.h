@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "quantizer/calibrate.h"
+#include "quantizer/gptq.h"
 #include "quantizer/search.h"
 #include "runtime/io/format.h"
 
@@ -22,6 +23,16 @@ struct PtqOptions {
   std::vector<int> candidate_bits = {3, 4, 5, 6, 8};
   bool ranking = true;
   bool bias_correction = true;
+  // Stage after the search (ours, not in the paper; method ptq only): GPTQ error-feedback
+  // rounding of every linear layer's weights at the searched deltas (gptq.h).
+  bool gptq = true;
+  GptqOptions gptq_options;
+  // Stage (ours, method ptq only, below 8 bits): the softmax output may take the two-range grid
+  // (ActGrid::twin_shift) where it scores better than the uniform one.
+  bool twin_softmax = true;
+  // Stage (ours, after RepQ-ViT; method ptq only), before everything else: LayerNorm outputs
+  // rescaled per channel to one common range, the inverse folded into qkv and fc1 (reparam.cpp).
+  bool reparam = true;
   int edge_bits = 8;  // patch embedding and classifier head (PTQ.md: 8 by default)
   double percentile = 0.9999;
   // The tool's search: SearchOptions' defaults with the coarse-to-fine scan (stride 4), measured
@@ -59,11 +70,14 @@ struct LayerReport {
   int w_bits = 0, x_bits = 0;
   float x_delta = 0;
   int x_zero_point = 0;
-  float b_delta = 0;  // matmul: second operand
+  int x_twin_shift = 0;  // the softmax output's two-range grid, if chosen
+  float b_delta = 0;     // matmul: second operand
   int b_zero_point = 0;
   double similarity_init = 0, similarity = 0;
   double rank_loss_init = 0, rank_loss = 0;
   std::vector<std::pair<float, double>> curve;
+  // Linear layers with the GPTQ stage: its output error energy over nearest rounding's (< 1).
+  double gptq_error_ratio = 0;
 };
 
 struct ModuleReport {

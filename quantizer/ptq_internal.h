@@ -61,4 +61,9 @@ std::vector<std::pair<int, int>> choose_mixed_bits(PtqContext &c, double budget_
 
 int64_t module_params(const VitConfig &cfg, bool attn);
 
+// The post-LayerNorm reparameterization stage (reparam.cpp): rewrites norm1/norm2 and the qkv/
+// fc1 weights of the fp32 model in `c` (model and originals) so that every channel of their
+// output spans the same calibration range. The fp32 function is unchanged.
+void reparam_post_layernorm(PtqContext &c);
+
 }  // namespace vqm::quant

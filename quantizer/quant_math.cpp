@@ -7,6 +7,7 @@
 #include <random>
 #include <string>
 
+#include "kernels/kernels.h"
 #include "quantizer/multiversion.h"
 #include "runtime/io/error.h"
 #include "runtime/io/tensor.h"
@@ -136,10 +137,32 @@ void check_grid(const ActGrid &g) {
                  std::to_string(qmax) + "]");
   if (!(std::isfinite(g.delta) && g.delta > 0.f))
     bad_argument("activation grid: delta " + std::to_string(g.delta) + " must be finite and > 0");
+  if (g.twin_shift != 0 && (g.zero_point != 0 || g.twin_shift < 1 || g.twin_shift > g.bits - 1 ||
+                            g.bits - 1 + g.twin_shift > 7))
+    bad_argument("activation grid: twin shift " + std::to_string(g.twin_shift) + " with " +
+                 std::to_string(g.bits) + " bits and zero point " + std::to_string(g.zero_point));
 }
+
+namespace {
+kernels::TwinCodes twin_codes(const ActGrid &g) {
+  return kernels::TwinCodes{1 << (g.bits - 1), g.twin_shift, 1 << (g.bits - 1 + g.twin_shift)};
+}
+// The fine grid a two-range grid quantizes on first: every byte code, same delta.
+ActGrid fine_grid(const ActGrid &g) {
+  ActGrid f;
+  f.bits = 8;
+  f.zero_point = 0;
+  f.delta = g.delta;
+  return f;
+}
+}  // namespace
 
 float fake_quant_act(float x, const ActGrid &g) {
   check_grid(g);
+  if (g.twin_shift) {
+    kernels::fake_quant_twin_f32(&x, 1, g.delta, twin_codes(g));
+    return x;
+  }
   const float lo = static_cast<float>(-g.zero_point);
   const float hi = static_cast<float>((1 << g.bits) - 1 - g.zero_point);
   return quant_level(x, g.delta, lo, hi) * g.delta;
@@ -149,6 +172,15 @@ void fake_quant_act(const float *x, float *y, int64_t n, const ActGrid &g) {
   check_grid(g);
   check_sizes("fake_quant_act", n);
   if (n > 0 && (!x || !y)) bad_argument("fake_quant_act: null pointer");
+  if (g.twin_shift) {
+    if (y != x) std::copy(x, x + n, y);
+    const int64_t chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+    for (int64_t c = 0; c < chunks; ++c)
+      kernels::fake_quant_twin_f32(y + c * kChunk, std::min(kChunk, n - c * kChunk), g.delta,
+                                   twin_codes(g));
+    return;
+  }
   const float lo = static_cast<float>(-g.zero_point);
   const float hi = static_cast<float>((1 << g.bits) - 1 - g.zero_point);
   const int64_t chunks = (n + kChunk - 1) / kChunk;
@@ -193,10 +225,17 @@ void quantize_levels(const char *fn, const float *x, T *y, int64_t n, const ActG
 
 void quantize_act_codes(const float *x, uint8_t *codes, int64_t n, const ActGrid &g) {
   if (g.bits > 8) bad_argument("quantize_act_codes: bits must be <= 8");
+  if (g.twin_shift) {  // as the integer engine: the fine grid, then coarsened (kernels.h)
+    check_grid(g);
+    quantize_levels("quantize_act_codes", x, codes, n, fine_grid(g), 0.f);
+    kernels::coarsen_codes(codes, n, twin_codes(g));
+    return;
+  }
   quantize_levels("quantize_act_codes", x, codes, n, g, static_cast<float>(g.zero_point));
 }
 
 void quantize_act_levels(const float *x, int8_t *levels, int64_t n, const ActGrid &g) {
+  if (g.twin_shift) bad_argument("quantize_act_levels: a two-range grid has no s8 levels");
   if (g.bits > 8 || g.zero_point > 128 || (1 << g.bits) - 1 - g.zero_point > 127)
     bad_argument("quantize_act_levels: the levels of a " + std::to_string(g.bits) +
                  "-bit grid with zero point " + std::to_string(g.zero_point) +

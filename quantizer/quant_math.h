@@ -27,9 +27,13 @@ struct ActGrid {
   int bits = 8;
   int zero_point = 128;
   float delta = 1.f;
+  // > 0: the two-range grid of kernels.h (TwinCodes) for non-negative data (zero point 0): fine
+  // levels below 2^(bits-1), coarse ones at multiples of 2^twin_shift up to 2^(bits-1+twin_shift)
+  // (<= 255). Codes are fine-grid codes, levels code * delta; kernels' rule, the engines' too.
+  int twin_shift = 0;
 };
 // Throws vqm::Error(invalid_argument) unless 1 <= bits <= 16, 0 <= zero_point <= 2^bits - 1 and
-// delta is finite and > 0.
+// delta is finite and > 0, and a two-range grid is one kernels.h allows.
 void check_grid(const ActGrid &g);
 float fake_quant_act(float x, const ActGrid &g);
 void fake_quant_act(const float *x, float *y, int64_t n, const ActGrid &g);  // y may equal x

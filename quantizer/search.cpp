@@ -155,8 +155,8 @@ Range data_range(const char *what, const float *x, int64_t n, double percentile)
 // D0 = max(hi / (2^b - 1 - zp), -lo / zp), each term only where its denominator is positive: the
 // smallest delta whose grid still reaches both ends of the data. Data the grid cannot hold at all
 // (all zero, or only on the side the zero point excludes) gets delta 1: any delta is then as good.
-float act_d0(Range r, int bits, int zp) {
-  const int qmax = (1 << bits) - 1;
+float act_d0(Range r, int bits, int zp, int twin_shift = 0) {
+  const int qmax = twin_shift ? 1 << (bits - 1 + twin_shift) : (1 << bits) - 1;
   double d = 0;
   if (qmax - zp > 0) d = std::max(d, static_cast<double>(r.hi) / (qmax - zp));
   if (zp > 0) d = std::max(d, -static_cast<double>(r.lo) / zp);
@@ -509,11 +509,12 @@ LinearResult search_linear(const LinearProblem &p, const SearchOptions &opt) {
   return r;
 }
 
-LinearResult minmax_linear(const LinearProblem &p, double percentile) {
+LinearResult minmax_linear(const LinearProblem &p, double percentile, bool per_channel) {
   check_linear(p);
   if (!(percentile > 0.5 && percentile <= 1.0))
     bad_argument("minmax: percentile must be in (0.5, 1], got " + std::to_string(percentile));
-  const SearchOptions opt;  // measured on the same rows as a default search
+  SearchOptions opt;  // measured on the same rows as a default search
+  opt.per_channel = per_channel;
   const std::vector<float> d0w = weight_d0(p.w, p.n, p.k, p.w_bits, opt.per_channel);
   const float d0x = act_d0(data_range("minmax: x", p.x, p.samples * p.tokens * p.k, percentile),
                            p.x_bits, p.x_zero_point);
@@ -524,6 +525,7 @@ LinearResult minmax_linear(const LinearProblem &p, double percentile) {
   ctx.set_w(d0w);
   ctx.set_x(r.x_grid);
   ctx.finish(r);
+  if (!per_channel) r.w_delta.resize(1);
   r.similarity_init = r.similarity;
   return r;
 }
@@ -541,6 +543,11 @@ void check_matmul(const MatmulProblem &p) {
   check_bits("matmul search: b", p.b_bits);
   check_zero_point("matmul search: a", p.a_zero_point, p.a_bits);
   check_zero_point("matmul search: b", p.b_zero_point, p.b_bits);
+  if (p.a_twin_shift) {
+    ActGrid g = make_grid(p.a_bits, p.a_zero_point, 1.f);
+    g.twin_shift = p.a_twin_shift;
+    check_grid(g);
+  }
   if (!std::isfinite(p.out_scale) || p.out_scale == 0.f)
     bad_argument("matmul search: out_scale must be finite and non-zero");
 }
@@ -654,16 +661,25 @@ struct MatmulCtx {
 
 }  // namespace
 
+namespace {
+ActGrid a_grid(const MatmulProblem &p, float delta) {
+  ActGrid g = make_grid(p.a_bits, p.a_zero_point, delta);
+  g.twin_shift = p.a_twin_shift;
+  return g;
+}
+}  // namespace
+
 MatmulResult search_matmul(const MatmulProblem &p, const SearchOptions &opt, bool use_ranking) {
   check_matmul(p);
   check_options(opt);
   const int64_t a_size = p.batch * p.m * p.k, b_size = p.batch * p.k * p.n;
-  float d0a = act_d0(data_range("matmul search: a", p.a, a_size, 1.0), p.a_bits, p.a_zero_point);
+  float d0a = act_d0(data_range("matmul search: a", p.a, a_size, 1.0), p.a_bits, p.a_zero_point,
+                     p.a_twin_shift);
   float d0b = act_d0(data_range("matmul search: b", p.b, b_size, 1.0), p.b_bits, p.b_zero_point);
   MatmulCtx ctx(p, opt, use_ranking, kept_samples(p.samples, p.m, opt.max_rows, opt.seed));
   const std::vector<float> factors = candidate_factors(opt);
   float fa = 1.f, fb = 1.f;
-  auto grid_a = [&](float f) { return make_grid(p.a_bits, p.a_zero_point, d0a * f); };
+  auto grid_a = [&](float f) { return a_grid(p, d0a * f); };
   auto grid_b = [&](float f) { return make_grid(p.b_bits, p.b_zero_point, d0b * f); };
   ctx.set_a(grid_a(fa));
   ctx.set_b(grid_b(fb));
@@ -674,12 +690,12 @@ MatmulResult search_matmul(const MatmulProblem &p, const SearchOptions &opt, boo
   double best = init.value;
   if (opt.init_percentile < 1.f) {  // the percentile start, per input (see search_linear)
     const float pa = act_d0(data_range("matmul search: a", p.a, a_size, opt.init_percentile),
-                            p.a_bits, p.a_zero_point);
+                            p.a_bits, p.a_zero_point, p.a_twin_shift);
     const float pb = act_d0(data_range("matmul search: b", p.b, b_size, opt.init_percentile),
                             p.b_bits, p.b_zero_point);
     const float max_a = d0a, max_b = d0b;
     for (const auto &[da, db] : {std::pair{pa, max_b}, std::pair{max_a, pb}, std::pair{pa, pb}}) {
-      ctx.set_a(make_grid(p.a_bits, p.a_zero_point, da));
+      ctx.set_a(a_grid(p, da));
       ctx.set_b(make_grid(p.b_bits, p.b_zero_point, db));
       const double v = ctx.eval().value;
       if (v > best) {
@@ -725,9 +741,8 @@ MatmulResult minmax_matmul(const MatmulProblem &p, double percentile) {
     bad_argument("minmax: percentile must be in (0.5, 1], got " + std::to_string(percentile));
   const SearchOptions opt;
   MatmulResult r;
-  r.a_grid = make_grid(p.a_bits, p.a_zero_point,
-                       act_d0(data_range("minmax: a", p.a, p.batch * p.m * p.k, percentile),
-                              p.a_bits, p.a_zero_point));
+  r.a_grid = a_grid(p, act_d0(data_range("minmax: a", p.a, p.batch * p.m * p.k, percentile),
+                              p.a_bits, p.a_zero_point, p.a_twin_shift));
   r.b_grid = make_grid(p.b_bits, p.b_zero_point,
                        act_d0(data_range("minmax: b", p.b, p.batch * p.k * p.n, percentile),
                               p.b_bits, p.b_zero_point));

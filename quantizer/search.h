@@ -102,6 +102,9 @@ struct MatmulProblem {
   int a_bits, b_bits;
   int a_zero_point, b_zero_point;
   float out_scale;
+  // > 0: a takes the two-range grid with this shift (ActGrid::twin_shift; a_zero_point 0), its
+  // initial delta from the grid's top code 2^(a_bits-1+shift) instead of 2^a_bits - 1.
+  int a_twin_shift = 0;
 };
 
 struct MatmulResult {
@@ -123,8 +126,9 @@ MatmulResult search_matmul(const MatmulProblem &p, const SearchOptions &opt, boo
 // e.g. 0.9999: activations use the 99.99th percentile of x for the upper side and the 0.01th for
 // the lower side, in place of max and min, in the D0 formula above. Weights always use max|w|
 // (clipping a few hundred weights per channel by percentile is not what the baseline means).
+// per_channel: one weight delta per output channel (else one per tensor, as --per-tensor asks).
 // similarity_init == similarity; bias_correction is filled; curve is empty.
-LinearResult minmax_linear(const LinearProblem &p, double percentile);
+LinearResult minmax_linear(const LinearProblem &p, double percentile, bool per_channel = true);
 MatmulResult minmax_matmul(const MatmulProblem &p, double percentile);
 
 }  // namespace vqm::quant

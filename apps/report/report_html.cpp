@@ -103,6 +103,10 @@ std::string summary(const PtqReport &r, const ReportContext &c) {
         fmt("fp32 %.4f", c.accuracy->fp32_top1) + fmt(", quantized %.4f", c.accuracy->quant_top1) +
             fmt(" (%+.2f points) on ", 100 * (c.accuracy->quant_top1 - c.accuracy->fp32_top1)) +
             c.accuracy->data);
+  if (c.accuracy)
+    row("agreement with fp32", fmt("top-1 %.2f %%", 100 * c.accuracy->top1_agreement) +
+                                   fmt(", logit cosine mean %.6f", c.accuracy->cosine_mean) +
+                                   fmt(", worst image %.6f", c.accuracy->cosine_min));
   o << "</table>\n";
   return o.str();
 }
@@ -345,7 +349,10 @@ std::string accuracy_section(const ReportContext &c) {
     << "<tr><th>fp32</th><td class=\"num\">" << fmt("%.4f", a.fp32_top1)
     << "</td><td class=\"num\">" << fmt("%.4f", a.fp32_top5)
     << "</td></tr>\n<tr><th>quantized</th><td class=\"num\">" << fmt("%.4f", a.quant_top1)
-    << "</td><td class=\"num\">" << fmt("%.4f", a.quant_top5) << "</td></tr>\n</table>\n";
+    << "</td><td class=\"num\">" << fmt("%.4f", a.quant_top5) << "</td></tr>\n</table>\n"
+    << "<p>Top-1 agreement with fp32: " << fmt("%.2f %%", 100 * a.top1_agreement)
+    << " of the images keep fp32's class; logit cosine to fp32 mean " << fmt("%.6f", a.cosine_mean)
+    << ", worst image " << fmt("%.6f", a.cosine_min) << ".</p>\n";
   return o.str();
 }
 

@@ -17,6 +17,9 @@ struct AccuracyComparison {
   std::string data;  // what was evaluated, e.g. "/data/val (1000 images)"
   int n = 0;
   double fp32_top1 = 0, fp32_top5 = 0, quant_top1 = 0, quant_top5 = 0;
+  // What users feel beyond net accuracy: the share of images whose top-1 class is fp32's, and
+  // the cosine of the quantized logits to fp32's (mean, and the worst image's).
+  double top1_agreement = 0, cosine_mean = 0, cosine_min = 0;
   // Per class with images: name, fp32 top-1, quantized top-1 (plotted up to 40 classes).
   std::vector<std::string> class_names;
   std::vector<double> fp32_class_top1, quant_class_top1;

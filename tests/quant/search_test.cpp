@@ -7,7 +7,9 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <random>
+#include <set>
 
 #include "test_util.h"
 
@@ -219,6 +221,12 @@ TEST(SearchMatmul, RankingAwareSearchReducesTheRankingLoss) {
   EXPECT_EQ(r.curve.size(), 50u);
   EXPECT_EQ(r.curve_b.size(), 50u);
   EXPECT_EQ(r.rows_used, 4 * 24);
+  // Against the same search without the ranking term: each wins on its own objective, so the
+  // ranking loss is what the switch changes (less with it) and Pearson is what it trades.
+  const MatmulResult off = search_matmul(a.p, opt, /*use_ranking=*/false);
+  EXPECT_LT(r.rank_loss, off.rank_loss);
+  EXPECT_GE(off.similarity, r.similarity);
+  EXPECT_TRUE(r.a_grid.delta != off.a_grid.delta || r.b_grid.delta != off.b_grid.delta);
   // All pairs mode agrees in direction.
   opt.rank_pairs = 0;
   const MatmulResult all = search_matmul(a.p, opt, true);
@@ -251,6 +259,47 @@ TEST(SearchMatmul, SoftmaxTimesValueWithAnUnsignedGrid) {
   float amax = 0;
   for (float x : att) amax = std::max(amax, x);
   EXPECT_FLOAT_EQ(mm.a_grid.delta, amax / 15);
+}
+
+// The two-range grid (ActGrid::twin_shift) on softmax rows of 50 tokens: at 4 bits a uniform
+// grid that reaches the large probabilities has no level near 1/50; fine levels there win. The
+// grid's codes are the kernels' (fine codes, coarsened), dequantizing to fake_quant_act's values.
+TEST(SearchMatmul, TwoRangeSoftmaxGridBeatsTheUniformOneAtFourBits) {
+  const int64_t samples = 3, heads = 2, t = 50, dim = 8;
+  auto att = normal(samples * heads * t * t, 17, 2.f);
+  for (int64_t r = 0; r < samples * heads * t; ++r) {
+    float mx = -INFINITY, s = 0;
+    for (int64_t j = 0; j < t; ++j) mx = std::max(mx, att[r * t + j]);
+    for (int64_t j = 0; j < t; ++j) s += att[r * t + j] = std::exp(att[r * t + j] - mx);
+    for (int64_t j = 0; j < t; ++j) att[r * t + j] /= s;
+  }
+  const auto v = normal(samples * heads * t * dim, 18);
+  MatmulProblem p{att.data(), v.data(), samples * heads, t, t, dim, false, samples, 4, 4, 0,
+                  8,          1.f};
+  SearchOptions opt;
+  opt.candidates = 40;
+  const MatmulResult uniform = search_matmul(p, opt, false);
+  double best = 0;
+  for (int shift = 1; shift <= 3; ++shift) {
+    p.a_twin_shift = shift;
+    const MatmulResult twin = search_matmul(p, opt, false);
+    EXPECT_EQ(twin.a_grid.twin_shift, shift);
+    std::printf("shift %d: similarity %.5f (uniform %.5f)\n", shift, twin.similarity,
+                uniform.similarity);
+    best = std::max(best, twin.similarity);
+    std::vector<uint8_t> codes(att.size());
+    std::vector<float> hat(att.size());
+    quantize_act_codes(att.data(), codes.data(), int64_t(att.size()), twin.a_grid);
+    fake_quant_act(att.data(), hat.data(), int64_t(att.size()), twin.a_grid);
+    std::set<int> levels(codes.begin(), codes.end());
+    EXPECT_LE(levels.size(), 16u);  // 4 bits
+    for (size_t i = 0; i < att.size(); ++i)
+      ASSERT_EQ(hat[i], float(codes[i]) * twin.a_grid.delta) << i;
+  }
+  // Shift 1 (coarse levels twice the fine ones) is about the uniform grid; 2 and 3 are better.
+  EXPECT_GT(best, uniform.similarity);
+  p.a_twin_shift = 4;  // 4 > bits - 1: the coarse range would leave a gap
+  EXPECT_VQM_ERROR(search_matmul(p, opt, false), invalid_argument, "twin shift");
 }
 
 TEST(SearchMatmul, MinMaxSimilarityMatchesAScalarRecomputation) {
