@@ -143,6 +143,32 @@ class Model(_Owned):
         h = self._h()
         return [_api().vqm_model_label(h, i).decode("utf-8") for i in range(self.n_classes)]
 
+    def preprocess_image_file(self, path, out=None):
+        """Decodes an image file (JPEG/PNG/BMP) and preprocesses it as the model specifies:
+        float32 of shape input_shape, one image of Session.run's input (the numbers
+        Session.run_image_file runs). `out`: an optional C-contiguous float32 array of that
+        shape to write into (e.g. a row of a batch). Thread-safe; releases the GIL."""
+        if out is None:
+            out = np.empty(self.input_shape, dtype=np.float32)
+        elif (
+            not isinstance(out, np.ndarray)
+            or out.dtype != np.float32
+            or out.shape != self.input_shape
+            or not out.flags.c_contiguous
+        ):
+            raise ValueError(
+                "vqm: out must be a C-contiguous float32 array of shape %s" % (self.input_shape,)
+            )
+        _check(
+            _api().vqm_model_preprocess_image_file(
+                self._h(),
+                os.fsencode(path),
+                out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+                out.size,
+            )
+        )
+        return out
+
 
 class Session(_Owned):
     """One thread's state for running a model: buffers and kernels are prepared here."""

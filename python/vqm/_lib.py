@@ -67,6 +67,10 @@ _PROTOTYPES = {
         _status,
         [_handle, ctypes.c_char_p, _float_p, ctypes.c_size_t],
     ),
+    "vqm_model_preprocess_image_file": (
+        _status,
+        [_handle, ctypes.c_char_p, _float_p, ctypes.c_size_t],
+    ),
 }
 
 

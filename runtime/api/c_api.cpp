@@ -233,4 +233,18 @@ vqm_status vqm_session_run_image_file(vqm_session *session, const char *path, fl
   });
 }
 
+vqm_status vqm_model_preprocess_image_file(const vqm_model *model, const char *path, float *out,
+                                           size_t n_out) {
+  if (!model || !path || !out)
+    return set_error(VQM_ERR_INVALID_ARGUMENT, "vqm_model_preprocess_image_file: NULL argument");
+  return guarded([&] {
+    const auto &c = model->impl->config();
+    if (static_cast<uint64_t>(c.input_size()) > n_out)
+      vqm::fail(vqm::ErrorCode::buffer_too_small, "input buffer holds " + std::to_string(n_out) +
+                                                      " floats, " + std::to_string(c.input_size()) +
+                                                      " needed");
+    vqm::preprocess_image(vqm::decode_image_file(path, c.in_chans), model->impl->preprocess(), out);
+  });
+}
+
 }  // extern "C"

@@ -195,6 +195,23 @@ int main(int argc, char **argv) {
   CHECK(vqm_session_run_image_file(session, path, logits, kClasses - 1) ==
         VQM_ERR_BUFFER_TOO_SMALL);
   CHECK(vqm_session_run_image_file(session, path, logits, kClasses) == VQM_OK);
+  /* Preprocessing alone, then a run: the same numbers as run_image_file. */
+  {
+    float pixels[kPixels + 1], again[kClasses];
+    CHECK(vqm_model_preprocess_image_file(model, path, pixels, kPixels - 1) ==
+          VQM_ERR_BUFFER_TOO_SMALL);
+    CHECK(vqm_model_preprocess_image_file(NULL, path, pixels, kPixels) == VQM_ERR_INVALID_ARGUMENT);
+    CHECK(vqm_model_preprocess_image_file(model, NULL, pixels, kPixels) ==
+          VQM_ERR_INVALID_ARGUMENT);
+    CHECK(vqm_model_preprocess_image_file(model, "/nonexistent.png", pixels, kPixels) ==
+          VQM_ERR_IO);
+    CHECK(strstr(vqm_last_error(), "/nonexistent.png") != NULL);
+    pixels[kPixels] = 42.0f; /* past one image: must stay untouched */
+    CHECK(vqm_model_preprocess_image_file(model, path, pixels, kPixels + 1) == VQM_OK);
+    CHECK(pixels[kPixels] == 42.0f);
+    CHECK(vqm_session_run(session, pixels, 1, again, kClasses) == VQM_OK);
+    CHECK(memcmp(again, logits, sizeof again) == 0);
+  }
   CHECK(vqm_session_run(session, input, 0, NULL, 0) == VQM_OK); /* nothing to do */
   CHECK(vqm_session_run(session, input, kImages, NULL, kImages * kClasses) ==
         VQM_ERR_INVALID_ARGUMENT);

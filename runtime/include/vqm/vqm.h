@@ -156,6 +156,18 @@ VQM_API vqm_status vqm_session_run(vqm_session *session, const float *nchw, int3
 VQM_API vqm_status vqm_session_run_image_file(vqm_session *session, const char *path, float *out,
                                               size_t n_out);
 
+/* Decodes an image file (JPEG/PNG/BMP) and preprocesses it as the model specifies (resize, crop,
+ * normalise), writing input_channels * input_size * input_size floats (CHW) to `out`: one image
+ * of vqm_session_run's input. With it a caller decodes on its own threads and batches the images
+ * for vqm_session_run; the numbers are those vqm_session_run_image_file runs. Thread-safe (the
+ * model is only read). n_out is the capacity of `out` in floats. Returns
+ *   OK
+ *   INVALID_ARGUMENT  `model`, `path` or `out` is NULL; the model takes 2 or 4 input channels
+ *   BUFFER_TOO_SMALL  n_out is below one image's input (checked before the file is read)
+ *   IO, FORMAT, LIMIT, OUT_OF_MEMORY  as vqm_session_run_image_file */
+VQM_API vqm_status vqm_model_preprocess_image_file(const vqm_model *model, const char *path,
+                                                   float *out, size_t n_out);
+
 #ifdef __cplusplus
 }
 #endif
