@@ -4,7 +4,6 @@
 // wrong CRC.
 #include "apps/data/idx.h"
 
-#include <array>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
@@ -13,6 +12,7 @@
 #include <fstream>
 #include <memory>
 
+#include "apps/data/crc32.h"
 #include "runtime/io/error.h"
 #include "runtime/io/inflate.h"
 #include "runtime/io/limits.h"
@@ -29,28 +29,6 @@ uint32_t be32(const uint8_t *p) {
 }
 uint32_t le32(const uint8_t *p) {
   return uint32_t{p[0]} | (uint32_t{p[1]} << 8) | (uint32_t{p[2]} << 16) | (uint32_t{p[3]} << 24);
-}
-
-std::string hex32(uint32_t v) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "0x%08x", v);
-  return buf;
-}
-
-// CRC-32 (IEEE, reflected, as gzip uses) with a lazily built table.
-uint32_t crc32(const uint8_t *p, size_t n, uint32_t crc = 0) {
-  static const std::array<uint32_t, 256> table = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xedb88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  crc = ~crc;
-  for (size_t i = 0; i < n; ++i) crc = table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
-  return ~crc;
 }
 
 std::vector<uint8_t> read_file(const std::string &path) {
