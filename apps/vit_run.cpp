@@ -1,5 +1,6 @@
 // vit-run --model M.vqm IMG...: classify images, print the top-K classes with probabilities, or
-// the embedding of a model without a classifier head; --embed writes every output as N x D f32.
+// the embedding of a model without a classifier head; --embed writes every output as N x D f32;
+// --out DIR runs a sharded, resumable batch job (apps/batch_job.h, docs/batch-jobs.md).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -7,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/app_common.h"
+#include "apps/batch_job.h"
 #include "apps/cli.h"
 #include "apps/progress.h"
 #include "runtime/io/error.h"
@@ -43,34 +45,96 @@ std::vector<std::string> expand_images(const std::vector<std::string> &args) {
   return out;
 }
 
+// --out DIR: the parts of this shard that are not complete yet, then one summary line.
+int run_batch_job(const vqm::cli::Args &args) {
+  for (const char *flag : {"--json", "--embed"})
+    if (args.has(flag)) throw vqm::cli::UsageError(std::string(flag) + " does not go with --out");
+  const size_t sources = args.positional().size() + (args.has("--manifest") ? 1 : 0);
+  if (sources != 1)
+    throw vqm::cli::UsageError("--out takes one image folder or --manifest FILE, got " +
+                               std::to_string(sources) + " sources");
+  vqm::app::JobOptions jo;
+  jo.part_size = args.get_int("--part-size", 1024, 1, 1 << 24);
+  jo.top = args.get_int("--top", 5, 1, 1000000);
+  jo.batch = args.get_int("--batch", 8, 1, 256);
+  try {
+    jo.shard = vqm::app::parse_shard(args.get("--shard", "0/1"));
+  } catch (const vqm::Error &e) {
+    throw vqm::cli::UsageError(e.what());
+  }
+  vqm::SessionOptions so;
+  so.n_threads = args.get_int("--threads", 0, 1, 1024);
+  so.max_batch = jo.batch;
+  const std::string out = args.get("--out"), model_path = args.get("--model");
+
+  const auto listing = args.has("--manifest") ? vqm::app::read_manifest(args.get("--manifest"))
+                                              : vqm::app::list_folder(args.positional()[0]);
+  const auto model = vqm::app::load_model(model_path);
+  vqm::app::open_job(out, vqm::app::job_index(model_path, *model, listing, jo));
+  vqm::VitSession session(model, so);
+  vqm::app::ProgressBar bar("vit-run", "images", vqm::app::progress_wanted(args.has("--quiet")));
+  const auto s = vqm::app::run_job_shard(model, session, listing, out, jo, &bar);
+  bar.finish();
+  std::fprintf(stderr,
+               "vit-run: shard %d/%d of %s: %lld parts written (%lld images, %lld errors), %lld "
+               "already complete; job: %lld of %lld parts complete\n",
+               jo.shard.index, jo.shard.count, out.c_str(), static_cast<long long>(s.parts_written),
+               static_cast<long long>(s.images), static_cast<long long>(s.errors),
+               static_cast<long long>(s.parts_skipped),
+               static_cast<long long>(s.parts_complete_in_job),
+               static_cast<long long>(s.parts_in_job));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
   return vqm::cli::run_tool("vit-run", [&] {
-    vqm::cli::Args args("vit-run", "--model M.vqm IMAGE... [options]",
-                        {{"--model", "M.vqm", "model file (from vit-convert or vit-quantize)"},
-                         {"--top", "K", "classes to print per image (default 5)"},
-                         {"--json", "", "print one JSON object per image instead of text"},
-                         {"--threads", "N", "OpenMP threads (default: all cores)"},
-                         {"--batch", "N", "images per forward pass (default 1)"},
-                         {"--embed", "FILE",
-                          "write every image's output (the embedding, or the "
-                          "logits of a classifier) as N x D float32"},
-                         {"--quiet", "", "no progress bar"}},
-                        "Classifies images (JPEG, PNG, BMP; a folder stands for the images in it) "
-                        "with the model's preprocessing and prints the top-K classes of each on "
-                        "stdout, as text or one JSON object per image (with the whole output "
-                        "vector as \"output\"). A model without a classifier head (DINOv2, CLIP "
-                        "towers) outputs its embedding instead. --embed writes the outputs of "
-                        "the images that decoded, in order (little-endian float32, written "
-                        "atomically), with a progress bar. An unreadable image is reported on "
-                        "stderr and skipped (exit status 1 at the end).\n\n"
-                        "examples:\n"
-                        "  vit-run --model deit_s.vqm cat.jpg dog.png\n"
-                        "  vit-run --model fmnist.vqm --top 3 --json shoe.png\n"
-                        "  vit-run --model dinov2_s.vqm --embed photos.f32 --batch 8 photos/");
+    vqm::cli::Args args(
+        "vit-run", "--model M.vqm IMAGE... [options]",
+        {{"--model", "M.vqm", "model file (from vit-convert or vit-quantize)"},
+         {"--top", "K", "classes to print per image (default 5)"},
+         {"--json", "", "print one JSON object per image instead of text"},
+         {"--threads", "N", "OpenMP threads (default: all cores)"},
+         {"--batch", "N", "images per forward pass (default 1)"},
+         {"--embed", "FILE",
+          "write every image's output (the embedding, or the "
+          "logits of a classifier) as N x D float32"},
+         {"--out", "DIR",
+          "batch job: write the outputs as numbered parts + index.json into DIR "
+          "(resumable: complete parts are skipped)"},
+         {"--manifest", "FILE",
+          "batch job: the images, one path per line "
+          "(relative to FILE's folder) instead of a folder"},
+         {"--shard", "I/N", "batch job: only parts k with k % N == I (default 0/1)"},
+         {"--part-size", "P", "batch job: images per part (default 1024)"},
+         {"--quiet", "", "no progress bar"}},
+        "Classifies images (JPEG, PNG, BMP; a folder stands for the images in it) "
+        "with the model's preprocessing and prints the top-K classes of each on "
+        "stdout, as text or one JSON object per image (with the whole output "
+        "vector as \"output\"). A model without a classifier head (DINOv2, CLIP "
+        "towers) outputs its embedding instead. --embed writes the outputs of "
+        "the images that decoded, in order (little-endian float32, written "
+        "atomically), with a progress bar. An unreadable image is reported on "
+        "stderr and skipped (exit status 1 at the end).\n\n"
+        "Batch jobs (--out DIR): the images of a folder or manifest are cut into "
+        "parts of P images; shard I/N runs parts k with k % N == I, writing "
+        "DIR/part-NNNNNN.npy (float32 outputs) and .json (names, top-K classes, "
+        "errors) atomically, after DIR/index.json. A rerun skips complete parts; "
+        "a folder holding another job is an error. Unreadable images are listed "
+        "in their part's errors (exit status 0; the summary counts them). "
+        "--batch defaults to 8 here. Format: docs/batch-jobs.md.\n\n"
+        "examples:\n"
+        "  vit-run --model deit_s.vqm cat.jpg dog.png\n"
+        "  vit-run --model fmnist.vqm --top 3 --json shoe.png\n"
+        "  vit-run --model dinov2_s.vqm --embed photos.f32 --batch 8 photos/\n"
+        "  vit-run --model deit_s.vqm --out tags/ --shard 0/4 --threads 2 photos/");
     args.parse(argc, argv);
     if (!args.has("--model")) throw vqm::cli::UsageError("missing --model M.vqm");
+    if (args.has("--out")) return run_batch_job(args);
+    for (const char *flag : {"--manifest", "--shard", "--part-size"})
+      if (args.has(flag))
+        throw vqm::cli::UsageError(std::string(flag) + " needs --out DIR (a batch job)");
     if (args.positional().empty()) throw vqm::cli::UsageError("no image files given");
     const int top = args.get_int("--top", 5, 1, 1000000);
     const int batch = args.get_int("--batch", 1, 1, 256);
