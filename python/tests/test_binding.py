@@ -101,6 +101,22 @@ class RunTest(unittest.TestCase):
         self.assertEqual(int(logits.argmax()), 9)
         self.assertLess(np.abs(logits - self.ref[0]).max(), 1e-3)
 
+    def test_preprocess_then_run_equals_run_image_file(self):
+        session = vqm.Session(self.model, n_threads=1, max_batch=2)
+        png = os.path.join(DATA, "images/fmnist_t10k_0_ankle_boot.png")
+        pixels = self.model.preprocess_image_file(png)
+        self.assertEqual((pixels.shape, pixels.dtype), ((1, 28, 28), np.float32))
+        np.testing.assert_array_equal(pixels, self.x[0])  # the reference's first input
+        batch = np.zeros((2, 1, 28, 28), np.float32)
+        self.assertIs(self.model.preprocess_image_file(png, out=batch[1]).base, batch)
+        np.testing.assert_array_equal(session.run(batch)[1], session.run_image_file(png))
+        with self.assertRaisesRegex(ValueError, "C-contiguous float32 array of shape"):
+            self.model.preprocess_image_file(png, out=np.zeros((1, 28, 27), np.float32))
+        with self.assertRaises(vqm.Error) as e:
+            self.model.preprocess_image_file("/nonexistent.png")
+        self.assertEqual(e.exception.status, vqm.Status.IO)
+        self.assertIn("/nonexistent.png", e.exception.message)
+
     def test_threads_share_a_model(self):
         expected = vqm.Session(self.model, n_threads=1, max_batch=N_IMAGES).run(self.x)
         results = [None, None]
