@@ -3,8 +3,9 @@
 Where the library comes from, first match wins:
   1. vqm.load_library(path), called before anything else;
   2. the VQM_LIBRARY environment variable (e.g. build/lib/libvqm.so of a build tree);
-  3. the library installed next to this package by `cmake --install` (_install.py);
-  4. the dynamic loader's search (ldconfig cache, LD_LIBRARY_PATH): a system-wide install.
+  3. libvqm.so.<major> beside this file: the copy a wheel bundles (scripts/build-wheel.sh);
+  4. the library installed next to this package by `cmake --install` (_install.py);
+  5. the dynamic loader's search (ldconfig cache, LD_LIBRARY_PATH): a system-wide install.
 """
 
 import ctypes
@@ -74,6 +75,12 @@ _PROTOTYPES = {
 }
 
 
+def _bundled_library():
+    here = os.path.dirname(os.path.abspath(__file__))
+    found = sorted(f for f in os.listdir(here) if f.startswith("libvqm.so."))
+    return os.path.join(here, found[0]) if found else None
+
+
 def _installed_library():
     try:
         from . import _install  # written by `cmake --install` only
@@ -109,11 +116,16 @@ def load_library(path=None):
         elif os.environ.get("VQM_LIBRARY"):
             candidates = [os.environ["VQM_LIBRARY"]]
         else:
-            candidates = [p for p in (_installed_library(), ctypes.util.find_library("vqm")) if p]
+            candidates = [
+                p
+                for p in (_bundled_library(), _installed_library(), ctypes.util.find_library("vqm"))
+                if p
+            ]
         if not candidates:
             raise OSError(
-                "vqm: libvqm.so not found; install vqm (cmake --install), set VQM_LIBRARY to "
-                "the library (e.g. build/lib/libvqm.so) or call vqm.load_library(path)"
+                "vqm: libvqm.so not found; install vqm (its wheel, or cmake --install), set "
+                "VQM_LIBRARY to the library (e.g. build/lib/libvqm.so) or call "
+                "vqm.load_library(path)"
             )
         errors = []
         for candidate in candidates:
