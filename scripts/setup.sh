@@ -11,9 +11,14 @@ build_dir=${1:-build}
 # clang, its sanitizer/libFuzzer runtimes and libomp: the sanitizer builds of scripts/test.sh.
 # stb_image is vendored (third_party/stb). git: scripts/test.sh lists the sources it checks with
 # clang-format through git (a checkout made elsewhere and copied over has no git of its own).
+# python3-dask, python3-distributed: vqm.dask (jobs on a Dask cluster) and its LocalCluster test.
+# python3-pil: the batch-job tests write t10k images as PNG with it. python3-pip, -setuptools,
+# -wheel, -venv: scripts/build-wheel.sh builds the worker wheel offline and scripts/test-wheel.sh
+# installs it into a fresh virtual environment.
 packages=(build-essential cmake pkg-config git libdnnl-dev ocl-icd-opencl-dev nlohmann-json3-dev
           libgtest-dev dataset-fashion-mnist clang clang-format libclang-rt-dev libomp-dev
-          python3-numpy)
+          python3-numpy python3-dask python3-distributed python3-pil python3-pip
+          python3-setuptools python3-wheel python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
