@@ -1,7 +1,8 @@
 """vqm.dask on a LocalCluster of two worker processes (one thread each, loopback), one of them
 SIGKILLed while it works: the job still ends with every one of 1000 t10k PNGs exactly once, its
 outputs equal `vit-eval --dump-logits` on the same images bit for bit (same batches of 8, one
-thread), and four `vit-run --shard i/4` runs write the same parts and index byte for byte.
+thread), and four `vit-run --shard i/4` runs write the same parts and index byte for byte, as
+does the same job with write_on="client".
 
 Environment (set by CTest): VQM_LIBRARY, VQM_TEST_MODEL, VQM_TOOLS_DIR. Needs python3-dask,
 python3-distributed and python3-pil.
@@ -88,6 +89,10 @@ class LocalClusterTest(unittest.TestCase):
             self.assertFalse(runner.is_alive(), "the job did not finish")
             if "error" in result:
                 raise result["error"]
+            # The same job with the parts sent back and written by the client.
+            by_client = vqm.dask.run(MODEL, self.images, out + "-client", client=client,
+                                     part_size=PART_SIZE, batch=BATCH, write_on="client")
+            self.assertEqual(by_client["written"], N_IMAGES // PART_SIZE)
             return result["summary"], victim
 
     def test_a_killed_worker_costs_only_its_parts(self):
@@ -122,6 +127,7 @@ class LocalClusterTest(unittest.TestCase):
                  str(PART_SIZE), "--batch", str(BATCH), self.images)
         dask_files = {n: b for n, b in files_of(out).items() if not n.startswith(".")}
         self.assertEqual(dask_files, files_of(sharded))
+        self.assertEqual(files_of(out + "-client"), files_of(sharded))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import os
 import sys
 import threading
 import time
+import zlib
 
 from . import Model, Session, jobs
 
@@ -137,13 +138,15 @@ def run(model, images, out, client=None, part_size=1024, top=5, batch=8, root=""
     todo = [k for k in range(index["parts"]) if not jobs.part_complete(out, k)]
     summary = {"parts": index["parts"], "written": 0, "skipped": index["parts"] - len(todo),
                "errors": 0}
+    # Task keys name the job, the folder and the part: runs submitting the same part share it.
+    job = "%08x" % zlib.crc32(jobs.dump_line(index) + os.fsencode(out) + write_on.encode())
     futures = []
     for k in todo:
         names, first = jobs.part_images(listing, index, k)
         futures.append(client.submit(
             _part_task, model, listing.root, names.names, k, first, index["top"], batch,
             out if write_on == "workers" else None, retries=retries,
-            key="vqm-part-%s-%s-%d" % (index["listing_crc32"], index["model"]["crc32"], k)))
+            key="vqm-part-%s-%d" % (job, k)))
     done = summary["skipped"]
     for future in distributed.as_completed(futures):
         r = future.result()

@@ -101,7 +101,7 @@ def _utf8(text):
     return os.fsencode(text).decode("utf-8", "replace")
 
 
-def _dump_line(obj):
+def dump_line(obj):
     """JSON exactly as nlohmann's dump() writes it: sorted keys, no spaces, UTF-8."""
     return (json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
 
@@ -182,7 +182,7 @@ def open_job(out, index):
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "index.json")
     if not os.path.exists(path):
-        write_atomic(path, _dump_line(index))
+        write_atomic(path, dump_line(index))
         return
     with open(path, "rb") as f:
         have = _identity(json.loads(f.read()))
@@ -261,7 +261,7 @@ def encode_part(model, session, images, k, first, top, batch, pool=None):
     if top > 0:
         meta["top"] = [np.argsort(-row, kind="stable")[:top].tolist() for row in out]
     npy = npy_header(out.shape[0], model.n_outputs) + out.astype("<f4", copy=False).tobytes()
-    return npy, _dump_line(meta)
+    return npy, dump_line(meta)
 
 
 def part_images(listing, index, k):
