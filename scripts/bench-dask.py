@@ -118,7 +118,7 @@ def main():
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     sys.path[:0] = [os.path.join(ROOT, "python"), os.path.join(ROOT, "python", "tests")]
     os.environ["PYTHONPATH"] = os.pathsep.join(sys.path[:2] + [os.environ.get("PYTHONPATH", "")])
-    from fmnist_pngs import write_pngs
+    from job_fixtures import write_pngs
 
     tmp = tempfile.mkdtemp(prefix="vqm-bench-dask-")
     try:

@@ -20,6 +20,7 @@ import unittest
 import numpy as np
 
 import vqm.jobs as jobs
+from job_fixtures import files_of, write_pngs
 
 MODEL = os.environ.get("VQM_TEST_MODEL", "")
 TOOLS = os.environ.get("VQM_TOOLS_DIR", "")
@@ -33,19 +34,9 @@ def tool(name, *args):
         raise AssertionError("%s %s: %s" % (name, " ".join(args), r.stderr))
 
 
-def files_of(folder):
-    out = {}
-    for name in sorted(os.listdir(folder)):
-        with open(os.path.join(folder, name), "rb") as f:
-            out[name] = f.read()
-    return out
-
-
 class LocalClusterTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        from fmnist_pngs import write_pngs
-
         cls.tmp = tempfile.mkdtemp(prefix="vqm-dask-")
         cls.images = os.path.join(cls.tmp, "images")
         write_pngs(cls.images, N_IMAGES)

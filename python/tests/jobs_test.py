@@ -17,6 +17,7 @@ import numpy as np
 
 import vqm
 import vqm.jobs as jobs
+from job_fixtures import files_of, write_pngs
 
 MODEL = os.environ.get("VQM_TEST_MODEL", "")
 TOOLS = os.environ.get("VQM_TOOLS_DIR", "")
@@ -26,8 +27,6 @@ DATA = os.environ.get("VQM_TEST_DATA_DIR", "")
 def make_images(root, n):
     """The first n t10k images as PNGs root/<class>/t10k_<i>.png (PIL), a corrupt one, an empty
     one, a hidden one and an upper-case extension (listing rules)."""
-    from fmnist_pngs import write_pngs
-
     write_pngs(root, n)
     with open(os.path.join(root, "3", "corrupt.png"), "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n\x00\x01")
@@ -42,14 +41,6 @@ def vit_run(*args):
     if r.returncode != 0:
         raise AssertionError("vit-run %s: %s" % (" ".join(args), r.stderr))
     return r.stderr
-
-
-def files_of(folder):
-    out = {}
-    for name in sorted(os.listdir(folder)):
-        with open(os.path.join(folder, name), "rb") as f:
-            out[name] = f.read()
-    return out
 
 
 class JobsTest(unittest.TestCase):

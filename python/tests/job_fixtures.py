@@ -1,4 +1,5 @@
-"""Fashion-MNIST t10k images as PNG files in class folders, for the batch-job tests."""
+"""What the batch-job tests share: Fashion-MNIST t10k images as PNG files in class folders, and
+an output folder's files with their bytes."""
 
 import gzip
 import os
@@ -24,3 +25,12 @@ def write_pngs(root, n):
         Image.fromarray(pixels[i]).save(os.path.join(root, name))
         names.append(name)
     return names
+
+
+def files_of(folder):
+    """{name: bytes} of every file in `folder`."""
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        with open(os.path.join(folder, name), "rb") as f:
+            out[name] = f.read()
+    return out
