@@ -96,7 +96,7 @@ int main(int argc, char **argv) {
          {"--top", "K", "classes to print per image (default 5)"},
          {"--json", "", "print one JSON object per image instead of text"},
          {"--threads", "N", "OpenMP threads (default: all cores)"},
-         {"--batch", "N", "images per forward pass (default 1)"},
+         {"--batch", "N", "images per forward pass (default 1; 8 with --out)"},
          {"--embed", "FILE",
           "write every image's output (the embedding, or the "
           "logits of a classifier) as N x D float32"},
