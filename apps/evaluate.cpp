@@ -120,20 +120,14 @@ Agreement agreement(const float *a, const float *b, int n, int k) {
   return r;
 }
 
-EvalResult evaluate(const std::shared_ptr<const VitModel> &model, const Dataset &data,
-                    const std::vector<int> &items, const EvalOptions &options,
-                    ProgressBar *progress) {
-  check_labels(data, *model);
-  const int classes = model->config().num_classes, n = static_cast<int>(items.size());
+EvalResult score(const float *outputs, const std::vector<int> &labels, int classes) {
   EvalResult r;
-  r.n = n;
-  r.outputs = run_outputs(model, data, items, options, progress, &r.seconds);
-
+  r.n = static_cast<int>(labels.size());
   r.class_n.assign(static_cast<size_t>(classes), 0);
   r.class_top1 = r.class_top5 = r.class_n;
-  for (int i = 0; i < n; ++i) {
-    const int label = data.label(items[static_cast<size_t>(i)]);
-    const auto best = top_k(r.outputs.data() + static_cast<size_t>(i) * classes, classes, 5);
+  for (int i = 0; i < r.n; ++i) {
+    const int label = labels[static_cast<size_t>(i)];
+    const auto best = top_k(outputs + static_cast<size_t>(i) * classes, classes, 5);
     const bool hit1 = best[0] == label;
     const bool hit5 = std::find(best.begin(), best.end(), label) != best.end();
     r.top1 += hit1;
@@ -142,7 +136,20 @@ EvalResult evaluate(const std::shared_ptr<const VitModel> &model, const Dataset 
     r.class_top1[static_cast<size_t>(label)] += hit1;
     r.class_top5[static_cast<size_t>(label)] += hit5;
   }
-  if (!options.keep_outputs) std::vector<float>().swap(r.outputs);
+  return r;
+}
+
+EvalResult evaluate(const std::shared_ptr<const VitModel> &model, const Dataset &data,
+                    const std::vector<int> &items, const EvalOptions &options,
+                    ProgressBar *progress) {
+  check_labels(data, *model);
+  double seconds = 0;
+  std::vector<float> outputs = run_outputs(model, data, items, options, progress, &seconds);
+  std::vector<int> labels;
+  for (int item : items) labels.push_back(data.label(item));
+  EvalResult r = score(outputs.data(), labels, model->config().num_classes);
+  r.seconds = seconds;
+  if (options.keep_outputs) r.outputs = std::move(outputs);
   return r;
 }
 

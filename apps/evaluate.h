@@ -50,6 +50,12 @@ Agreement agreement(const float *a, const float *b, int n, int k);
 // not mean the model's classes: a class-index file is needed), or an image cannot be decoded.
 void check_labels(const Dataset &data, const VitModel &model);
 
+// Top-1 / top-5 and per-class hits of classifier outputs: `outputs` holds labels.size() rows of
+// `classes` logits, row i of an image of class labels[i] (each in [0, classes)). The one scoring
+// rule of vit-eval, whether the outputs come from a run or from a batch job's parts. Leaves
+// `seconds` and `outputs` empty.
+EvalResult score(const float *outputs, const std::vector<int> &labels, int classes);
+
 // Evaluates `model` (a classifier) on labelled data items `items` (see Dataset::select).
 // `progress` may be null.
 EvalResult evaluate(const std::shared_ptr<const VitModel> &model, const Dataset &data,

@@ -63,6 +63,25 @@ TEST(Evaluate, AgreementIsTheCosineOfEachRow) {
   EXPECT_EQ(g.top1_same, 3);
 }
 
+TEST(Evaluate, ScoreCountsTopOneAndTopFiveHitsPerClass) {
+  // 7 classes; rows rank the classes by their logits.
+  const int k = 7;
+  const std::vector<float> out = {
+      9, 1, 2, 3, 4, 5, 6,  // best 0: label 0 is a top-1 hit
+      0, 1, 2, 3, 4, 5, 6,  // best 6,5,4,3,2: label 2 is a top-5 hit only
+      0, 1, 2, 3, 4, 5, 6,  // label 1 is 6th: no hit
+      1, 1, 0, 0, 0, 0, 0,  // tie: the lower index wins top-1, so label 1 is top-5 only
+  };
+  const app::EvalResult r = app::score(out.data(), {0, 2, 1, 1}, k);
+  EXPECT_EQ(r.n, 4);
+  EXPECT_EQ(r.top1, 1);
+  EXPECT_EQ(r.top5, 3);
+  EXPECT_EQ(r.class_n, std::vector<int>({1, 2, 1, 0, 0, 0, 0}));
+  EXPECT_EQ(r.class_top1, std::vector<int>({1, 0, 0, 0, 0, 0, 0}));
+  EXPECT_EQ(r.class_top5, std::vector<int>({1, 1, 1, 0, 0, 0, 0}));
+  EXPECT_TRUE(r.outputs.empty());
+}
+
 TEST(Evaluate, DigitFoldersInSortedOrderMatchTheIdxFiles) {
   const auto model = fmnist_model();
   // Folders named by class number sort into class order: no class-index file needed.
