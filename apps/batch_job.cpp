@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "apps/app_common.h"
+#include "apps/cli.h"
 #include "apps/data/crc32.h"
 #include "apps/data/dataset.h"
 #include "runtime/io/error.h"
@@ -33,15 +35,26 @@ std::string join(const std::string &dir, const std::string &name) {
   return (fs::path(dir) / name).string();
 }
 
-nlohmann::json read_json_file(const std::string &path) {
+std::string read_whole_file(const std::string &path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) fail(ErrorCode::io, "cannot open '" + path + "': " + std::strerror(errno));
   std::stringstream buf;
   buf << f.rdbuf();
-  nlohmann::json j = nlohmann::json::parse(buf.str(), nullptr, false);
+  return buf.str();
+}
+
+nlohmann::json read_json_file(const std::string &path) {
+  nlohmann::json j = nlohmann::json::parse(read_whole_file(path), nullptr, false);
   if (j.is_discarded() || !j.is_object())
     fail(ErrorCode::format, path + " is not a JSON object (not written by a vqm batch job?)");
   return j;
+}
+
+// A name as a part's .json records it (invalid UTF-8 replaced), to match the listing against it.
+std::string recorded(const std::string &name) {
+  return nlohmann::json::parse(
+             nlohmann::json(name).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
+      .get<std::string>();
 }
 
 // The fields that decide a job's results: everything but the model's file name (the same model
@@ -270,6 +283,104 @@ ShardSummary run_job_shard(const std::shared_ptr<const VitModel> &model, VitSess
     if (progress) progress->advance(count, shard_images);
   }
   for (int64_t k = 0; k < s.parts_in_job; ++k) s.parts_complete_in_job += part_complete(out, k);
+  return s;
+}
+
+// Part k's rows and errors, checked against its range of the listing: every entry once, in
+// order, either a row (in "images") or an error.
+void read_part(const std::string &out, int64_t k, int64_t first, int64_t count, int64_t width,
+               const JobListing &listing, JobResults &r) {
+  const std::string stem = join(out, part_stem(k));
+  const nlohmann::json meta = read_json_file(stem + ".json");
+  auto bad = [&](const std::string &why) {
+    fail(ErrorCode::format, stem + ".json " + why + ": delete the part and rerun to redo it");
+  };
+  if (meta.value("part", int64_t{-1}) != k || meta.value("first", int64_t{-1}) != first ||
+      meta.value("count", int64_t{-1}) != count || !meta["images"].is_array() ||
+      !meta["errors"].is_array())
+    bad("is not part " + std::to_string(k) + " of this job");
+  const auto &images = meta["images"], &errors = meta["errors"];
+  size_t row = 0, error = 0;
+  const size_t rows_before = r.items.size();
+  for (int64_t i = first; i < first + count; ++i) {
+    const std::string name = recorded(listing.names[static_cast<size_t>(i)]);
+    if (row < images.size() && images[row] == name) {
+      r.items.push_back(i);
+      ++row;
+    } else if (error < errors.size() && errors[error].value("image", "") == name) {
+      r.errors.emplace_back(i, errors[error].value("error", ""));
+      ++error;
+    } else {
+      bad("does not list image " + std::to_string(i) + " ('" + name + "') of the listing");
+    }
+  }
+  if (row != images.size() || error != errors.size()) bad("lists images outside its range");
+  const std::string npy = read_whole_file(stem + ".npy");
+  const std::string header = npy_header(static_cast<int64_t>(row), width);
+  const size_t bytes = row * static_cast<size_t>(width) * sizeof(float);
+  if (npy.compare(0, header.size(), header) != 0 || npy.size() != header.size() + bytes)
+    fail(ErrorCode::format, stem + ".npy is not " + std::to_string(row) + " x " +
+                                std::to_string(width) + " float32: delete the part and rerun");
+  r.outputs.resize((rows_before + row) * static_cast<size_t>(width));
+  std::memcpy(r.outputs.data() + rows_before * static_cast<size_t>(width),
+              npy.data() + header.size(), bytes);
+}
+
+JobResults read_job(const std::string &out, const JobListing &listing) {
+  const nlohmann::json index = read_json_file(join(out, "index.json"));
+  JobResults r;
+  r.n_outputs = index.value("n_outputs", int64_t{0});
+  const int64_t images = static_cast<int64_t>(listing.names.size());
+  const int64_t size = index.value("part_size", int64_t{0});
+  if (index.value("images", int64_t{-1}) != images || size < 1 || r.n_outputs < 1)
+    fail(ErrorCode::format, join(out, "index.json") + " is not the index of this listing's job");
+  for (int64_t k = 0; k * size < images; ++k) {
+    if (!part_complete(out, k))
+      fail(ErrorCode::invalid_argument, join(out, part_stem(k)) + ".json is missing: part " +
+                                            std::to_string(k) + " of the job is not complete");
+    read_part(out, k, k * size, std::min(size, images - k * size), r.n_outputs, listing, r);
+  }
+  return r;
+}
+
+JobOptions job_options(const cli::Args &args) {
+  JobOptions jo;
+  jo.part_size = args.get_int("--part-size", 1024, 1, 1 << 24);
+  jo.top = args.get_int("--top", 5, 1, 1000000);
+  jo.batch = args.get_int("--batch", 8, 1, 256);
+  try {
+    jo.shard = parse_shard(args.get("--shard", "0/1"));
+  } catch (const Error &e) {
+    throw cli::UsageError(e.what());
+  }
+  return jo;
+}
+
+void check_no_job_flags(const cli::Args &args) {
+  for (const char *flag : {"--manifest", "--shard", "--part-size"})
+    if (args.has(flag)) throw cli::UsageError(std::string(flag) + " needs --out DIR (a batch job)");
+}
+
+ShardSummary run_job_tool(const char *tool, const cli::Args &args, const JobOptions &jo,
+                          const std::shared_ptr<const VitModel> &model,
+                          const std::string &model_path, const JobListing &listing,
+                          const std::string &out) {
+  SessionOptions so;
+  so.n_threads = args.get_int("--threads", 0, 1, 1024);
+  so.max_batch = jo.batch;
+  open_job(out, job_index(model_path, *model, listing, jo));
+  VitSession session(model, so);
+  ProgressBar bar(tool, "images", progress_wanted(args.has("--quiet")));
+  const auto s = run_job_shard(model, session, listing, out, jo, &bar);
+  bar.finish();
+  std::fprintf(stderr,
+               "%s: shard %d/%d of %s: %lld parts written (%lld images, %lld errors), %lld "
+               "already complete; job: %lld of %lld parts complete\n",
+               tool, jo.shard.index, jo.shard.count, out.c_str(),
+               static_cast<long long>(s.parts_written), static_cast<long long>(s.images),
+               static_cast<long long>(s.errors), static_cast<long long>(s.parts_skipped),
+               static_cast<long long>(s.parts_complete_in_job),
+               static_cast<long long>(s.parts_in_job));
   return s;
 }
 

@@ -9,8 +9,10 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "apps/cli.h"
 #include "apps/progress.h"
 #include "runtime/engine/vit.h"
 
@@ -67,5 +69,31 @@ struct ShardSummary {
 ShardSummary run_job_shard(const std::shared_ptr<const VitModel> &model, VitSession &session,
                            const JobListing &listing, const std::string &out,
                            const JobOptions &options, ProgressBar *progress);
+
+// The results of a complete job in listing order: row r of `outputs` (n_outputs floats) is listing
+// entry items[r]; the entries that could not be decoded are in `errors`, with the reason.
+struct JobResults {
+  int64_t n_outputs = 0;
+  std::vector<int64_t> items;
+  std::vector<float> outputs;
+  std::vector<std::pair<int64_t, std::string>> errors;
+};
+// Reads every part of the job in `out`, whose index open_job has matched with `listing`. Throws
+// vqm::Error naming a part that is missing (invalid_argument) or that does not hold its range of
+// the listing (format).
+JobResults read_job(const std::string &out, const JobListing &listing);
+
+// The job flags of the tools (--part-size, --shard, --batch, --top); cli::UsageError on a bad one.
+JobOptions job_options(const cli::Args &args);
+// cli::UsageError when a flag that only batch jobs take (--manifest, --shard, --part-size) is
+// given without --out.
+void check_no_job_flags(const cli::Args &args);
+// A tool's --out DIR: writes or checks DIR/index.json, runs the missing parts of the job `jo`
+// (from job_options) with one session of --threads threads and a progress bar (unless --quiet),
+// and ends with the one-line summary on stderr, as `tool`.
+ShardSummary run_job_tool(const char *tool, const cli::Args &args, const JobOptions &jo,
+                          const std::shared_ptr<const VitModel> &model,
+                          const std::string &model_path, const JobListing &listing,
+                          const std::string &out);
 
 }  // namespace vqm::app

@@ -53,36 +53,12 @@ int run_batch_job(const vqm::cli::Args &args) {
   if (sources != 1)
     throw vqm::cli::UsageError("--out takes one image folder or --manifest FILE, got " +
                                std::to_string(sources) + " sources");
-  vqm::app::JobOptions jo;
-  jo.part_size = args.get_int("--part-size", 1024, 1, 1 << 24);
-  jo.top = args.get_int("--top", 5, 1, 1000000);
-  jo.batch = args.get_int("--batch", 8, 1, 256);
-  try {
-    jo.shard = vqm::app::parse_shard(args.get("--shard", "0/1"));
-  } catch (const vqm::Error &e) {
-    throw vqm::cli::UsageError(e.what());
-  }
-  vqm::SessionOptions so;
-  so.n_threads = args.get_int("--threads", 0, 1, 1024);
-  so.max_batch = jo.batch;
-  const std::string out = args.get("--out"), model_path = args.get("--model");
-
+  const auto jo = vqm::app::job_options(args);
+  const std::string model_path = args.get("--model");
   const auto listing = args.has("--manifest") ? vqm::app::read_manifest(args.get("--manifest"))
                                               : vqm::app::list_folder(args.positional()[0]);
-  const auto model = vqm::app::load_model(model_path);
-  vqm::app::open_job(out, vqm::app::job_index(model_path, *model, listing, jo));
-  vqm::VitSession session(model, so);
-  vqm::app::ProgressBar bar("vit-run", "images", vqm::app::progress_wanted(args.has("--quiet")));
-  const auto s = vqm::app::run_job_shard(model, session, listing, out, jo, &bar);
-  bar.finish();
-  std::fprintf(stderr,
-               "vit-run: shard %d/%d of %s: %lld parts written (%lld images, %lld errors), %lld "
-               "already complete; job: %lld of %lld parts complete\n",
-               jo.shard.index, jo.shard.count, out.c_str(), static_cast<long long>(s.parts_written),
-               static_cast<long long>(s.images), static_cast<long long>(s.errors),
-               static_cast<long long>(s.parts_skipped),
-               static_cast<long long>(s.parts_complete_in_job),
-               static_cast<long long>(s.parts_in_job));
+  vqm::app::run_job_tool("vit-run", args, jo, vqm::app::load_model(model_path), model_path, listing,
+                         args.get("--out"));
   return 0;
 }
 
@@ -132,9 +108,7 @@ int main(int argc, char **argv) {
     args.parse(argc, argv);
     if (!args.has("--model")) throw vqm::cli::UsageError("missing --model M.vqm");
     if (args.has("--out")) return run_batch_job(args);
-    for (const char *flag : {"--manifest", "--shard", "--part-size"})
-      if (args.has(flag))
-        throw vqm::cli::UsageError(std::string(flag) + " needs --out DIR (a batch job)");
+    vqm::app::check_no_job_flags(args);
     if (args.positional().empty()) throw vqm::cli::UsageError("no image files given");
     const int top = args.get_int("--top", 5, 1, 1000000);
     const int batch = args.get_int("--batch", 1, 1, 256);
