@@ -1,6 +1,7 @@
-// Batch jobs (vit-run --out, apps/batch_job.*): shards that concatenate to the whole job, parts
-// that survive a SIGKILL (whole or absent, never torn) and a rerun that redoes only the missing
-// ones, bad images in the errors list, a folder of another job refused, and the flag errors.
+// Batch jobs (vit-run --out, vit-eval --out, apps/batch_job.*): shards that concatenate to the
+// whole job, parts that survive a SIGKILL (whole or absent, never torn) and a rerun that redoes
+// only the missing ones, bad images in the errors list, a folder of another job refused, the flag
+// errors; vit-eval's shards writing vit-run's folder and scoring it as vit-eval alone does.
 #include "apps/batch_job.h"
 
 #include <gtest/gtest.h>
@@ -229,6 +230,137 @@ TEST(BatchJob, BadFlagsAreOneLineErrors) {
     EXPECT_EQ(r.status, c.status) << c.args << "\n" << r.err;
     EXPECT_NE(r.err.find(c.message), std::string::npos) << c.args << "\n" << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+  EXPECT_FALSE(fs::exists("o"));
+}
+
+// vit-eval --out on 60 t10k PNGs in class folders named after the labels (sorted folder order is
+// not the class order, so the labels come through --class-index), in parts of 16.
+struct EvalJobFixture {
+  std::string dir, model, images, classes;
+  EvalJobFixture()
+      : dir(scratch_dir()),
+        model(write_fmnist_model(dir)),
+        images(dir + "/images"),
+        classes(write_fmnist_folder(images, 60)) {}
+  ToolRun eval(const std::string &out, const std::string &extra) const {
+    return run_tool("vit-eval --quiet --threads 1 --part-size 16 --model " + model + " --data " +
+                    images + " --class-index " + classes + " --out " + out + " " + extra);
+  }
+  ToolRun run(const std::string &out, const std::string &extra) const {
+    return run_tool("vit-run --quiet --threads 1 --part-size 16 --model " + model + " --out " +
+                    out + " " + extra + " " + images);
+  }
+};
+
+json parse_json(const ToolRun &r) {
+  EXPECT_EQ(r.status, 0) << r.err;
+  const json j = json::parse(r.out, nullptr, false);
+  EXPECT_FALSE(j.is_discarded()) << r.out;
+  return j;
+}
+
+TEST(BatchJob, EvalShardsWriteVitRunsFolderAndScoreLikeVitEval) {
+  const EvalJobFixture f;
+  ASSERT_EQ(f.run(f.dir + "/run", "").status, 0);
+  json last;
+  for (int i = 0; i < 4; ++i) {
+    const json j =
+        parse_json(f.eval(f.dir + "/eval", "--json --shard " + std::to_string(i) + "/4"));
+    if (i < 3) {  // the job is not complete yet: no accuracy
+      EXPECT_EQ(j, json({{"out", f.dir + "/eval"}, {"parts", 4}, {"parts_remaining", 3 - i}}));
+    }
+    last = j;
+  }
+  EXPECT_EQ(files_of(f.dir + "/run"), files_of(f.dir + "/eval"));
+  // vit-eval alone on the same images, in batches of 8 as the job's (16-image parts hold whole
+  // batches, and 60 = 7 x 8 + 4 ends both with the same 4): the same logits, the same numbers.
+  const json alone = parse_json(run_tool(
+      "vit-eval --json --threads 1 --sessions 1 --batch 8 --model " + f.model + " --data " +
+      f.images + " --class-index " + f.classes + " --dump-logits " + f.dir + "/logits.bin"));
+  EXPECT_EQ(last["n"], 60);
+  for (const char *key : {"n", "top1", "top5", "per_class"})
+    EXPECT_EQ(last[key], alone[key]) << key;
+  EXPECT_GT(last["top1"].get<double>(), 0.8);  // the class index was applied
+  EXPECT_EQ(last["errors"], 0);
+  EXPECT_FALSE(last.contains("seconds"));
+  std::vector<uint8_t> rows;
+  for (int k = 0; k < 4; ++k) {
+    const auto npy = read_bytes(f.dir + "/eval/" + app::part_stem(k) + ".npy");
+    rows.insert(rows.end(), npy.begin() + 128, npy.end());
+  }
+  EXPECT_EQ(rows, read_bytes(f.dir + "/logits.bin"));
+}
+
+TEST(BatchJob, EvalOfAPartialJobPrintsTheRemainingPartsThenScoresWhatDecoded) {
+  const EvalJobFixture f;
+  write_bytes(f.images + "/Bag/corrupt.png", {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 1});
+  const std::string out = f.dir + "/out";
+  const ToolRun partial = f.eval(out, "--shard 1/3");
+  ASSERT_EQ(partial.status, 0) << partial.err;
+  EXPECT_EQ(partial.out, out +
+                             ": 3 of 4 parts remain (other shards): accuracy once all are "
+                             "complete\n");
+  EXPECT_NE(partial.err.find("vit-eval: shard 1/3 of " + out + ": 1 parts written"),
+            std::string::npos)
+      << partial.err;
+  // vit-run finishes vit-eval's job; vit-eval then only reads the parts.
+  ASSERT_EQ(f.run(out, "--shard 0/3").status, 0);
+  ASSERT_EQ(f.run(out, "--shard 2/3").status, 0);
+  const ToolRun done = f.eval(out, "--per-class");
+  ASSERT_EQ(done.status, 0) << done.err;
+  EXPECT_NE(done.err.find("0 parts written (0 images, 0 errors), 4 already complete"),
+            std::string::npos)
+      << done.err;
+  EXPECT_NE(done.out.find(" n=60 top-1 "), std::string::npos) << done.out;
+  EXPECT_NE(done.out.find("(batch job " + out + "; 1 images not decodable, not scored)\n"),
+            std::string::npos)
+      << done.out;
+  EXPECT_NE(done.out.find("Ankle boot"), std::string::npos) << done.out;  // the per-class table
+}
+
+TEST(BatchJob, EvalManifestSelectsImagesOfTheDataSet) {
+  const EvalJobFixture f;
+  // t10k[0..2]: an ankle boot, a pullover, a trouser, named relative to the manifest's folder.
+  std::ofstream(f.dir + "/list.txt") << "images/Ankle_boot/00000.png\n"
+                                     << f.images << "/Pullover/00001.png\n"
+                                     << "images/./Trouser/00002.png\n";
+  const json j = parse_json(f.eval(f.dir + "/m", "--json --manifest " + f.dir + "/list.txt"));
+  EXPECT_EQ(j["n"], 3);
+  int classes_seen = 0;
+  for (const auto &c : j["per_class"]) classes_seen += c["n"] == 1;
+  EXPECT_EQ(classes_seen, 3);
+  EXPECT_EQ(read_json(f.dir + "/m/index.json")["images"], 3);
+}
+
+TEST(BatchJob, EvalBadFlagsAreOneLineErrors) {
+  const EvalJobFixture f;
+  std::ofstream(f.dir + "/outside.txt") << f.model << "\n";
+  const std::string base = "vit-eval --model " + f.model + " ";
+  const std::string data = " --data " + f.images + " --class-index " + f.classes;
+  const struct {
+    std::string args, message;
+    int status;
+  } cases[] = {
+      {"--out o --shard 4/4" + data, "expected I/N", 2},
+      {"--out o --part-size 0" + data, "--part-size", 2},
+      {"--out o --reference " + f.model + data, "--reference does not go with --out", 2},
+      {"--out o --limit 5" + data, "--limit does not go with --out", 2},
+      {"--out o --dump-logits x.bin" + data, "--dump-logits does not go with --out", 2},
+      {"--out o --sessions 2" + data, "--sessions does not go with --out", 2},
+      {"--out o", "--out needs --data DIR", 2},
+      {"--shard 0/2" + data, "--shard needs --out DIR", 2},
+      {"--manifest m.txt" + data, "--manifest needs --out DIR", 2},
+      {"--part-size 8" + data, "--part-size needs --out DIR", 2},
+      {"--out o --data " + fmnist_dir(), "holds idx files: --out needs an image folder", 1},
+      {"--out o --manifest " + f.dir + "/outside.txt" + data, "is not an image of", 1},
+  };
+  for (const auto &c : cases) {
+    const ToolRun r = run_tool(base + c.args);
+    EXPECT_EQ(r.status, c.status) << c.args << "\n" << r.err;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << c.args << "\n" << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
   }
   EXPECT_FALSE(fs::exists("o"));
 }
