@@ -343,6 +343,12 @@ JobResults read_job(const std::string &out, const JobListing &listing) {
   return r;
 }
 
+std::vector<cli::Option> with_job_flags(std::vector<cli::Option> options) {
+  options.push_back({"--shard", "I/N", "batch job: only parts k with k % N == I (default 0/1)"});
+  options.push_back({"--part-size", "P", "batch job: images per part (default 1024)"});
+  return options;
+}
+
 JobOptions job_options(const cli::Args &args) {
   JobOptions jo;
   jo.part_size = args.get_int("--part-size", 1024, 1, 1 << 24);

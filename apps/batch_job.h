@@ -83,6 +83,9 @@ struct JobResults {
 // the listing (format).
 JobResults read_job(const std::string &out, const JobListing &listing);
 
+// `options` followed by the job flags that every tool with --out takes alike (--shard,
+// --part-size), so their help is written once.
+std::vector<cli::Option> with_job_flags(std::vector<cli::Option> options);
 // The job flags of the tools (--part-size, --shard, --batch, --top); cli::UsageError on a bad one.
 JobOptions job_options(const cli::Args &args);
 // cli::UsageError when a flag that only batch jobs take (--manifest, --shard, --part-size) is

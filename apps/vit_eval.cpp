@@ -175,42 +175,42 @@ int main(int argc, char **argv) {
   return vqm::cli::run_tool("vit-eval", [&] {
     vqm::cli::Args args(
         "vit-eval", "--model M.vqm [--data SRC] [options]",
-        {{"--model", "M.vqm", "model file (from vit-convert or vit-quantize)"},
-         {"--data", "SRC",
-          "a folder with <split>-images-idx3-ubyte[.gz] and labels, or of images in class "
-          "subfolders SRC/<class>/*.jpg (default /usr/share/datasets/fashion-mnist)"},
-         {"--split", "NAME", "idx files: t10k (default) or train"},
-         {"--class-index", "FILE",
-          "image folders: class-folder name -> model class index (text: one folder name per "
-          "line, line number = index, e.g. LOC_synset_mapping.txt; or JSON). Default: sorted "
-          "folder names are classes 0..K-1"},
-         {"--limit", "N",
-          "evaluate N images: the first N idx images, or N evenly spaced files of a folder"},
-         {"--batch", "N", "images per forward pass (default 32; 8 with --out)"},
-         {"--threads", "N", "CPU threads in all (default: all cores)"},
-         {"--sessions", "N",
-          "worker threads, each with its own session and threads/N OpenMP threads (default: one "
-          "per thread)"},
-         {"--per-class", "", "print the per-class table (the JSON always has it)"},
-         {"--reference", "R.vqm",
-          "also run R (e.g. the fp32 model M was quantized from) and report the cosine of M's "
-          "outputs to R's (mean, min) and top-1 agreement; needed for a model without a head, "
-          "and then the data need no labels"},
-         {"--json", "",
-          "print one JSON object: top1, top5, n, seconds, per_class (and cosine_mean, "
-          "cosine_min, cosine_min_image, top1_agreement with --reference; out and errors "
-          "instead of seconds with --out, or out, parts, parts_remaining before it is complete)"},
-         {"--dump-logits", "FILE",
-          "write N x K float32 little-endian outputs (logits or embeddings), in data order"},
-         {"--out", "DIR",
-          "batch job (image folders): write the outputs as numbered parts + index.json into "
-          "DIR, as vit-run --out does; accuracy once every part is complete"},
-         {"--manifest", "FILE",
-          "batch job: only these images of --data, one path per line (relative to FILE's "
-          "folder)"},
-         {"--shard", "I/N", "batch job: only parts k with k % N == I (default 0/1)"},
-         {"--part-size", "P", "batch job: images per part (default 1024)"},
-         {"--quiet", "", "no progress bar"}},
+        vqm::app::with_job_flags(
+            {{"--model", "M.vqm", "model file (from vit-convert or vit-quantize)"},
+             {"--data", "SRC",
+              "a folder with <split>-images-idx3-ubyte[.gz] and labels, or of images in class "
+              "subfolders SRC/<class>/*.jpg (default /usr/share/datasets/fashion-mnist)"},
+             {"--split", "NAME", "idx files: t10k (default) or train"},
+             {"--class-index", "FILE",
+              "image folders: class-folder name -> model class index (text: one folder name per "
+              "line, line number = index, e.g. LOC_synset_mapping.txt; or JSON). Default: sorted "
+              "folder names are classes 0..K-1"},
+             {"--limit", "N",
+              "evaluate N images: the first N idx images, or N evenly spaced files of a folder"},
+             {"--batch", "N", "images per forward pass (default 32; 8 with --out)"},
+             {"--threads", "N", "CPU threads in all (default: all cores)"},
+             {"--sessions", "N",
+              "worker threads, each with its own session and threads/N OpenMP threads "
+              "(default: one per thread)"},
+             {"--per-class", "", "print the per-class table (the JSON always has it)"},
+             {"--reference", "R.vqm",
+              "also run R (e.g. the fp32 model M was quantized from) and report the cosine of M's "
+              "outputs to R's (mean, min) and top-1 agreement; needed for a model without a head, "
+              "and then the data need no labels"},
+             {"--json", "",
+              "print one JSON object: top1, top5, n, seconds, per_class (and cosine_mean, "
+              "cosine_min, cosine_min_image, top1_agreement with --reference; out and errors "
+              "instead of seconds with --out, or out, parts, parts_remaining before it is "
+              "complete)"},
+             {"--dump-logits", "FILE",
+              "write N x K float32 little-endian outputs (logits or embeddings), in data order"},
+             {"--quiet", "", "no progress bar"},
+             {"--out", "DIR",
+              "batch job (image folders): write the outputs as numbered parts + index.json into "
+              "DIR, as vit-run --out does; accuracy once every part is complete"},
+             {"--manifest", "FILE",
+              "batch job: only these images of --data, one path per line (relative to FILE's "
+              "folder)"}}),
         "Evaluates a model on labelled images and prints top-1 / top-5 accuracy. Image folders "
         "follow torchvision's ImageFolder layout (also the ImageNet validation set sorted into "
         "synset folders). Results go to stdout; the progress bar (terminals only) to stderr.\n\n"

@@ -68,23 +68,22 @@ int main(int argc, char **argv) {
   return vqm::cli::run_tool("vit-run", [&] {
     vqm::cli::Args args(
         "vit-run", "--model M.vqm IMAGE... [options]",
-        {{"--model", "M.vqm", "model file (from vit-convert or vit-quantize)"},
-         {"--top", "K", "classes to print per image (default 5)"},
-         {"--json", "", "print one JSON object per image instead of text"},
-         {"--threads", "N", "OpenMP threads (default: all cores)"},
-         {"--batch", "N", "images per forward pass (default 1; 8 with --out)"},
-         {"--embed", "FILE",
-          "write every image's output (the embedding, or the "
-          "logits of a classifier) as N x D float32"},
-         {"--out", "DIR",
-          "batch job: write the outputs as numbered parts + index.json into DIR "
-          "(resumable: complete parts are skipped)"},
-         {"--manifest", "FILE",
-          "batch job: the images, one path per line "
-          "(relative to FILE's folder) instead of a folder"},
-         {"--shard", "I/N", "batch job: only parts k with k % N == I (default 0/1)"},
-         {"--part-size", "P", "batch job: images per part (default 1024)"},
-         {"--quiet", "", "no progress bar"}},
+        vqm::app::with_job_flags(
+            {{"--model", "M.vqm", "model file (from vit-convert or vit-quantize)"},
+             {"--top", "K", "classes to print per image (default 5)"},
+             {"--json", "", "print one JSON object per image instead of text"},
+             {"--threads", "N", "OpenMP threads (default: all cores)"},
+             {"--batch", "N", "images per forward pass (default 1; 8 with --out)"},
+             {"--embed", "FILE",
+              "write every image's output (the embedding, or the "
+              "logits of a classifier) as N x D float32"},
+             {"--quiet", "", "no progress bar"},
+             {"--out", "DIR",
+              "batch job: write the outputs as numbered parts + index.json into DIR "
+              "(resumable: complete parts are skipped)"},
+             {"--manifest", "FILE",
+              "batch job: the images, one path per line "
+              "(relative to FILE's folder) instead of a folder"}}),
         "Classifies images (JPEG, PNG, BMP; a folder stands for the images in it) "
         "with the model's preprocessing and prints the top-K classes of each on "
         "stdout, as text or one JSON object per image (with the whole output "

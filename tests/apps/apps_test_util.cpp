@@ -61,4 +61,11 @@ ToolRun run_tool(const std::string &command_line) {
   return run_shell(std::string(VQM_BIN_DIR) + "/" + command_line);
 }
 
+nlohmann::json parse_json(const ToolRun &r) {
+  EXPECT_EQ(r.status, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out, nullptr, false);
+  EXPECT_FALSE(j.is_discarded()) << r.out;
+  return j;
+}
+
 }  // namespace vqm::test

@@ -1,6 +1,7 @@
 // Shared by the tests of apps/: the Fashion-MNIST model as a .vqm file, the first t10k images as
 // an image folder (PNG, one folder per class), and running a built tool.
 #pragma once
+#include <nlohmann/json.hpp>
 #include <string>
 
 namespace vqm::test {
@@ -22,5 +23,7 @@ struct ToolRun {
 ToolRun run_shell(const std::string &command_line);
 // run_shell of build/bin/<command line>.
 ToolRun run_tool(const std::string &command_line);
+// The JSON object a tool printed on stdout; a gtest failure when it failed or printed no JSON.
+nlohmann::json parse_json(const ToolRun &r);
 
 }  // namespace vqm::test

@@ -253,13 +253,6 @@ struct EvalJobFixture {
   }
 };
 
-json parse_json(const ToolRun &r) {
-  EXPECT_EQ(r.status, 0) << r.err;
-  const json j = json::parse(r.out, nullptr, false);
-  EXPECT_FALSE(j.is_discarded()) << r.out;
-  return j;
-}
-
 TEST(BatchJob, EvalShardsWriteVitRunsFolderAndScoreLikeVitEval) {
   const EvalJobFixture f;
   ASSERT_EQ(f.run(f.dir + "/run", "").status, 0);

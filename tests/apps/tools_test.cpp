@@ -20,13 +20,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-json parse(const ToolRun &r) {
-  EXPECT_EQ(r.status, 0) << r.err;
-  const json j = json::parse(r.out, nullptr, false);
-  EXPECT_FALSE(j.is_discarded()) << r.out;
-  return j;
-}
-
 TEST(Tools, EvalOnAnImageFolderEqualsEvalOnTheIdxFiles) {
   const std::string dir = scratch_dir();
   const std::string model = write_fmnist_model(dir);
@@ -34,9 +27,9 @@ TEST(Tools, EvalOnAnImageFolderEqualsEvalOnTheIdxFiles) {
   // --batch 1: each image is its own forward, so the logits cannot depend on image order.
   const std::string common = " --json --batch 1 --threads 2 --sessions 2 --model " + model;
   const json idx =
-      parse(run_tool("vit-eval --limit 100 --dump-logits " + dir + "/idx.bin" + common));
-  const json folder = parse(run_tool("vit-eval --data " + dir + "/val --class-index " + index +
-                                     " --dump-logits " + dir + "/folder.bin" + common));
+      parse_json(run_tool("vit-eval --limit 100 --dump-logits " + dir + "/idx.bin" + common));
+  const json folder = parse_json(run_tool("vit-eval --data " + dir + "/val --class-index " + index +
+                                          " --dump-logits " + dir + "/folder.bin" + common));
   EXPECT_EQ(idx["n"], 100);
   EXPECT_EQ(folder["n"], 100);
   EXPECT_EQ(idx["top1"], folder["top1"]);
@@ -60,7 +53,7 @@ TEST(Tools, EvalOnAnImageFolderEqualsEvalOnTheIdxFiles) {
   }
   // Sorted folder names are not the model's class order here: without the index the numbers
   // are those of a relabelled set (far below the model's accuracy), not an error.
-  const json sorted = parse(run_tool("vit-eval --data " + dir + "/val" + common));
+  const json sorted = parse_json(run_tool("vit-eval --data " + dir + "/val" + common));
   EXPECT_LT(sorted["top1"].get<double>(), 0.5);
 }
 
@@ -72,7 +65,7 @@ TEST(Tools, QuantizeWritesTheHtmlReportWithEveryPlot) {
   // data; mixed precision itself is tested in tests/quant). Small settings for the CI budget: 4
   // calibration images, 3 candidates, two candidate bit-widths, and one OpenMP thread (the
   // search's many small GEMMs stall when CTest runs two tests on two cores).
-  const json j = parse(run_shell(
+  const json j = parse_json(run_shell(
       "OMP_NUM_THREADS=1 " + std::string(VQM_BIN_DIR) + "/vit-quantize --model " + model +
       " --calib " + fmnist_dir() + " -o " + dir +
       "/q.vqm --n-calib 4 --bits 8 --sensitivity --candidate-bits 4,8 --candidates 3 --rounds 1 "
@@ -88,8 +81,8 @@ TEST(Tools, QuantizeWritesTheHtmlReportWithEveryPlot) {
   EXPECT_GT(quant, fp32 - 0.1);
   EXPECT_EQ(j["accuracy"]["per_class"].size(), 10u);
   // The fp32 number is vit-eval's on the same folder.
-  const json eval = parse(run_tool("vit-eval --model " + model + " --json --data " + dir +
-                                   "/val --class-index " + index));
+  const json eval = parse_json(run_tool("vit-eval --model " + model + " --json --data " + dir +
+                                        "/val --class-index " + index));
   EXPECT_EQ(eval["top1"].get<double>(), fp32);
   EXPECT_TRUE(json::parse(read_bytes(dir + "/r.json")).contains("accuracy"));
 
@@ -130,15 +123,15 @@ TEST(Tools, HelpJsonAndErrors) {
   }
   const std::string dir = scratch_dir();
   const json conv =
-      parse(run_tool("vit-convert " + data_path("models/fmnist_deit_tiny.safetensors") + " -o " +
-                     dir + "/m.vqm --json"));
+      parse_json(run_tool("vit-convert " + data_path("models/fmnist_deit_tiny.safetensors") +
+                          " -o " + dir + "/m.vqm --json"));
   EXPECT_EQ(conv["num_classes"], 10);
   EXPECT_EQ(conv["depth"], 12);
-  const json run = parse(run_tool("vit-run --json --top 2 --model " + dir + "/m.vqm " +
-                                  data_path("images/fmnist_t10k_0_ankle_boot.png")));
+  const json run = parse_json(run_tool("vit-run --json --top 2 --model " + dir + "/m.vqm " +
+                                       data_path("images/fmnist_t10k_0_ankle_boot.png")));
   EXPECT_EQ(run["top"].size(), 2u);
-  const json bench = parse(run_tool("vit-bench --model " + dir +
-                                    "/m.vqm --batch 1 --runs 1 --min-time 0 --warmup 0 --json"));
+  const json bench = parse_json(run_tool(
+      "vit-bench --model " + dir + "/m.vqm --batch 1 --runs 1 --min-time 0 --warmup 0 --json"));
   EXPECT_EQ(bench["batch"], 1);
   // The per-class table: a header, the ten classes, the summary line.
   const ToolRun per_class = run_tool("vit-eval --limit 50 --per-class --model " + dir + "/m.vqm");
@@ -202,7 +195,7 @@ TEST(Tools, RunEmbedsAFolderWithAnEmbeddingModel) {
   std::memcpy(emb.data(), bytes.data(), bytes.size());
   // chelsea.png sorts first; its JSON output is the same vector.
   const json j =
-      parse(run_tool("vit-run --json --model " + model + " " + dir + "/photos/chelsea.png"));
+      parse_json(run_tool("vit-run --json --model " + model + " " + dir + "/photos/chelsea.png"));
   ASSERT_EQ(j["output"].size(), 192u);
   EXPECT_FALSE(j.contains("top"));
   for (int i = 0; i < 192; ++i) EXPECT_FLOAT_EQ(j["output"][i].get<float>(), emb[i]) << i;
@@ -239,8 +232,8 @@ TEST(Tools, EvalComparesEmbeddingsWithAReference) {
   }
   const std::string a = dir + "/dinov2_small_features.vqm",
                     b = dir + "/dinov2_small_reg4_features.vqm";
-  const json j = parse(run_tool("vit-eval --json --model " + a + " --reference " + b + " --data " +
-                                dir + "/photos"));
+  const json j = parse_json(run_tool("vit-eval --json --model " + a + " --reference " + b +
+                                     " --data " + dir + "/photos"));
   double mean = 0, min = 2;
   int min_row = -1;
   for (int i = 0; i < 3; ++i) {
@@ -257,8 +250,8 @@ TEST(Tools, EvalComparesEmbeddingsWithAReference) {
   EXPECT_FALSE(j.contains("top1_agreement"));  // embeddings have no classes
   EXPECT_FALSE(j.contains("top1"));
 
-  const json self = parse(run_tool("vit-eval --json --model " + a + " --reference " + a +
-                                   " --data " + dir + "/photos"));
+  const json self = parse_json(run_tool("vit-eval --json --model " + a + " --reference " + a +
+                                        " --data " + dir + "/photos"));
   EXPECT_DOUBLE_EQ(self["cosine_min"].get<double>(), 1.0);
 
   const ToolRun no_ref = run_tool("vit-eval --model " + a + " --data " + dir + "/photos");
@@ -273,8 +266,8 @@ TEST(Tools, EvalComparesEmbeddingsWithAReference) {
 TEST(Tools, ConvertForAnotherImageSize) {
   const std::string dir = scratch_dir();
   const std::string in = data_path("models/family/dinov2_small_features.safetensors");
-  const json conv =
-      parse(run_tool("vit-convert " + in + " -o " + dir + "/d224.vqm --image-size 224 --json"));
+  const json conv = parse_json(
+      run_tool("vit-convert " + in + " -o " + dir + "/d224.vqm --image-size 224 --json"));
   EXPECT_EQ(conv["image_size"], 224);
   const auto notes = conv["notes"].get<std::vector<std::string>>();
   EXPECT_NE(std::find(notes.begin(), notes.end(),
@@ -282,7 +275,7 @@ TEST(Tools, ConvertForAnotherImageSize) {
                       "input"),
             notes.end())
       << conv["notes"].dump();
-  const json run = parse(
+  const json run = parse_json(
       run_tool("vit-run --json --model " + dir + "/d224.vqm " + data_path("images/chelsea.png")));
   EXPECT_EQ(run["output"].size(), 192u);
   // A size the 14-pixel patches do not tile: one line naming it, exit status 1 (the model's
