@@ -151,8 +151,17 @@ void quantize_linear(PtqContext &c, const std::string &layer, const std::vector<
   const int64_t k = static_cast<int64_t>(w.size()) / n;
   const std::vector<float> b = has_bias ? bias_it->second : std::vector<float>(n, 0.f);
   const int64_t rows = static_cast<int64_t>(x.size()) / k;
-  LinearProblem p{x.data(), c.calib.n, rows / c.calib.n,          k, w.data(), b.data(), n,
-                  bits,     bits,      choose_zero_point(x, bits)};
+  const int x_bits = act_bits(c.opt, bits);
+  LinearProblem p{x.data(),
+                  c.calib.n,
+                  rows / c.calib.n,
+                  k,
+                  w.data(),
+                  b.data(),
+                  n,
+                  bits,
+                  x_bits,
+                  choose_zero_point(x, x_bits)};
   const LinearResult r = use_search(c.opt)
                              ? search_linear(p, so)
                              : minmax_linear(p, baseline_percentile(c.opt), so.per_channel);
@@ -176,7 +185,8 @@ void quantize_linear(PtqContext &c, const std::string &layer, const std::vector<
     LayerReport row;
     row.name = layer;
     row.kind = "linear";
-    row.w_bits = row.x_bits = bits;
+    row.w_bits = bits;
+    row.x_bits = x_bits;
     row.x_delta = r.x_grid.delta;
     row.x_zero_point = r.x_grid.zero_point;
     row.similarity_init = r.similarity_init;
@@ -220,6 +230,7 @@ int weight_operand_zero_point(const std::vector<float> &x, int bits) {
 
 void quantize_qk(PtqContext &c, int l, const std::vector<float> &q, const std::vector<float> &k,
                  int bits, const SearchOptions &so, bool record) {
+  bits = act_bits(c.opt, bits);  // both operands are activations
   const VitConfig &cfg = c.model->config();
   const int64_t T = cfg.tokens(), dh = cfg.head_dim(),
                 batch = static_cast<int64_t>(q.size()) / (T * dh);
@@ -245,6 +256,7 @@ void quantize_qk(PtqContext &c, int l, const std::vector<float> &q, const std::v
 
 void quantize_av(PtqContext &c, int l, const std::vector<float> &a, const std::vector<float> &v,
                  int bits, const SearchOptions &so, bool record) {
+  bits = act_bits(c.opt, bits);  // both operands are activations
   const VitConfig &cfg = c.model->config();
   const int64_t T = cfg.tokens(), dh = cfg.head_dim(),
                 batch = static_cast<int64_t>(v.size()) / (T * dh);
@@ -303,6 +315,9 @@ void check_options(const PtqOptions &o) {
          "edge bits must be in [2, 8], got " + std::to_string(o.edge_bits));
   for (int b : o.candidate_bits)
     if (!valid_bits(b)) fail(ErrorCode::invalid_argument, "candidate bits must be in [2, 8]");
+  if (!valid_bits(o.min_act_bits))
+    fail(ErrorCode::invalid_argument,
+         "minimum activation bits must be in [2, 8], got " + std::to_string(o.min_act_bits));
   if (o.sensitivity_at != "output" && o.sensitivity_at != "module")
     fail(ErrorCode::invalid_argument,
          "unknown sensitivity_at '" + o.sensitivity_at + "' (output, module)");
@@ -323,6 +338,7 @@ VqmWriter write_model(PtqContext &c, const VqmFile &fp32) {
       {"seed", c.opt.search.seed},
       {"bias_correction", c.opt.bias_correction},
       {"edge_bits", c.opt.edge_bits},
+      {"min_act_bits", c.opt.min_act_bits},
       {"zero_point_rule", "range"},
       {"order",
        "sequential: each layer searched on the outputs of the quantized layers before it"}};

@@ -20,7 +20,11 @@ struct PtqOptions {
   int bits = 8;                  // uniform bit-width of every MSA and MLP module
   double mixed_avg_bits = 0;     // > 0: mixed precision, parameter-weighted average weight bits
   double size_budget_bytes = 0;  // > 0: mixed precision within this many bytes of block weights
-  std::vector<int> candidate_bits = {3, 4, 5, 6, 8};
+  // Mixed precision's choices per module. 2 is a weight width only: activations stop at
+  // min_act_bits, so a 2-bit module is W2A3 by default (ours: where a module is insensitive its
+  // weights can go below 3 bits, which lets --mixed 3 trade; 2-bit activations lose far more).
+  std::vector<int> candidate_bits = {2, 3, 4, 5, 6, 8};
+  int min_act_bits = 3;  // a module at b bits quantizes its activations at max(b, min_act_bits)
   bool ranking = true;
   bool bias_correction = true;
   // Stage after the search (ours, not in the paper; method ptq only): GPTQ error-feedback
@@ -63,6 +67,11 @@ struct PtqOptions {
   // coarse search per module and candidate bit-width, as mixed precision does.
   bool measure_sensitivity = false;
 };
+
+// Activation bits of a module at `bits` (PtqOptions::min_act_bits).
+inline int act_bits(const PtqOptions &o, int bits) {
+  return bits > o.min_act_bits ? bits : o.min_act_bits;
+}
 
 struct LayerReport {
   std::string name;  // e.g. "blocks.3.attn.qkv" or "blocks.3.attn.q@k"

@@ -3,6 +3,7 @@
 // subset. The full-size numbers are in docs/quantization.md (scripts/quant-table.sh).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 
 #include "apps/data/calibration.h"
@@ -110,7 +111,7 @@ TEST(PtqEndToEnd, MixedPrecisionHonoursTheBudget) {
   int distinct = 0;
   std::set<int> seen;
   for (const auto &m : report.modules) {
-    EXPECT_EQ(m.sensitivity.size(), 5u) << m.name;
+    EXPECT_EQ(m.sensitivity.size(), opt.candidate_bits.size()) << m.name;
     // More bits never predict more error by orders of magnitude (noise aside).
     EXPECT_LE(m.sensitivity.at(8), m.sensitivity.at(3)) << m.name;
     seen.insert(m.bits);
@@ -125,6 +126,13 @@ TEST(PtqEndToEnd, MixedPrecisionHonoursTheBudget) {
     const std::string w =
         m.name + (m.name.find("attn") != std::string::npos ? ".qkv.weight" : ".fc1.weight");
     EXPECT_EQ(q->file().get(w).dtype, int_dtype_for_bits(m.bits)) << w;
+  }
+  // Activations stop at min_act_bits (3): a 2-bit module is W2A3.
+  for (size_t l = 0; l < q->quant()->blocks.size(); ++l) {
+    const BlockQuant &bq = q->quant()->blocks[l];
+    EXPECT_EQ(bq.qkv_in.bits, std::max(bq.attn_bits, 3)) << l;
+    EXPECT_EQ(bq.attn.bits, std::max(bq.attn_bits, 3)) << l;
+    EXPECT_EQ(bq.fc2_in.bits, std::max(bq.mlp_bits, 3)) << l;
   }
 
   // Profiling times every kind of operation of the integer forward and changes no result.
