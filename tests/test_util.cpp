@@ -122,6 +122,14 @@ std::vector<float> uniform_floats(size_t n, uint32_t seed, float lo, float hi) {
   return v;
 }
 
+std::vector<float> normal_floats(size_t n, uint32_t seed, float sd) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.f, sd);
+  std::vector<float> v(n);
+  for (auto &x : v) x = d(rng);
+  return v;
+}
+
 VitConfig tiny_config() {
   VitConfig c;
   c.image_size = 8;

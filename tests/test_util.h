@@ -37,6 +37,8 @@ std::string scratch_dir();
 VitConfig tiny_config();
 // n seeded uniform values in [lo, hi) (std::mt19937(seed)): test inputs, the same on every run.
 std::vector<float> uniform_floats(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f);
+// n floats drawn from N(0, sd^2) by std::mt19937(seed): the quantizer tests' data.
+std::vector<float> normal_floats(size_t n, uint32_t seed, float sd = 1.f);
 std::vector<uint8_t> read_bytes(const std::string &path);
 
 enum class Sanitizer { none, address, thread };

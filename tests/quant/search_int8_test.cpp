@@ -18,11 +18,7 @@ namespace vqm::quant {
 namespace {
 
 std::vector<float> normal(size_t n, uint32_t seed, float sd = 1.f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.f, sd);
-  std::vector<float> v(n);
-  for (auto &x : v) x = d(rng);
-  return v;
+  return test::normal_floats(n, seed, sd);
 }
 
 template <class T>
