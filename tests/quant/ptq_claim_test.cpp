@@ -150,8 +150,9 @@ TEST(PtqClaim, GptqLowersEveryLinearLayersErrorAndHelpsAtThreeBits) {
   EXPECT_EQ(linear, 2 + 4 * 12);
   const Measured off = run("ptq", 3, false);
   if (reduced_workload()) return;
-  // Measured on 2000 images: cosine 0.9528 with GPTQ, 0.9480 without (top-1 agreement 0.9265
-  // and 0.9220, a few images apart, so not asserted).
+  // Measured on 2000 images with every other stage on: cosine 0.9744 with GPTQ, 0.9711 without.
+  // Top-1 agreement goes the other way (0.9420 against 0.9460, 8 images), so it is not asserted:
+  // what GPTQ reliably changes is the distance of the logits to fp32.
   EXPECT_GT(on.cosine, off.cosine);
 }
 
