@@ -315,11 +315,7 @@ struct LinearCtx {
 };
 
 ActGrid make_grid(int bits, int zp, float delta) {
-  ActGrid g;
-  g.bits = bits;
-  g.zero_point = zp;
-  g.delta = delta;
-  return g;
+  return ActGrid{bits, zp, delta};
 }
 
 }  // namespace

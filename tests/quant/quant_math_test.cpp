@@ -18,18 +18,10 @@ std::vector<float> normal(size_t n, uint32_t seed, float sd = 1.f) {
   return test::normal_floats(n, seed, sd);
 }
 
-ActGrid grid(int bits, int zp, float delta) {
-  ActGrid g;
-  g.bits = bits;
-  g.zero_point = zp;
-  g.delta = delta;
-  return g;
-}
-
 // --- fake quantization -------------------------------------------------------------------------
 
 TEST(FakeQuantAct, RoundsHalfToEven) {
-  const ActGrid g = grid(8, 128, 0.5f);
+  const ActGrid g = ActGrid{8, 128, 0.5f};
   EXPECT_EQ(fake_quant_act(0.25f, g), 0.f);    // 0.5 -> 0
   EXPECT_EQ(fake_quant_act(0.75f, g), 1.f);    // 1.5 -> 2
   EXPECT_EQ(fake_quant_act(1.25f, g), 1.f);    // 2.5 -> 2
@@ -39,23 +31,23 @@ TEST(FakeQuantAct, RoundsHalfToEven) {
 }
 
 TEST(FakeQuantAct, ClampsToTheGrid) {
-  const ActGrid s = grid(8, 128, 0.5f);  // levels -128..127
+  const ActGrid s = ActGrid{8, 128, 0.5f};  // levels -128..127
   EXPECT_EQ(fake_quant_act(1000.f, s), 63.5f);
   EXPECT_EQ(fake_quant_act(-1000.f, s), -64.f);
-  const ActGrid u = grid(8, 0, 1.f / 255);  // softmax: [0, 1]
+  const ActGrid u = ActGrid{8, 0, 1.f / 255};  // softmax: [0, 1]
   EXPECT_EQ(fake_quant_act(-0.1f, u), 0.f);
   EXPECT_FLOAT_EQ(fake_quant_act(2.f, u), 1.f);
-  const ActGrid custom = grid(4, 3, 1.f);  // levels -3..12
+  const ActGrid custom = ActGrid{4, 3, 1.f};  // levels -3..12
   EXPECT_EQ(fake_quant_act(-5.f, custom), -3.f);
   EXPECT_EQ(fake_quant_act(13.f, custom), 12.f);
   EXPECT_EQ(fake_quant_act(5.4f, custom), 5.f);
-  const ActGrid top = grid(4, 15, 1.f);  // only non-positive levels
+  const ActGrid top = ActGrid{4, 15, 1.f};  // only non-positive levels
   EXPECT_EQ(fake_quant_act(3.f, top), 0.f);
   EXPECT_EQ(fake_quant_act(-20.f, top), -15.f);
 }
 
 TEST(FakeQuantAct, VectorMatchesNearbyintReferenceAndWorksInPlace) {
-  const ActGrid g = grid(6, 20, 0.037f);
+  const ActGrid g = ActGrid{6, 20, 0.037f};
   auto x = normal(100003, 1, 1.f);  // above the parallel threshold, odd length
   x[0] = 0.037f * 2.5f;
   std::vector<float> y(x.size());
@@ -70,10 +62,10 @@ TEST(FakeQuantAct, VectorMatchesNearbyintReferenceAndWorksInPlace) {
 }
 
 TEST(FakeQuantAct, RejectsBadGrids) {
-  EXPECT_VQM_ERROR(fake_quant_act(1.f, grid(8, 128, 0.f)), invalid_argument, "delta");
-  EXPECT_VQM_ERROR(fake_quant_act(1.f, grid(8, 256, 1.f)), invalid_argument, "zero point");
-  EXPECT_VQM_ERROR(fake_quant_act(1.f, grid(0, 0, 1.f)), invalid_argument, "bits");
-  EXPECT_VQM_ERROR(fake_quant_act(1.f, grid(8, 0, NAN)), invalid_argument, "delta");
+  EXPECT_VQM_ERROR(fake_quant_act(1.f, ActGrid{8, 128, 0.f}), invalid_argument, "delta");
+  EXPECT_VQM_ERROR(fake_quant_act(1.f, ActGrid{8, 256, 1.f}), invalid_argument, "zero point");
+  EXPECT_VQM_ERROR(fake_quant_act(1.f, ActGrid{0, 0, 1.f}), invalid_argument, "bits");
+  EXPECT_VQM_ERROR(fake_quant_act(1.f, ActGrid{8, 0, NAN}), invalid_argument, "delta");
 }
 
 TEST(FakeQuantWeights, PerRowDeltasClampAndRoundHalfEven) {
@@ -335,7 +327,7 @@ TEST(MeanOutputError, LayerWithAKnownInputQuantizationError) {
   const int64_t rows = 6, k = 5, n = 3;
   const auto w = normal(n * k, 11);
   std::vector<float> x(rows * k, 0.3f), xh(x.size());
-  fake_quant_act(x.data(), xh.data(), rows * k, grid(8, 0, 1.f));
+  fake_quant_act(x.data(), xh.data(), rows * k, ActGrid{8, 0, 1.f});
   std::vector<float> o(rows * n), oh(rows * n);
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < n; ++c)

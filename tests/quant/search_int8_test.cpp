@@ -30,14 +30,6 @@ std::vector<T> uniform_ints(size_t n, int lo, int hi, uint32_t seed) {
   return v;
 }
 
-ActGrid grid(int bits, int zp, float delta) {
-  ActGrid g;
-  g.bits = bits;
-  g.zero_point = zp;
-  g.delta = delta;
-  return g;
-}
-
 #define SKIP_WITHOUT_EXACT_INT8(k) \
   if (!int8_candidates_exact(k)) GTEST_SKIP() << "no exact int8 products on this CPU"
 
@@ -47,7 +39,7 @@ TEST(IntCodes, DequantizeToFakeQuantizationBitForBit) {
     for (int zp : {0, 1, 1 << (bits - 1), qmax}) {
       for (int64_t n : {0, 1, 7, 33, 2 * 16384 + 5}) {
         const auto x = normal(static_cast<size_t>(n) + 1, static_cast<uint32_t>(bits * 100 + zp));
-        const ActGrid g = grid(bits, zp, 3.f / qmax);
+        const ActGrid g = ActGrid{bits, zp, 3.f / qmax};
         std::vector<float> fq(x.size());
         fake_quant_act(x.data(), fq.data(), n, g);
         std::vector<uint8_t> codes(x.size());
