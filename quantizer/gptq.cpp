@@ -55,6 +55,9 @@ void check_args(const char *fn, const float *w, int64_t n, int64_t k, const floa
     bad_argument(std::string(fn) + ": the Hessian is not k x k");
   for (double v : h)
     if (!std::isfinite(v)) bad_argument(std::string(fn) + ": non-finite Hessian (inputs?)");
+  for (int64_t r = 0; r < n; ++r)
+    if (!(std::isfinite(delta[r]) && delta[r] > 0.f))
+      bad_argument(std::string(fn) + ": delta of row " + std::to_string(r) + " is not > 0");
 }
 
 // Columns in processing order: decreasing H diagonal (the columns that matter most are rounded
@@ -127,8 +130,7 @@ void gptq_round(const float *w, int64_t n, int64_t k, const float *delta_per_row
         double *e = err.data() + (r - r0) * k;
         const float wi = w[r * k + perm[i]];
         const float target = static_cast<float>(wi + dot(e, ci, i));
-        int8_t level = 0;
-        quantize_weights(&target, 1, 1, delta_per_row + r, bits, &level);
+        const int8_t level = weight_level(target, delta_per_row[r], bits);
         q_out[r * k + perm[i]] = level;
         e[i] = double(wi) - double(level) * double(delta_per_row[r]);
       }

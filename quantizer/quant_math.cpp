@@ -243,17 +243,19 @@ void quantize_act_levels(const float *x, int8_t *levels, int64_t n, const ActGri
   quantize_levels("quantize_act_levels", x, levels, n, g, 0.f);
 }
 
+int8_t weight_level(float w, float delta, int bits) {
+  const float lo = static_cast<float>(-(1 << (bits - 1)));
+  const float hi = static_cast<float>((1 << (bits - 1)) - 1);
+  return static_cast<int8_t>(quant_level(w, delta, lo, hi));
+}
+
 void quantize_weights(const float *w, int64_t n, int64_t k, const float *delta_per_row, int bits,
                       int8_t *q_out) {
   check_weight_args("quantize_weights", w, n, k, delta_per_row, bits, q_out);
-  const float lo = static_cast<float>(-(1 << (bits - 1)));
-  const float hi = static_cast<float>((1 << (bits - 1)) - 1);
 #pragma omp parallel for schedule(static) if (n * k >= kParallelMin)
-  for (int64_t r = 0; r < n; ++r) {
-    const float d = delta_per_row[r];
+  for (int64_t r = 0; r < n; ++r)
     for (int64_t j = 0; j < k; ++j)
-      q_out[r * k + j] = static_cast<int8_t>(quant_level(w[r * k + j], d, lo, hi));
-  }
+      q_out[r * k + j] = weight_level(w[r * k + j], delta_per_row[r], bits);
 }
 
 void fake_quant_weights(const float *w, int64_t n, int64_t k, const float *delta_per_row, int bits,

@@ -50,6 +50,9 @@ void quantize_act_levels(const float *x, int8_t *levels, int64_t n, const ActGri
 // delta finite and > 0 (an all-zero row still needs a positive delta; any one will do).
 void quantize_weights(const float *w, int64_t n, int64_t k, const float *delta_per_row, int bits,
                       int8_t *q_out);
+// One weight's level by the same rule, unchecked (bits in [2, 8], delta finite and > 0): for
+// callers that round weight by weight, such as GPTQ.
+int8_t weight_level(float w, float delta, int bits);
 void fake_quant_weights(const float *w, int64_t n, int64_t k, const float *delta_per_row, int bits,
                         float *w_hat_out);
 
