@@ -97,11 +97,13 @@ fi
 # so that a README that lost its set-up block fails in a second, not in ten minutes.
 # $1 = which line of the first ```sh block (1 or 2); prints it without its trailing # comment.
 readme_command() {
+  # The readers consume all their input (no early `exit`): under pipefail, a writer cut off by a
+  # reader that left early dies of SIGPIPE, and that fails this whole script (exit 141).
   git -C "$repo" show "$commit:README.md" |
     awk -v want="$1" '
-      !inblock && /^```sh[[:space:]]*$/ { inblock = 1; next }
-      inblock && /^```/ { exit }
-      inblock && ++n == want { print; exit }' |
+      !inblock && !done && /^```sh[[:space:]]*$/ { inblock = 1; next }
+      inblock && /^```/ { inblock = 0; done = 1; next }
+      inblock && ++n == want { print }' |
     sed -E 's/[[:space:]]#.*$//; s/^[[:space:]]+//; s/[[:space:]]+$//'
 }
 cmd1=$(readme_command 1)
@@ -111,11 +113,12 @@ cmd2=$(readme_command 2)
   die "README.md at $short has no second command in its first \`\`\`sh block"
 
 # debootstrap must use the mirror the host's apt uses: this machine reaches no other.
+# Prints the first bookworm mirror and stops (no `| head`: see readme_command on SIGPIPE).
 find_mirror() {
-  local f
+  local f hit
   for f in /etc/apt/sources.list.d/*.sources; do
     [ -f "$f" ] || continue
-    awk 'BEGIN { RS = ""; FS = "\n" }
+    hit=$(awk 'BEGIN { RS = ""; FS = "\n" }
       {
         uris = ""; suites = ""; types = ""; enabled = "yes"
         for (i = 1; i <= NF; i++) {
@@ -129,14 +132,24 @@ find_mirror() {
             suites ~ /[[:space:]]bookworm[[:space:]]/ && uris != "") {
           split(uris, u, /[[:space:]]+/); print u[1]; exit
         }
-      }' "$f"
+      }' "$f")
+    if [ -n "$hit" ]; then
+      echo "$hit"
+      return 0
+    fi
   done
   for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
     [ -f "$f" ] || continue
-    sed -E 's/\[[^]]*\]//' "$f" | awk '$1 == "deb" && $3 == "bookworm" { print $2; exit }'
+    # One-line form; the [options] part is dropped first.
+    hit=$(awk '{ sub(/\[[^]]*\]/, "") } $1 == "deb" && $3 == "bookworm" { print $2; exit }' "$f")
+    if [ -n "$hit" ]; then
+      echo "$hit"
+      return 0
+    fi
   done
+  return 0
 }
-mirror=$(find_mirror | head -n 1)
+mirror=$(find_mirror)
 [ -n "$mirror" ] || die "no 'deb ... bookworm' source in /etc/apt/sources.list{,.d}: which mirror?"
 
 if ! command -v debootstrap >/dev/null && [ ! -x /usr/sbin/debootstrap ]; then

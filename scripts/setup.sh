@@ -21,7 +21,9 @@ packages=(build-essential cmake pkg-config git libdnnl-dev ocl-icd-opencl-dev nl
           python3-setuptools python3-wheel python3-venv)
 missing=()
 for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  # A comparison, not `| grep -q`: under pipefail a reader that leaves early can fail the pipe.
+  [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" = "install ok installed" ] ||
+    missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""

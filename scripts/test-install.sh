@@ -20,7 +20,8 @@ cache() { sed -n "s/^$1:[A-Z]*=//p" "$build/CMakeCache.txt"; }
 cmake --install "$build" --prefix "$prefix" >/dev/null
 lib=$prefix/lib/libvqm.so
 
-leaked=$(nm -D --defined-only "$lib" | awk '$3 !~ /^vqm_/ {print $3}' | head -5)
+# awk keeps reading (no `| head`, whose early exit would be a SIGPIPE failure under pipefail).
+leaked=$(nm -D --defined-only "$lib" | awk '$3 !~ /^vqm_/ && ++n <= 5 {print $3}')
 [ -z "$leaked" ] || fail "libvqm.so exports symbols outside the C API: $leaked"
 version=$(PKG_CONFIG_PATH=$prefix/lib/pkgconfig pkg-config --modversion vqm)
 soname=$(readelf -d "$lib" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
