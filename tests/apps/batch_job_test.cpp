@@ -127,8 +127,10 @@ bool kill_after_first_part(const JobFixture &f, const std::string &out) {
   const std::vector<std::string> argv = {
       tool("vit-run"), "--quiet", "--threads", "1", "--batch", "1", "--part-size", "2",
       "--model",       f.model,   "--out",     out, f.images};
+  // c_strings points into its argument: the environment must outlive the spawn.
+  const std::vector<std::string> environment = environment_plus({});
   const auto args = c_strings(argv);
-  const auto env = c_strings(environment_plus({}));
+  const auto env = c_strings(environment);
   pid_t pid = 0;
   EXPECT_EQ(posix_spawn(&pid, argv[0].c_str(), nullptr, nullptr, args.data(), env.data()), 0);
   int status = 0;
