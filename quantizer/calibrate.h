@@ -21,13 +21,19 @@ struct CalibrationSet {
 // for every tap event with the batch offset of the event's first image. When `stop_after` is
 // given, the forward of each batch stops once that tap has been delivered, which saves the rest
 // of the network in sequential calibration.
+// When `start` is given, the forward begins at block start->block from the residual stream
+// start->x of every calibration image (VitSession::run_from), which saves the blocks before it.
 struct StopAt {
   Tap tap;
   int block;
 };
+struct StartAt {
+  int block;
+  const std::vector<float> *x;  // calib.n x tokens x embed_dim, in image order
+};
 void run_calibration(
     const VitModel &model, const CalibrationSet &calib, int max_batch,
     const std::function<void(const TapEvent &, int first_image, int batch)> &on_tap,
-    const StopAt *stop_after = nullptr);
+    const StopAt *stop_after = nullptr, const StartAt *start = nullptr);
 
 }  // namespace vqm::quant

@@ -47,19 +47,24 @@ std::vector<std::pair<int, int>> choose_mixed_bits(PtqContext &c, double budget_
   // Every module is fp32 here (each is restored after its trial), so this is the fp32 output.
   const std::vector<float> fp_output =
       at_output ? capture(c, {output_key}).at(output_key) : std::vector<float>{};
+  // The fp32 residual stream entering block l: block l's captures and trials start there.
+  std::vector<float> block_in = capture(c, {{Tap::embed, -1}}).begin()->second;
 
   for (int l = 0; l < depth; ++l) {
+    const StartAt from{l, &block_in};
     // fp32 activations of this block (everything else fp32 too: sensitivity is per module).
-    auto fp = capture(c, {{Tap::qkv_in, l},
-                          {Tap::q, l},
-                          {Tap::k, l},
-                          {Tap::v, l},
-                          {Tap::attn_probs, l},
-                          {Tap::proj_in, l},
-                          {Tap::attn_residual, l},
-                          {Tap::fc1_in, l},
-                          {Tap::fc2_in, l},
-                          {Tap::block_out, l}});
+    auto fp = capture(c,
+                      {{Tap::qkv_in, l},
+                       {Tap::q, l},
+                       {Tap::k, l},
+                       {Tap::v, l},
+                       {Tap::attn_probs, l},
+                       {Tap::proj_in, l},
+                       {Tap::attn_residual, l},
+                       {Tap::fc1_in, l},
+                       {Tap::fc2_in, l},
+                       {Tap::block_out, l}},
+                      &from);
     const auto &attn = fp[{Tap::attn_probs, l}];
     const auto &resid = fp[{Tap::attn_residual, l}];
     const auto &out = fp[{Tap::block_out, l}];
@@ -98,7 +103,7 @@ std::vector<std::pair<int, int>> choose_mixed_bits(PtqContext &c, double budget_
         const TapKey key = at_output ? output_key
                            : is_attn ? TapKey{Tap::attn_residual, l}
                                      : TapKey{Tap::block_out, l};
-        const auto quantized = capture(c, {key});
+        const auto quantized = capture(c, {key}, &from);
         const double err = squared_error(quantized.at(key), at_output ? fp_output
                                                             : is_attn ? resid
                                                                       : out);
@@ -110,6 +115,7 @@ std::vector<std::pair<int, int>> choose_mixed_bits(PtqContext &c, double budget_
       options.push_back(opts);
       reports.push_back(mr);
     }
+    block_in = std::move(fp[{Tap::block_out, l}]);
   }
   c.model->set_quant(c.q);
   // Omega = (nuclear norm / mean nuclear norm of the same kind) * output error.

@@ -32,9 +32,11 @@ struct PtqContext {
 };
 
 // Activations at several taps in one calibration pass (stopping after the last one), each as
-// the concatenation over all calibration images, in image order.
+// the concatenation over all calibration images, in image order. With `start`, the pass begins
+// at that block from its cached input (the taps must all come after it).
 using TapKey = std::pair<Tap, int>;  // (tap, block)
-std::map<TapKey, std::vector<float>> capture(PtqContext &c, const std::vector<TapKey> &taps);
+std::map<TapKey, std::vector<float>> capture(PtqContext &c, const std::vector<TapKey> &taps,
+                                             const StartAt *start = nullptr);
 
 // Zero point of a b-bit activation grid from the data's range (ours, see docs/quantization.md):
 // 0 for non-negative data (softmax), about 2^(b-1) for symmetric data, in between for skewed

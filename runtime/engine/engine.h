@@ -97,6 +97,14 @@ class Engine {
   // profile (nullptr: none) is charged each operation's time.
   virtual void forward(const float *nchw, int n, float *out, const TapFn *taps,
                        OpProfile *profile) = 0;
+  // The same forward resumed at block `first` from residual stream `x` (n x tokens x embed_dim,
+  // what Tap::block_out of block first - 1 shows, or Tap::embed for block 0). The fp32 /
+  // simulated engine implements it (VitSession::run_from: the quantizer's calibration).
+  virtual void forward_from(int /*first*/, const float * /*x*/, int /*n*/, float * /*out*/,
+                            const TapFn * /*taps*/, OpProfile * /*profile*/) {
+    fail(ErrorCode::unsupported,
+         "resuming a forward at a block needs an fp32 or simulated session");
+  }
   // "op: impl" for every distinct primitive (VQM_VERBOSE, the bench tool).
   virtual std::vector<std::string> kernel_report() const = 0;
 };

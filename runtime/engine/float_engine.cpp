@@ -1,5 +1,6 @@
 #include "runtime/engine/float_engine.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/kernels.h"
@@ -169,8 +170,25 @@ void FloatEngine::forward(const float *nchw, int n, float *out, const TapFn *tap
   embed_tokens(*model_, B.patch_out.ptr, B.x.ptr, n);
   pass.tap(Tap::embed, -1, B.x.ptr, n * T, D);
   pass.clk.lap(Op::other);
+  finish(plan, 0, n, pass, out);
+}
 
-  for (int l = 0; l < c.depth; ++l) block(plan, l, n, pass);
+void FloatEngine::forward_from(int first, const float *x, int n, float *out, const TapFn *taps,
+                               OpProfile *profile) {
+  const VitConfig &c = model_->config();
+  Pass pass{taps, model_->quant(), OpClock(profile)};
+  std::copy(x, x + int64_t{n} * c.tokens() * c.embed_dim, buf_->x.ptr);
+  pass.clk.lap(OpProfile::Op::other);
+  finish(plan_for(n), first, n, pass, out);
+}
+
+void FloatEngine::finish(const Plan &plan, int first, int n, Pass &pass, float *out) {
+  using Op = OpProfile::Op;
+  const VitConfig &c = model_->config();
+  SessionBuffers &B = *buf_;
+  const int64_t D = c.embed_dim;
+  const ModelQuant *mq = pass.mq;
+  for (int l = first; l < c.depth; ++l) block(plan, l, n, pass);
 
   pool_tokens(*model_, B, n);
   if (c.num_classes > 0) pass.quantize(mq ? &mq->head_in : nullptr, B.pooled.ptr, n * D);

@@ -20,6 +20,8 @@ class FloatEngine final : public Engine {
   static uint64_t activation_bytes(const VitConfig &c, int64_t max_batch);
   void forward(const float *nchw, int n, float *out, const TapFn *taps,
                OpProfile *profile) override;
+  void forward_from(int first, const float *x, int n, float *out, const TapFn *taps,
+                    OpProfile *profile) override;
   std::vector<std::string> kernel_report() const override;
 
  private:
@@ -40,6 +42,8 @@ class FloatEngine final : public Engine {
   std::unique_ptr<Plan> bind_plan(int b, const Pds &p, const dnnl::memory &scratch);
   Plan &plan_for(int n);
   void block(const Plan &plan, int l, int n, Pass &pass);
+  // Blocks first..depth-1 on the residual stream in buf_->x, then pooling and the head.
+  void finish(const Plan &plan, int first, int n, Pass &pass, float *out);
 
   std::shared_ptr<const VitModel> model_;
   dnnl::stream stream_;

@@ -132,6 +132,12 @@ class VitSession {
   // nchw: n images of config().input_size() floats (already preprocessed); out: n x
   // config().n_outputs() (logits, or embeddings for a model without a head).
   void run(const float *nchw, int64_t n, float *out, const TapFn *taps = nullptr);
+  // The forward of n images resumed at block `first` (0 <= first <= depth) from their residual
+  // stream `x`: n x tokens() x embed_dim floats, what Tap::block_out of block first - 1 shows
+  // (Tap::embed for block 0). Taps before block `first` do not fire. fp32 and simulated sessions
+  // only (vqm::Error unsupported otherwise): the quantizer replays from the block it is deciding
+  // instead of from the image.
+  void run_from(int first, const float *x, int64_t n, float *out, const TapFn *taps = nullptr);
 
   const VitModel &model() const { return *model_; }
   // "op: impl" for every distinct primitive, for VQM_VERBOSE and the bench tool.
@@ -146,6 +152,9 @@ class VitSession {
   std::vector<int> sizes_;  // planned batch sizes: powers of two, then max_batch
   std::unique_ptr<Engine> engine_;
   OpProfile profile_;
+  // Splits n items of `in_size` floats into planned batches: forward(in, chunk, out) per batch.
+  void split(const float *in, int64_t in_size, int64_t n, float *out,
+             const std::function<void(const float *, int, float *)> &forward);
 };
 
 }  // namespace vqm

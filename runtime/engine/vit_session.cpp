@@ -64,13 +64,31 @@ std::vector<std::string> VitSession::kernel_report() const {
 }
 
 void VitSession::run(const float *nchw, int64_t n, float *out, const TapFn *taps) {
+  OpProfile *profile = options_.profile ? &profile_ : nullptr;
+  split(nchw, model_->config().input_size(), n, out, [&](const float *in, int chunk, float *o) {
+    engine_->forward(in, chunk, o, taps, profile);
+  });
+}
+
+void VitSession::run_from(int first, const float *x, int64_t n, float *out, const TapFn *taps) {
+  const VitConfig &c = model_->config();
+  if (first < 0 || first > c.depth)
+    fail(ErrorCode::invalid_argument, "run_from: block " + std::to_string(first) +
+                                          " is not in [0, " + std::to_string(c.depth) + "]");
+  OpProfile *profile = options_.profile ? &profile_ : nullptr;
+  split(x, c.tokens() * c.embed_dim, n, out, [&](const float *in, int chunk, float *o) {
+    engine_->forward_from(first, in, chunk, o, taps, profile);
+  });
+}
+
+void VitSession::split(const float *in, int64_t in_size, int64_t n, float *out,
+                       const std::function<void(const float *, int, float *)> &forward) {
   if (n < 0) fail(ErrorCode::invalid_argument, "negative image count " + std::to_string(n));
-  if (n > 0 && (!nchw || !out)) fail(ErrorCode::invalid_argument, "NULL input or output buffer");
+  if (n > 0 && (!in || !out)) fail(ErrorCode::invalid_argument, "NULL input or output buffer");
   // The session's thread count for this run only: the caller's OpenMP state is left as it was.
   std::optional<dn::ScopedThreads> threads;
   if (options_.n_threads > 0) threads.emplace(options_.n_threads);
-  const VitConfig &c = model_->config();
-  OpProfile *profile = options_.profile ? &profile_ : nullptr;
+  const int64_t out_size = model_->config().n_outputs();
   int64_t done = 0;
   while (done < n) {
     // The largest planned batch size that fits what is left (the sizes include 1).
@@ -78,8 +96,7 @@ void VitSession::run(const float *nchw, int64_t n, float *out, const TapFn *taps
     int chunk = 1;
     for (int s : sizes_)
       if (s <= left) chunk = s;
-    engine_->forward(nchw + done * c.input_size(), chunk, out + done * c.n_outputs(), taps,
-                     profile);
+    forward(in + done * in_size, chunk, out + done * out_size);
     done += chunk;
   }
 }

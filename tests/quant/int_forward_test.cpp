@@ -7,6 +7,7 @@
 #include <omp.h>
 
 #include <cstring>
+#include <map>
 
 #include "apps/data/calibration.h"
 #include "models/convert.h"
@@ -110,6 +111,57 @@ TEST(IntegerForward, SessionsLeaveTheCallersOpenMpThreadCountAlone) {
     }
   }
   omp_set_num_threads(saved);
+}
+
+// VitSession::run_from (the quantizer's calibration replays from the block it is deciding): a
+// forward resumed at block `first` from the residual stream that the full forward showed there
+// gives the full forward's later activations and logits bit for bit (the same primitives on the
+// same numbers), fires no tap before the block, and is refused where it cannot run.
+TEST(ResumedForward, RunFromABlockGivesTheFullForwardBitForBit) {
+  const int depth = fixture().fp32->config().depth;
+  SessionOptions sim;
+  sim.max_batch = 4;  // the 7 images run as 4 + 2 + 1: every planned size
+  sim.simulate = true;
+  for (const auto &model : {fixture().fp32, fixture().quantized}) {
+    const char *kind = model->quant() ? "simulated" : "fp32";
+    VitSession session(model, sim);
+    std::map<std::pair<Tap, int>, std::vector<float>> full;
+    const TapFn keep = [&](const TapEvent &e) {
+      auto &v = full[{e.tap, e.block}];
+      v.insert(v.end(), e.data, e.data + e.rows * e.cols);
+    };
+    std::vector<float> want(kImages * kClasses), got(kImages * kClasses);
+    session.run(fixture().inputs.data(), kImages, want.data(), &keep);
+    for (int first : {0, 5, depth}) {
+      const auto &x = first == 0 ? full[{Tap::embed, -1}] : full[{Tap::block_out, first - 1}];
+      std::map<std::pair<Tap, int>, std::vector<float>> resumed;
+      const TapFn check = [&](const TapEvent &e) {
+        EXPECT_TRUE(e.block >= first || e.tap == Tap::prelogits)
+            << kind << ": a tap of block " << e.block << " fired resuming at " << first;
+        auto &v = resumed[{e.tap, e.block}];
+        v.insert(v.end(), e.data, e.data + e.rows * e.cols);
+      };
+      session.run_from(first, x.data(), kImages, got.data(), &check);
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0)
+          << kind << ", resumed at block " << first;
+      for (const auto &[key, values] : resumed)
+        EXPECT_EQ(values, full[key]) << kind << ": tap " << int(key.first) << " of block "
+                                     << key.second << ", resumed at block " << first;
+      size_t later = 0;  // every tap from block `first` on fired
+      for (const auto &[key, values] : full)
+        later += key.second >= first || key.first == Tap::prelogits;
+      EXPECT_EQ(resumed.size(), later) << kind << ", resumed at block " << first;
+    }
+    EXPECT_VQM_ERROR(session.run_from(depth + 1, want.data(), 1, got.data()), invalid_argument,
+                     "is not in [0, 12]");
+    EXPECT_VQM_ERROR(session.run_from(-1, want.data(), 1, got.data()), invalid_argument,
+                     "block -1");
+  }
+  VitSession integer(fixture().quantized, SessionOptions{});
+  std::vector<float> x(fixture().fp32->config().tokens() * fixture().fp32->config().embed_dim),
+      out(kClasses);
+  EXPECT_VQM_ERROR(integer.run_from(3, x.data(), 1, out.data()), unsupported,
+                   "needs an fp32 or simulated session");
 }
 
 }  // namespace
