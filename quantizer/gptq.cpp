@@ -142,22 +142,17 @@ double weight_output_error(const float *w, const int8_t *q, int64_t n, int64_t k
                            const float *delta_per_row, const std::vector<double> &h) {
   check_args("weight_output_error", w, n, k, delta_per_row, 8, h);
   if (!q) bad_argument("weight_output_error: null levels");
-  const int64_t blocks = (n + kRowBlock - 1) / kRowBlock;
-  std::vector<double> part(static_cast<size_t>(blocks), 0.0);  // summed in order: no thread effect
-#pragma omp parallel for schedule(dynamic)
-  for (int64_t blk = 0; blk < blocks; ++blk) {
-    const int64_t r0 = blk * kRowBlock, r1 = std::min(n, r0 + kRowBlock);
-    std::vector<double> e(static_cast<size_t>((r1 - r0) * k));
-    for (int64_t r = r0; r < r1; ++r)
-      for (int64_t j = 0; j < k; ++j)
-        e[(r - r0) * k + j] = double(w[r * k + j]) - double(q[r * k + j]) * delta_per_row[r];
-    for (int64_t a = 0; a < k; ++a)
-      for (int64_t r = r0; r < r1; ++r) {
-        const double *er = e.data() + (r - r0) * k;
-        part[blk] += er[a] * dot(h.data() + a * k, er, k);
-      }
-  }
-  return std::accumulate(part.begin(), part.end(), 0.0) / static_cast<double>(n);
+  // sum_r e_r^T H e_r as one sgemm (E H) and a row-wise dot: a report figure, where float
+  // products are ample; the double loop it replaces was 9 % of a DeiT-S quantization.
+  std::vector<float> e(static_cast<size_t>(n * k)), eh(e.size()), hf(h.begin(), h.end());
+  for (int64_t i = 0; i < n * k; ++i)
+    e[i] = static_cast<float>(double(w[i]) - double(q[i]) * delta_per_row[i / k]);
+  if (dnnl::sgemm('N', 'N', n, k, k, 1.0f, e.data(), k, hf.data(), k, 0.0f, eh.data(), k) !=
+      dnnl::status::success)
+    bad_argument("weight_output_error: sgemm failed");
+  double sum = 0;
+  for (int64_t i = 0; i < n * k; ++i) sum += double(e[i]) * eh[i];
+  return sum / static_cast<double>(n);
 }
 
 }  // namespace vqm::quant

@@ -389,6 +389,28 @@ float scan_factors(const std::vector<float> &factors, int stride, float current,
   return best_f;
 }
 
+// The alternations below scan one factor with the other fixed. A scan is a deterministic
+// function of the other factor and the current state, and it leaves the state at its best, so
+// rerunning it when the other factor has not moved since its last run finds nothing new (the same
+// candidates, the same values, the same curve). Skipping it is exact, and it saves a quarter to
+// a half of a search's products once the alternation has converged.
+class AlternationSkip {
+ public:
+  // Whether the first factor's scan must run, given the second factor's current value.
+  bool first_needed(float second) { return needed(first_ran_, second_at_first_, second); }
+  bool second_needed(float first) { return needed(second_ran_, first_at_second_, first); }
+
+ private:
+  static bool needed(bool &ran, float &seen, float other) {
+    if (ran && seen == other) return false;
+    ran = true;
+    seen = other;
+    return true;
+  }
+  bool first_ran_ = false, second_ran_ = false;
+  float second_at_first_ = 0, first_at_second_ = 0;
+};
+
 // The x start: the max-based D0, or the percentile one when it scores better (ours, see
 // SearchOptions::init_percentile). Leaves ctx at the chosen start; returns its D0.
 float choose_x_start(LinearCtx &ctx, const SearchOptions &opt, float d0x_max, double &best,
@@ -480,20 +502,25 @@ LinearResult search_linear(const LinearProblem &p, const SearchOptions &opt) {
   r.similarity_init = ctx.eval();
   double best = r.similarity_init;
   const float d0x = choose_x_start(ctx, opt, d0x_max, best, r);
+  AlternationSkip skip;
   for (int round = 0; round < opt.rounds; ++round) {
     // Weights with x fixed: one shared factor on every channel's D0; then the input with w fixed.
-    const float f_w = scan_factors(factors, stride, fw[0], best, [&](float f) {
-      ctx.set_w(scaled(d0w, std::vector<float>(fw.size(), f)));
-      return ctx.eval();
-    });
-    std::fill(fw.begin(), fw.end(), f_w);
-    ctx.set_w(scaled(d0w, fw));
+    if (skip.first_needed(fx)) {
+      const float f_w = scan_factors(factors, stride, fw[0], best, [&](float f) {
+        ctx.set_w(scaled(d0w, std::vector<float>(fw.size(), f)));
+        return ctx.eval();
+      });
+      std::fill(fw.begin(), fw.end(), f_w);
+      ctx.set_w(scaled(d0w, fw));
+    }
     auto eval_x = [&](float f) {
       ctx.set_x(make_grid(p.x_bits, p.x_zero_point, d0x * f));
       return ctx.eval();
     };
-    fx = scan_factors(factors, stride, fx, best, eval_x, &r.curve, d0x);
-    ctx.set_x(make_grid(p.x_bits, p.x_zero_point, d0x * fx));
+    if (skip.second_needed(fw[0])) {
+      fx = scan_factors(factors, stride, fx, best, eval_x, &r.curve, d0x);
+      ctx.set_x(make_grid(p.x_bits, p.x_zero_point, d0x * fx));
+    }
   }
   if (opt.per_channel && opt.refine_channels && opt.candidates > 1)
     r.channels_refined = refine_channels(ctx, d0w, factors, stride, fw, best);
@@ -708,19 +735,24 @@ MatmulResult search_matmul(const MatmulProblem &p, const SearchOptions &opt, boo
 
   // The alternation of search_linear, with a in the role of W and b in the role of x.
   const int stride = effective_stride(opt);
+  AlternationSkip skip;
   for (int round = 0; round < opt.rounds; ++round) {
     auto eval_a = [&](float f) {
       ctx.set_a(grid_a(f));
       return ctx.eval().value;
     };
-    fa = scan_factors(factors, stride, fa, best, eval_a, &r.curve, d0a);
-    ctx.set_a(grid_a(fa));
+    if (skip.first_needed(fb)) {
+      fa = scan_factors(factors, stride, fa, best, eval_a, &r.curve, d0a);
+      ctx.set_a(grid_a(fa));
+    }
     auto eval_b = [&](float f) {
       ctx.set_b(grid_b(f));
       return ctx.eval().value;
     };
-    fb = scan_factors(factors, stride, fb, best, eval_b, &r.curve_b, d0b);
-    ctx.set_b(grid_b(fb));
+    if (skip.second_needed(fa)) {
+      fb = scan_factors(factors, stride, fb, best, eval_b, &r.curve_b, d0b);
+      ctx.set_b(grid_b(fb));
+    }
   }
   r.a_grid = grid_a(fa);
   r.b_grid = grid_b(fb);
