@@ -4,7 +4,8 @@
 // captured input, weights and the zero points it chose.
 //
 // Cost: every candidate is one fp32 oneDNN GEMM over the (subsampled) calibration rows plus a
-// Pearson pass; a linear search runs R * 2 * C GEMMs (+ C + 1 for the per-channel refinement).
+// Pearson pass; a linear search runs at most R * 2 * C GEMMs (+ C + 1 for the per-channel
+// refinement; scans that cannot change anything are skipped, see search.cpp).
 // The primitives are created once per problem and use all OpenMP threads; nothing is printed.
 #pragma once
 #include <cstdint>
