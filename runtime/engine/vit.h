@@ -153,8 +153,10 @@ class VitSession {
   std::unique_ptr<Engine> engine_;
   OpProfile profile_;
   // Splits n items of `in_size` floats into planned batches: forward(in, chunk, out) per batch.
-  void split(const float *in, int64_t in_size, int64_t n, float *out,
-             const std::function<void(const float *, int, float *)> &forward);
+  // A template (defined in vit_session.cpp, its only user), not a std::function: run()'s
+  // callable would not fit std::function's small buffer and cost an allocation per call.
+  template <class Forward>
+  void split(const float *in, int64_t in_size, int64_t n, float *out, Forward &&forward);
 };
 
 }  // namespace vqm

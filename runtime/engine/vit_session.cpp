@@ -63,26 +63,8 @@ std::vector<std::string> VitSession::kernel_report() const {
   return engine_->kernel_report();
 }
 
-void VitSession::run(const float *nchw, int64_t n, float *out, const TapFn *taps) {
-  OpProfile *profile = options_.profile ? &profile_ : nullptr;
-  split(nchw, model_->config().input_size(), n, out, [&](const float *in, int chunk, float *o) {
-    engine_->forward(in, chunk, o, taps, profile);
-  });
-}
-
-void VitSession::run_from(int first, const float *x, int64_t n, float *out, const TapFn *taps) {
-  const VitConfig &c = model_->config();
-  if (first < 0 || first > c.depth)
-    fail(ErrorCode::invalid_argument, "run_from: block " + std::to_string(first) +
-                                          " is not in [0, " + std::to_string(c.depth) + "]");
-  OpProfile *profile = options_.profile ? &profile_ : nullptr;
-  split(x, c.tokens() * c.embed_dim, n, out, [&](const float *in, int chunk, float *o) {
-    engine_->forward_from(first, in, chunk, o, taps, profile);
-  });
-}
-
-void VitSession::split(const float *in, int64_t in_size, int64_t n, float *out,
-                       const std::function<void(const float *, int, float *)> &forward) {
+template <class Forward>
+void VitSession::split(const float *in, int64_t in_size, int64_t n, float *out, Forward &&forward) {
   if (n < 0) fail(ErrorCode::invalid_argument, "negative image count " + std::to_string(n));
   if (n > 0 && (!in || !out)) fail(ErrorCode::invalid_argument, "NULL input or output buffer");
   // The session's thread count for this run only: the caller's OpenMP state is left as it was.
@@ -99,6 +81,24 @@ void VitSession::split(const float *in, int64_t in_size, int64_t n, float *out,
     forward(in + done * in_size, chunk, out + done * out_size);
     done += chunk;
   }
+}
+
+void VitSession::run(const float *nchw, int64_t n, float *out, const TapFn *taps) {
+  OpProfile *profile = options_.profile ? &profile_ : nullptr;
+  split(nchw, model_->config().input_size(), n, out, [&](const float *in, int chunk, float *o) {
+    engine_->forward(in, chunk, o, taps, profile);
+  });
+}
+
+void VitSession::run_from(int first, const float *x, int64_t n, float *out, const TapFn *taps) {
+  const VitConfig &c = model_->config();
+  if (first < 0 || first > c.depth)
+    fail(ErrorCode::invalid_argument, "run_from: block " + std::to_string(first) +
+                                          " is not in [0, " + std::to_string(c.depth) + "]");
+  OpProfile *profile = options_.profile ? &profile_ : nullptr;
+  split(x, c.tokens() * c.embed_dim, n, out, [&](const float *in, int chunk, float *o) {
+    engine_->forward_from(first, in, chunk, o, taps, profile);
+  });
 }
 
 }  // namespace vqm
