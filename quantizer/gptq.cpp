@@ -145,8 +145,9 @@ double weight_output_error(const float *w, const int8_t *q, int64_t n, int64_t k
   // sum_r e_r^T H e_r as one sgemm (E H) and a row-wise dot: a report figure, where float
   // products are ample; the double loop it replaces was 9 % of a DeiT-S quantization.
   std::vector<float> e(static_cast<size_t>(n * k)), eh(e.size()), hf(h.begin(), h.end());
-  for (int64_t i = 0; i < n * k; ++i)
-    e[i] = static_cast<float>(double(w[i]) - double(q[i]) * delta_per_row[i / k]);
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t j = r * k; j < (r + 1) * k; ++j)
+      e[j] = static_cast<float>(double(w[j]) - double(q[j]) * delta_per_row[r]);
   if (dnnl::sgemm('N', 'N', n, k, k, 1.0f, e.data(), k, hf.data(), k, 0.0f, eh.data(), k) !=
       dnnl::status::success)
     bad_argument("weight_output_error: sgemm failed");
