@@ -269,6 +269,24 @@ TEST(NuclearNorm, KnownSingularValuesOfARandomMatrix) {
   EXPECT_LE(nuc, std::sqrt(double(r) * frob2) * (1 + 1e-6));
 }
 
+TEST(NuclearNorm, FullRankWithRepeatedSingularValues) {
+  // Full rank at a size near a DeiT attention map, singular values repeated (1..7, each ~14
+  // times): the tridiagonal QL must deflate clusters of equal eigenvalues correctly.
+  const int m = 100, n = 130;
+  const auto U = orthonormal(m, m, 10), V = orthonormal(n, m, 11);
+  std::vector<double> a(size_t(m) * n, 0.0);
+  double want = 0;
+  for (int t = 0; t < m; ++t) {
+    const double s = 1 + t % 7;
+    want += s;
+    for (int i = 0; i < m; ++i)
+      for (int j = 0; j < n; ++j) a[i * n + j] += U[i * m + t] * s * V[j * m + t];
+  }
+  const std::vector<float> af(a.begin(), a.end());
+  // float storage of A perturbs each singular value by ~1e-7 relative.
+  EXPECT_NEAR(nuclear_norm(af.data(), m, n), want, 1e-5 * want);
+}
+
 TEST(NuclearNorm, MatchesClosedFormEigenvaluesOfSmallGrams) {
   // 2 x n: Gram eigenvalues by the quadratic formula.
   const int n = 7;
