@@ -1,6 +1,6 @@
-// The two-range grid of kernels.h (TwinCodes). Scalar on purpose: it runs only for models
-// quantized below 8 bits, once over the attention probabilities, and the integer rule is the
-// whole definition (no float step besides the uniform rule's division).
+// The two-range grid of kernels.h (TwinCodes). Plain C++ (auto-vectorized): it runs only for
+// models quantized below 8 bits, once over the attention probabilities, and the integer rule is
+// the whole definition (no float step besides the uniform rule's division).
 #include <algorithm>
 #include <cmath>
 
@@ -11,18 +11,20 @@ namespace vqm::kernels {
 namespace {
 
 // Codes from t.fine up to the nearest multiple of 2^shift (half to even), capped at t.qmax.
+// Branch-free (adding half - 1 plus the quotient's low bit rounds a tie up exactly when the
+// quotient is odd), so that coarsen_codes vectorizes: the quantizer's softmax-grid search calls
+// it once per candidate over every attention probability.
 inline int32_t twin_code(int32_t c, const TwinCodes &t) {
-  if (c < t.fine) return c;
-  const int32_t half = 1 << (t.shift - 1), rest = c & ((1 << t.shift) - 1);
-  int32_t k = c >> t.shift;
-  if (rest > half || (rest == half && (k & 1))) ++k;
-  return std::min(k << t.shift, t.qmax);
+  const int32_t s = t.shift;
+  const int32_t up = ((c + (1 << (s - 1)) - 1 + ((c >> s) & 1)) >> s) << s;
+  return c < t.fine ? c : std::min(up, t.qmax);
 }
 
 }  // namespace
 
 void coarsen_codes(uint8_t *codes, int64_t n, const TwinCodes &t) {
-  for (int64_t i = 0; i < n; ++i) codes[i] = static_cast<uint8_t>(twin_code(codes[i], t));
+  const TwinCodes local = t;  // a copy: stores through codes could alias t, which blocks SIMD
+  for (int64_t i = 0; i < n; ++i) codes[i] = static_cast<uint8_t>(twin_code(codes[i], local));
 }
 
 void fake_quant_twin_f32(float *x, int64_t n, float delta, const TwinCodes &t) {

@@ -55,6 +55,14 @@ TEST(TwinGrid, CodesFollowTheRuleComputedIndependently) {
     for (int l : levels) EXPECT_TRUE(l < t.fine || l % (1 << shift) == 0) << l;
     EXPECT_EQ(*levels.rbegin(), t.qmax);
     EXPECT_TRUE(std::is_sorted(codes.begin(), codes.end()));
+    // coarsen_codes is vectorized: lengths that leave SIMD tails, codes in scrambled order.
+    for (int64_t n : {1, 31, 33, 255, 1000}) {
+      std::vector<uint8_t> mixed(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) mixed[i] = static_cast<uint8_t>((i * 37 + 11) % 256);
+      coarsen_codes(mixed.data(), n, t);
+      for (int64_t i = 0; i < n; ++i)
+        ASSERT_EQ(mixed[i], codes[(i * 37 + 11) % 256]) << "n " << n << " i " << i;
+    }
   }
 }
 
