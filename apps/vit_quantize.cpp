@@ -114,7 +114,10 @@ int main(int argc, char **argv) {
           "mixed precision: measure a module's error at the network 'output' (default) or at the "
           "'module' output (the paper)"},
          {"--sensitivity-candidates", "C",
-          "candidates of the coarse search used for mixed-precision sensitivity (default 20)"},
+          "candidates of the coarse search used for mixed-precision sensitivity (default 10)"},
+         {"--sensitivity-images", "N",
+          "calibration images the mixed-precision sensitivity is measured on (default 8; 0 = "
+          "all)"},
          {"--sensitivity", "",
           "with --bits: also measure the per-module sensitivity and the Pareto frontier (for the "
           "reports; costs about as much as a mixed-precision run)"},
@@ -185,7 +188,8 @@ int main(int argc, char **argv) {
     opt.search.seed = static_cast<uint64_t>(seed);
     opt.sensitivity_search.per_channel = opt.search.per_channel;
     opt.sensitivity_search.seed = opt.search.seed;
-    opt.sensitivity_search.candidates = args.get_int("--sensitivity-candidates", 20, 1, 100000);
+    opt.sensitivity_search.candidates = args.get_int("--sensitivity-candidates", 10, 1, 100000);
+    opt.sensitivity_images = args.get_int("--sensitivity-images", 8, 0, 1 << 20);
     opt.sensitivity_at = args.get("--sensitivity-at", "output");
     if (opt.sensitivity_at != "output" && opt.sensitivity_at != "module")
       throw vqm::cli::UsageError("--sensitivity-at must be output or module");

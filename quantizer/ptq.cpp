@@ -16,7 +16,7 @@ namespace vqm::quant {
 using nlohmann::json;
 
 PtqContext::PtqContext(std::shared_ptr<VitModel> m, const CalibrationSet &c, const PtqOptions &o)
-    : model(std::move(m)), calib(c), opt(o) {
+    : model(std::move(m)), calib(&c), opt(o) {
   q.blocks.resize(static_cast<size_t>(model->config().depth));
   for (auto &b : q.blocks) b.attn_bits = b.mlp_bits = o.bits;
   q.patch_in.enabled = q.head_in.enabled = false;
@@ -35,7 +35,7 @@ std::map<TapKey, std::vector<float>> capture(PtqContext &c, const std::vector<Ta
   for (const auto &t : taps) out[t];
   const StopAt stop{taps.back().first, taps.back().second};
   run_calibration(
-      *c.model, c.calib, c.opt.calib_batch,
+      *c.model, *c.calib, c.opt.calib_batch,
       [&](const TapEvent &e, int, int) {
         auto it = out.find({e.tap, e.block});
         if (it != out.end()) it->second.insert(it->second.end(), e.data, e.data + e.rows * e.cols);
@@ -153,16 +153,9 @@ void quantize_linear(PtqContext &c, const std::string &layer, const std::vector<
   const std::vector<float> b = has_bias ? bias_it->second : std::vector<float>(n, 0.f);
   const int64_t rows = static_cast<int64_t>(x.size()) / k;
   const int x_bits = act_bits(c.opt, bits);
-  LinearProblem p{x.data(),
-                  c.calib.n,
-                  rows / c.calib.n,
-                  k,
-                  w.data(),
-                  b.data(),
-                  n,
-                  bits,
-                  x_bits,
-                  choose_zero_point(x, x_bits)};
+  const int64_t samples = c.calib->n;
+  LinearProblem p{x.data(), samples, rows / samples, k,      w.data(),
+                  b.data(), n,       bits,           x_bits, choose_zero_point(x, x_bits)};
   const LinearResult r = use_search(c.opt)
                              ? search_linear(p, so)
                              : minmax_linear(p, baseline_percentile(c.opt), so.per_channel);
@@ -242,7 +235,7 @@ void quantize_qk(PtqContext &c, int l, const std::vector<float> &q, const std::v
                   dh,
                   T,
                   true,
-                  c.calib.n,
+                  c.calib->n,
                   bits,
                   bits,
                   choose_zero_point(q, bits),
@@ -262,8 +255,8 @@ void quantize_av(PtqContext &c, int l, const std::vector<float> &a, const std::v
   const int64_t T = cfg.tokens(), dh = cfg.head_dim(),
                 batch = static_cast<int64_t>(v.size()) / (T * dh);
   // The softmax output is never negative: an unsigned grid (zero point 0) uses every level.
-  MatmulProblem p{a.data(), v.data(),  batch, T,    T, dh,
-                  false,    c.calib.n, bits,  bits, 0, weight_operand_zero_point(v, bits),
+  MatmulProblem p{a.data(), v.data(),   batch, T,    T, dh,
+                  false,    c.calib->n, bits,  bits, 0, weight_operand_zero_point(v, bits),
                   1.0f};
   MatmulResult r = use_search(c.opt) ? search_matmul(p, so, false)
                                      : minmax_matmul(p, baseline_percentile(c.opt));
@@ -322,6 +315,8 @@ void check_options(const PtqOptions &o) {
   if (o.sensitivity_at != "output" && o.sensitivity_at != "module")
     fail(ErrorCode::invalid_argument,
          "unknown sensitivity_at '" + o.sensitivity_at + "' (output, module)");
+  if (o.sensitivity_images < 0)
+    fail(ErrorCode::invalid_argument, "sensitivity_images must be >= 0 (0 = all)");
   if (o.mixed_avg_bits < 0 || o.size_budget_bytes < 0)
     fail(ErrorCode::invalid_argument, "budgets must be positive");
 }
@@ -370,9 +365,10 @@ VqmWriter write_model(PtqContext &c, const VqmFile &fp32) {
     settings.update({{"candidate_bits", c.opt.candidate_bits},
                      {"sensitivity_at", c.opt.sensitivity_at},
                      {"sensitivity_candidates", c.opt.sensitivity_search.candidates},
+                     {"sensitivity_images", c.opt.sensitivity_images},
                      {"sensitivity_rounds", c.opt.sensitivity_search.rounds}});
   qj["settings"] = settings;
-  qj["calibration"] = c.calib.description;
+  qj["calibration"] = c.calib->description;
   if (c.opt.mixed_avg_bits > 0 || c.opt.size_budget_bytes > 0) {
     qj["mixed"] = {{"avg_bits", c.opt.mixed_avg_bits},
                    {"size_budget_bytes", c.opt.size_budget_bytes}};

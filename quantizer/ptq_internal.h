@@ -14,7 +14,9 @@ namespace vqm::quant {
 
 struct PtqContext {
   std::shared_ptr<VitModel> model;
-  const CalibrationSet &calib;
+  // The calibration images every capture and search sees (mixed precision's sensitivity analysis
+  // points it at a prefix of them for its duration).
+  const CalibrationSet *calib;
   const PtqOptions &opt;
   ModelQuant q;                                    // decided so far (undecided points disabled)
   std::map<std::string, std::vector<float>> fp32;  // original weights and biases

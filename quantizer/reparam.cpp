@@ -29,7 +29,7 @@ std::map<TapKey, ChannelRange> post_norm_ranges(PtqContext &c) {
   const int64_t d = c.model->config().embed_dim;
   std::map<TapKey, ChannelRange> out;
   c.model->set_quant(c.q);  // nothing decided yet: the fp32 forward
-  run_calibration(*c.model, c.calib, c.opt.calib_batch, [&](const TapEvent &e, int, int) {
+  run_calibration(*c.model, *c.calib, c.opt.calib_batch, [&](const TapEvent &e, int, int) {
     if (e.tap != Tap::qkv_in && e.tap != Tap::fc1_in) return;
     ChannelRange &r = out[{e.tap, e.block}];
     if (r.lo.empty()) {

@@ -333,7 +333,7 @@ std::vector<int> coarse_indices(int count, int stride) {
 
 // The coarse pass keeps at least kMinCoarse candidates: its spacing must stay fine next to the
 // width of the objective's peak (C = 100, stride 4: 2.8 % of D0 apart), so small grids such as
-// the 20 candidates of a mixed-precision sensitivity search are scanned whole.
+// the 10 candidates of a mixed-precision sensitivity search are scanned whole.
 constexpr int kMinCoarse = 25;
 int effective_stride(const SearchOptions &o) {
   return std::max(1, std::min(o.coarse_stride, (o.candidates - 1) / (kMinCoarse - 1)));

@@ -160,6 +160,40 @@ TEST(PtqEndToEnd, MixedPrecisionHonoursTheBudget) {
   EXPECT_EQ(prof.profile().total(), 0.0);
 }
 
+TEST(PtqEndToEnd, SensitivityIsMeasuredOnTheFirstImages) {
+  // sensitivity_images = 2 over 4 calibration images measures exactly what a run on those 2
+  // images alone measures (reparam off: it runs first, on every calibration image), and not
+  // what all 4 measure.
+  const VqmFile fp32 = fp32_model();
+  const auto four = app::load_calibration(fmnist_dir(), 4, 1, *VitModel::load(fp32));
+  quant::CalibrationSet two = four;
+  two.n = 2;
+  two.input.resize(two.input.size() / 2);
+  quant::PtqOptions opt;
+  opt.measure_sensitivity = true;
+  opt.reparam = opt.gptq = false;
+  opt.candidate_bits = {3, 8};
+  opt.sensitivity_search.candidates = 5;
+  opt.sensitivity_search.rounds = 1;
+  opt.search.candidates = 1;  // the layer search after the sensitivity is not what is tested
+  opt.search.rounds = 0;
+  opt.search.refine_channels = false;
+  auto sensitivities = [&](const quant::CalibrationSet &calib, int images) {
+    quant::PtqOptions o = opt;
+    o.sensitivity_images = images;
+    quant::PtqReport report;
+    quant::quantize(fp32, calib, o, &report);
+    std::vector<double> s;
+    for (const auto &m : report.modules)
+      for (const auto &[bits, omega] : m.sensitivity) s.push_back(omega);
+    return s;
+  };
+  const auto prefix = sensitivities(four, 2);
+  ASSERT_EQ(prefix.size(), 24u * 2);
+  EXPECT_EQ(prefix, sensitivities(two, 0));
+  EXPECT_NE(prefix, sensitivities(four, 0));
+}
+
 TEST(PtqEndToEnd, BadInputsAreClearErrors) {
   const VqmFile fp32 = fp32_model();
   const auto model = VitModel::load(fp32);
