@@ -593,7 +593,6 @@ void tridiagonalize(std::vector<double> &g, int64_t p, std::vector<double> &d,
     for (int64_t k = 0; k < i; ++k) scale += std::fabs(z(i, k));
     if (l == 0 || scale == 0) {
       e[i] = z(i, l);  // nothing to annihilate left of the sub-diagonal
-      d[i] = 0;
       continue;
     }
     for (int64_t k = 0; k < i; ++k) {

@@ -113,9 +113,9 @@ double ranking_loss_on_pairs(const std::vector<std::pair<int64_t, int64_t>> &pai
                              const int32_t *acc, double scale, float theta);
 
 // Sum of singular values of the m x n row-major matrix: the square roots of the non-negative
-// eigenvalues of the smaller Gram matrix (A A^T or A^T A), found by cyclic Jacobi in double.
-// Cost O(m n min(m,n) + min(m,n)^3 * sweeps): meant for per-head maps and per-sample features
-// (min(m, n) up to a few hundred).
+// eigenvalues of the smaller Gram matrix (A A^T or A^T A), found in double by tridiagonal
+// reduction and QL. Cost O(m n min(m,n) + min(m,n)^3): meant for per-head maps and per-sample
+// features (min(m, n) up to a few hundred).
 double nuclear_norm(const float *a, int64_t m, int64_t n);
 
 // Per-column mean of (o_hat - o) over `rows` rows of `cols` columns: the expected output error
