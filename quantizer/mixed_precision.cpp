@@ -32,12 +32,11 @@ double squared_error(const std::vector<float> &a, const std::vector<float> &b) {
   return s;
 }
 
-// The first `images` images of `all`.
+// The first `images` images of `all` (without its description: only the writer reads that).
 CalibrationSet first_images(const CalibrationSet &all, int images, int64_t image_size) {
   CalibrationSet s;
   s.n = images;
   s.input.assign(all.input.begin(), all.input.begin() + images * image_size);
-  s.description = all.description;
   return s;
 }
 
@@ -65,7 +64,7 @@ std::pair<double, double> block_nuclear_norms(const std::vector<float> &attn,
   const int64_t T = cfg.tokens(), D = cfg.embed_dim, H = cfg.num_heads;
   const int64_t per_image = H + 1, count = images * per_image;
   std::vector<double> norm(static_cast<size_t>(count));
-  std::vector<std::exception_ptr> error(static_cast<size_t>(count));
+  std::exception_ptr error;  // the first one: an exception must not leave the parallel region
 #pragma omp parallel for schedule(dynamic)
   for (int64_t j = 0; j < count; ++j) {
     const int64_t i = j / per_image, h = j % per_image;
@@ -77,15 +76,14 @@ std::pair<double, double> block_nuclear_norms(const std::vector<float> &attn,
         for (int64_t t = 0; t < T * D; ++t) y[t] = out[i * T * D + t] - resid[i * T * D + t];
         norm[j] = nuclear_norm(y.data(), T, D);
       }
-    } catch (...) {  // an exception must not leave the parallel region
-      error[j] = std::current_exception();
+    } catch (...) {
+#pragma omp critical(vqm_nuclear_norm_error)
+      if (!error) error = std::current_exception();
     }
   }
+  if (error) std::rethrow_exception(error);
   double nn_attn = 0, nn_mlp = 0;
-  for (int64_t j = 0; j < count; ++j) {
-    if (error[j]) std::rethrow_exception(error[j]);
-    (j % per_image < H ? nn_attn : nn_mlp) += norm[j];
-  }
+  for (int64_t j = 0; j < count; ++j) (j % per_image < H ? nn_attn : nn_mlp) += norm[j];
   return {nn_attn / (double(images) * double(H)), nn_mlp / images};
 }
 
