@@ -188,8 +188,11 @@ int main(int argc, char **argv) {
     opt.search.seed = static_cast<uint64_t>(seed);
     opt.sensitivity_search.per_channel = opt.search.per_channel;
     opt.sensitivity_search.seed = opt.search.seed;
-    opt.sensitivity_search.candidates = args.get_int("--sensitivity-candidates", 10, 1, 100000);
-    opt.sensitivity_images = args.get_int("--sensitivity-images", 8, 0, 1 << 20);
+    // Defaults from PtqOptions, where they were measured (docs/quantization.md).
+    opt.sensitivity_search.candidates =
+        args.get_int("--sensitivity-candidates", opt.sensitivity_search.candidates, 1, 100000);
+    opt.sensitivity_images =
+        args.get_int("--sensitivity-images", opt.sensitivity_images, 0, 1 << 20);
     opt.sensitivity_at = args.get("--sensitivity-at", "output");
     if (opt.sensitivity_at != "output" && opt.sensitivity_at != "module")
       throw vqm::cli::UsageError("--sensitivity-at must be output or module");
