@@ -59,8 +59,8 @@ struct PtqOptions {
   }();
   // Mixed precision's sensitivity analysis (every candidate search and trial forward) runs on the
   // first this many calibration images (ours; 0 = all). It only has to rank the modules' errors,
-  // and it costs one coarse search and one forward per module and candidate bit-width, most of
-  // the mixed-precision run; docs/quantization.md measures what fewer images change.
+  // and it costs one coarse search and one forward per module and candidate bit-width (about half
+  // of a mixed-precision run at 8); docs/quantization.md measures what fewer images change.
   int sensitivity_images = 8;
   int calib_batch = 32;
   // Where a module's quantization error is measured for its mixed-precision sensitivity:

@@ -1,6 +1,6 @@
-// The two-range grid of kernels.h (TwinCodes). Plain C++ (auto-vectorized): it runs only for
-// models quantized below 8 bits, once over the attention probabilities, and the integer rule is
-// the whole definition (no float step besides the uniform rule's division).
+// The two-range grid of kernels.h (TwinCodes). Plain C++ that the compiler vectorizes, no
+// intrinsics: the integer rule is the whole definition (no float step besides the uniform rule's
+// division), so one portable loop serves the engine and the quantizer's candidate scans.
 #include <algorithm>
 #include <cmath>
 
