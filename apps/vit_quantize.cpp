@@ -89,6 +89,9 @@ int main(int argc, char **argv) {
          {"--no-bias-correction", "", "keep the original biases"},
          {"--no-gptq", "",
           "round weights to the nearest level instead of GPTQ's error feedback (method ptq)"},
+         {"--no-fp32-target", "",
+          "GPTQ reproduces each layer's output on its quantized inputs, not the fp32 model's "
+          "(method ptq)"},
          {"--no-reparam", "",
           "keep LayerNorm outputs as they are (method ptq; default: rescaled per channel to one "
           "range, the inverse folded into qkv and fc1)"},
@@ -167,6 +170,7 @@ int main(int argc, char **argv) {
     opt.ranking = !args.has("--no-ranking");
     opt.bias_correction = !args.has("--no-bias-correction");
     opt.gptq = !args.has("--no-gptq");
+    opt.fp32_target = !args.has("--no-fp32-target");
     opt.twin_softmax = !args.has("--no-twin-softmax");
     opt.reparam = !args.has("--no-reparam");
     opt.edge_bits = args.get_int("--edge-bits", 8, 2, 8);
@@ -245,7 +249,7 @@ int main(int argc, char **argv) {
     nlohmann::json summary = {{"model", args.get("--model")},  {"output", args.get("-o")},
                               {"method", opt.method},          {"avg_bits", report.avg_bits},
                               {"calibration_images", calib.n}, {"seconds", report.seconds},
-                              {"bytes", bytes.size()}};
+                              {"bytes", bytes.size()},         {"stages", report.stages}};
     if (accuracy) summary["accuracy"] = accuracy_json(*accuracy);
     if (args.has("--report")) {
       nlohmann::json j = report.to_json();
@@ -283,9 +287,12 @@ int main(int argc, char **argv) {
                     l.x_bits, l.x_delta, l.x_zero_point, l.similarity_init, l.similarity);
       std::printf("modules:");
       for (const auto &m : report.modules) std::printf(" %s=%d", m.name.c_str() + 7, m.bits);
-      std::printf("\n%s: %s, %.2f average bits, %d calibration images, %.1f s, %.2f MB\n",
-                  args.get("-o").c_str(), opt.method.c_str(), report.avg_bits, calib.n,
-                  report.seconds, bytes.size() / 1e6);
+      std::string stages;
+      for (const auto &st : report.stages) stages += (stages.empty() ? "" : ", ") + st;
+      std::printf(
+          "\n%s: %s (stages: %s), %.2f average bits, %d calibration images, %.1f s, %.2f MB\n",
+          args.get("-o").c_str(), opt.method.c_str(), stages.empty() ? "none" : stages.c_str(),
+          report.avg_bits, calib.n, report.seconds, bytes.size() / 1e6);
       if (accuracy)
         std::printf(
             "accuracy on %s (%d images): fp32 top-1 %.4f top-5 %.4f, quantized top-1 %.4f "

@@ -6,6 +6,7 @@
 #include <numeric>
 #include <string>
 
+#include "quantizer/multiversion.h"
 #include "quantizer/quant_math.h"
 
 namespace vqm::quant {
@@ -16,7 +17,9 @@ namespace {
 // (a 3072-wide double row is 24 KB: 16 rows of work per read keep it in L1/L2).
 constexpr int64_t kRowBlock = 16;
 
-double dot(const double *a, const double *b, int64_t n) {
+// Cloned per ISA (multiversion.h): the Cholesky factors and GPTQ's feedback are dot products of
+// rows up to k = 3072 long, which the SSE2 baseline ran two doubles at a time.
+VQM_MULTIVERSION double dot(const double *a, const double *b, int64_t n) {
   double s = 0;
 #pragma omp simd reduction(+ : s)
   for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
@@ -100,15 +103,88 @@ std::vector<double> feedback(const std::vector<double> &h, int64_t k,
   return c;
 }
 
+void sgemm_or_throw(char ta, char tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                    int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+  if (dnnl::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) != dnnl::status::success)
+    bad_argument("gptq: sgemm failed");
+}
+
+// z [n, k] (row-major) := z (L L^T)^-1 for the lower triangular l [k, k]: each row solves
+// L y = z_r, then L^T u = y. Column panels of kPanel: the coupling to the panels already solved
+// is one sgemm, the triangle inside a panel a short loop.
+void solve_cholesky_rows(const std::vector<float> &l, int64_t k, float *z, int64_t n) {
+  constexpr int64_t kPanel = 64;
+  for (int64_t p0 = 0; p0 < k; p0 += kPanel) {  // forward: y_i = (z_i - sum_j<i L_ij y_j) / L_ii
+    const int64_t pb = std::min(kPanel, k - p0);
+    if (p0 > 0)
+      sgemm_or_throw('N', 'T', n, pb, p0, -1.0f, z, k, l.data() + p0 * k, k, 1.0f, z + p0, k);
+#pragma omp parallel for schedule(static) if (n >= 64)
+    for (int64_t r = 0; r < n; ++r) {
+      float *zr = z + r * k;
+      for (int64_t i = p0; i < p0 + pb; ++i) {
+        float s = zr[i];
+        for (int64_t j = p0; j < i; ++j) s -= l[i * k + j] * zr[j];
+        zr[i] = s / l[i * k + i];
+      }
+    }
+  }
+  for (int64_t p1 = k; p1 > 0; p1 -= kPanel) {  // backward: u_i = (y_i - sum_j>i L_ji u_j) / L_ii
+    const int64_t p0 = std::max<int64_t>(0, p1 - kPanel), pb = p1 - p0;
+    if (p1 < k)
+      sgemm_or_throw('N', 'N', n, pb, k - p1, -1.0f, z + p1, k, l.data() + p1 * k + p0, k, 1.0f,
+                     z + p0, k);
+#pragma omp parallel for schedule(static) if (n >= 64)
+    for (int64_t r = 0; r < n; ++r) {
+      float *zr = z + r * k;
+      for (int64_t i = p1 - 1; i >= p0; --i) {
+        float s = zr[i];
+        for (int64_t j = i + 1; j < p1; ++j) s -= l[j * k + i] * zr[j];
+        zr[i] = s / l[i * k + i];
+      }
+    }
+  }
+}
+
 }  // namespace
 
-std::vector<double> input_hessian(const float *x, int64_t rows, int64_t k) {
-  if (!x || rows <= 0 || k <= 0) bad_argument("input_hessian: empty input");
+std::vector<double> cross_hessian(const float *x, const float *x_hat, int64_t rows, int64_t k) {
+  if (!x || !x_hat || rows <= 0 || k <= 0) bad_argument("input_hessian: empty input");
   std::vector<float> hf(static_cast<size_t>(k * k));
   const dnnl::status st = dnnl::sgemm('T', 'N', k, k, rows, 1.0f / static_cast<float>(rows), x, k,
-                                      x, k, 0.0f, hf.data(), k);
+                                      x_hat, k, 0.0f, hf.data(), k);
   if (st != dnnl::status::success) bad_argument("input_hessian: sgemm failed");
   return std::vector<double>(hf.begin(), hf.end());
+}
+
+std::vector<double> input_hessian(const float *x, int64_t rows, int64_t k) {
+  return cross_hessian(x, x, rows, k);
+}
+
+std::vector<float> output_matched_weights(const float *w, int64_t n, int64_t k,
+                                          const std::vector<double> &h,
+                                          const std::vector<double> &m, double damp) {
+  if (!w || n <= 0 || k <= 0 || static_cast<int64_t>(h.size()) != k * k ||
+      static_cast<int64_t>(m.size()) != k * k)
+    bad_argument("output_matched_weights: bad arguments");
+  // Setting the gradient to zero: W* (H + lambda I) = W (M + lambda I), so
+  // W* = W + W (M - H) (H + lambda I)^-1: one Cholesky factor L, then Z = W (M - H) solved
+  // against L L^T. Products in float through oneDNN's sgemm (the quantizer's baseline target has
+  // no vector double arithmetic worth the name: in double this was 10 s of a DeiT-S run); the
+  // ridge keeps the system well conditioned, so float loses nothing that matters for a target.
+  double mean_diag = 0;
+  for (int64_t i = 0; i < k; ++i) mean_diag += h[i * k + i];
+  mean_diag /= static_cast<double>(k);
+  const double add = mean_diag > 0 ? damp * mean_diag : 1.0;
+  std::vector<double> ld(h);
+  for (int64_t i = 0; i < k; ++i) ld[i * k + i] = (ld[i * k + i] > 0 ? ld[i * k + i] : 1.0) + add;
+  if (!cholesky_lower(ld, k)) bad_argument("output_matched_weights: H is not positive definite");
+  const std::vector<float> l(ld.begin(), ld.end());
+  std::vector<float> diff(static_cast<size_t>(k * k)), z(static_cast<size_t>(n * k));
+  for (int64_t i = 0; i < k * k; ++i) diff[i] = static_cast<float>(m[i] - h[i]);
+  sgemm_or_throw('N', 'N', n, k, k, 1.0f, w, k, diff.data(), k, 0.0f, z.data(), k);
+  solve_cholesky_rows(l, k, z.data(), n);
+  for (int64_t i = 0; i < n * k; ++i) z[i] += w[i];
+  return z;
 }
 
 void gptq_round(const float *w, int64_t n, int64_t k, const float *delta_per_row, int bits,

@@ -21,6 +21,17 @@ struct GptqOptions {
 // float over rows: the Hessian only weighs the rounding decisions).
 std::vector<double> input_hessian(const float *x, int64_t rows, int64_t k);
 
+// The weights whose outputs on the quantized inputs x_hat best match w's on the reference inputs
+// x (the fp32 model's, on the same images): argmin |x W^T - x_hat W*^T|^2 + lambda |W* - w|^2,
+// lambda = damp * mean diag(h). h = input_hessian(x_hat), m = x^T x_hat / rows
+// (cross_hessian(x, x_hat)). Equals w when x_hat == x. Rounding W* by gptq_round with h then
+// lowers the error against the fp32 model's output, upstream quantization errors included,
+// instead of against w's output on the already-perturbed inputs (after GPTAQ, Li et al. 2025).
+std::vector<double> cross_hessian(const float *x, const float *x_hat, int64_t rows, int64_t k);
+std::vector<float> output_matched_weights(const float *w, int64_t n, int64_t k,
+                                          const std::vector<double> &h,
+                                          const std::vector<double> &m, double damp);
+
 // Rounds w [n, k] to the levels of its per-row grids (deltas, bits: quantize_weights' rule and
 // clamp) with error feedback through h [k, k] (input_hessian). q_out [n, k]: the levels.
 // Implemented as Babai's nearest-plane form of GPTQ (Chen et al. 2024), one Cholesky factor of H

@@ -89,14 +89,22 @@ void install_weights(PtqContext &c, const std::string &name, const std::vector<f
 // is linear: W_hat mean(x_hat) - W mean(x)) and, through *error_ratio, the output error energy
 // against nearest rounding's.
 std::vector<float> gptq_linear(PtqContext &c, const std::string &layer, const std::vector<float> &x,
-                               const ActGrid &x_grid, const std::vector<float> &deltas, int bits,
-                               double *error_ratio) {
-  const std::vector<float> &w = c.fp32.at(layer + ".weight");
-  const int64_t n = static_cast<int64_t>(deltas.size()), k = static_cast<int64_t>(w.size()) / n;
+                               const std::vector<float> *x_fp32, const ActGrid &x_grid,
+                               const std::vector<float> &deltas, int bits, double *error_ratio) {
+  const std::vector<float> &w_fp32 = c.fp32.at(layer + ".weight");
+  const int64_t n = static_cast<int64_t>(deltas.size()),
+                k = static_cast<int64_t>(w_fp32.size()) / n;
   const int64_t rows = static_cast<int64_t>(x.size()) / k;
   std::vector<float> x_hat(x.size());
   fake_quant_act(x.data(), x_hat.data(), static_cast<int64_t>(x.size()), x_grid);
   const std::vector<double> h = input_hessian(x_hat.data(), rows, k);
+  const std::vector<float> matched =
+      x_fp32 ? output_matched_weights(w_fp32.data(), n, k, h,
+                                      cross_hessian(x_fp32->data(), x_hat.data(), rows, k),
+                                      c.opt.fp32_target_damp)
+             : std::vector<float>{};
+  const std::vector<float> &w = x_fp32 ? matched : w_fp32;
+  const std::vector<float> &x_ref = x_fp32 ? *x_fp32 : x;  // whose output the bias restores
   std::vector<int8_t> q(w.size()), nearest(w.size());
   gptq_round(w.data(), n, k, deltas.data(), bits, h, c.opt.gptq_options, q.data());
   if (c.report) {
@@ -108,14 +116,14 @@ std::vector<float> gptq_linear(PtqContext &c, const std::string &layer, const st
   std::vector<double> mx(static_cast<size_t>(k)), mx_hat(static_cast<size_t>(k));
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t j = 0; j < k; ++j) {
-      mx[j] += x[r * k + j];
+      mx[j] += x_ref[r * k + j];
       mx_hat[j] += x_hat[r * k + j];
     }
   std::vector<float> corr(static_cast<size_t>(n));
   for (int64_t o = 0; o < n; ++o) {
     double s = 0;
     for (int64_t j = 0; j < k; ++j)
-      s += double(q[o * k + j]) * deltas[o] * mx_hat[j] - double(w[o * k + j]) * mx[j];
+      s += double(q[o * k + j]) * deltas[o] * mx_hat[j] - double(w_fp32[o * k + j]) * mx[j];
     corr[o] = static_cast<float>(s / double(rows));
   }
   install_levels(c, layer + ".weight", std::move(q), deltas, bits, true);
@@ -142,7 +150,8 @@ double baseline_percentile(const PtqOptions &o) {
 }  // namespace
 
 void quantize_linear(PtqContext &c, const std::string &layer, const std::vector<float> &x,
-                     ActQuant *point, int bits, const SearchOptions &so, bool record) {
+                     ActQuant *point, int bits, const SearchOptions &so, bool record,
+                     const std::vector<float> *x_fp32) {
   const std::vector<float> &w = c.fp32.at(layer + ".weight");
   // A layer without a bias (qkv_bias false, CLIP's patch embedding) searches with a zero one
   // and keeps none: its bias correction has nowhere to go.
@@ -165,7 +174,8 @@ void quantize_linear(PtqContext &c, const std::string &layer, const std::vector<
   double gptq_ratio = 0;
   std::vector<float> correction = r.bias_correction;
   if (gptq)
-    correction = gptq_linear(c, layer, x, r.x_grid, row_deltas(r.w_delta, n), bits, &gptq_ratio);
+    correction = gptq_linear(c, layer, x, c.opt.fp32_target ? x_fp32 : nullptr, r.x_grid,
+                             row_deltas(r.w_delta, n), bits, &gptq_ratio);
   else
     install_weights(c, layer + ".weight", row_deltas(r.w_delta, n), bits, record);
   if (has_bias) {
@@ -357,7 +367,9 @@ VqmWriter write_model(PtqContext &c, const VqmFile &fp32) {
                      {"reparam", c.opt.reparam}});
     if (c.opt.gptq)
       settings.update({{"gptq_damp", c.opt.gptq_options.damp},
-                       {"gptq_act_order", c.opt.gptq_options.act_order}});
+                       {"gptq_act_order", c.opt.gptq_options.act_order},
+                       {"fp32_target", c.opt.fp32_target}});
+    if (c.opt.gptq && c.opt.fp32_target) settings["fp32_target_damp"] = c.opt.fp32_target_damp;
   } else {
     settings["percentile"] = baseline_percentile(c.opt);
   }
@@ -416,6 +428,18 @@ VqmWriter quantize(const VqmFile &fp32, const CalibrationSet &calib, const PtqOp
   const VitConfig &cfg = c.model->config();
   const int depth = cfg.depth;
   if (use_search(opt) && opt.reparam) reparam_post_layernorm(c);
+  if (report) {
+    const bool search = use_search(opt);
+    const std::pair<const char *, bool> stages[] = {
+        {"ranking", search && opt.ranking},
+        {"bias-correction", opt.bias_correction},
+        {"reparam", search && opt.reparam},
+        {"gptq", search && opt.gptq},
+        {"fp32-target", search && opt.gptq && opt.fp32_target},
+        {"twin-softmax", search && opt.twin_softmax}};
+    for (const auto &[name, on] : stages)
+      if (on) report->stages.push_back(name);
+  }
 
   // Bits per module.
   std::vector<std::pair<int, int>> bits(static_cast<size_t>(depth), {opt.bits, opt.bits});
@@ -445,6 +469,11 @@ VqmWriter quantize(const VqmFile &fp32, const CalibrationSet &calib, const PtqOp
   auto tick = [&](const std::string &what) {
     if (progress) progress(what, ++step, steps);
   };
+  // The fp32 model's residual stream, for the fp32 target of GPTQ: each block's fp32 inputs are
+  // captured from it before the block is quantized (its weights are still fp32 then).
+  const bool fp32_target = use_search(opt) && opt.gptq && opt.fp32_target;
+  std::vector<float> block_in_fp32;
+  if (fp32_target) block_in_fp32 = capture(c, {{Tap::embed, -1}}).begin()->second;
   {
     auto caps = capture(c, {{Tap::patch_in, -1}});
     quantize_linear(c, "patch_embed.proj", caps.begin()->second, &c.q.patch_in, opt.edge_bits, so,
@@ -458,13 +487,23 @@ VqmWriter quantize(const VqmFile &fp32, const CalibrationSet &calib, const PtqOp
   for (int l = 0; l < depth; ++l) {
     BlockQuant &bq = c.q.blocks[l];
     const StartAt from{l, &block_in};
+    std::map<TapKey, std::vector<float>> fp;
+    if (fp32_target) {
+      std::vector<TapKey> taps;
+      for (const LinearSpec &ls : block_linears()) taps.push_back({ls.input, l});
+      taps.push_back({Tap::block_out, l});
+      const StartAt from_fp32{l, &block_in_fp32};
+      fp = capture(c, taps, &from_fp32);
+      block_in_fp32 = std::move(fp[{Tap::block_out, l}]);
+    }
     // The block's linear layers in network order (the layer table); the attention products
     // come right after qkv, whose outputs they read.
     for (const LinearSpec &ls : block_linears()) {
       const int bits = std::string(ls.module) == "attn" ? bq.attn_bits : bq.mlp_bits;
       const std::string layer = layer_name(l, ls.id);
       quantize_linear(c, layer, capture(c, {{ls.input, l}}, &from)[{ls.input, l}],
-                      &(bq.*ls.input_grid), bits, so, true);
+                      &(bq.*ls.input_grid), bits, so, true,
+                      fp32_target ? &fp[{ls.input, l}] : nullptr);
       tick(layer);
       if (ls.id != Linear::qkv) continue;
       auto qkv = capture(c, {{Tap::q, l}, {Tap::k, l}, {Tap::v, l}}, &from);
@@ -480,7 +519,13 @@ VqmWriter quantize(const VqmFile &fp32, const CalibrationSet &calib, const PtqOp
   if (cfg.num_classes > 0) {  // an embedding model has no head: its output stays fp32
     const StartAt from{depth, &block_in};
     auto caps = capture(c, {{Tap::prelogits, -1}}, &from);
-    quantize_linear(c, "head", caps.begin()->second, &c.q.head_in, opt.edge_bits, so, true);
+    std::vector<float> head_fp32;
+    if (fp32_target) {
+      const StartAt from_fp32{depth, &block_in_fp32};
+      head_fp32 = std::move(capture(c, {{Tap::prelogits, -1}}, &from_fp32).begin()->second);
+    }
+    quantize_linear(c, "head", caps.begin()->second, &c.q.head_in, opt.edge_bits, so, true,
+                    fp32_target ? &head_fp32 : nullptr);
     if (cfg.distilled) {
       // The distillation head shares the head's input grid; its weights take max-based
       // per-channel deltas (8-bit by default, where searching gains nothing measurable).
@@ -518,7 +563,7 @@ VqmWriter quantize(const VqmFile &fp32, const CalibrationSet &calib, const PtqOp
 }
 
 json PtqReport::to_json() const {
-  json j = {{"seconds", seconds}, {"avg_bits", avg_bits}};
+  json j = {{"seconds", seconds}, {"avg_bits", avg_bits}, {"stages", stages}};
   j["layers"] = json::array();
   for (const auto &l : layers) {
     json row = {{"name", l.name},

@@ -31,6 +31,10 @@ struct PtqOptions {
   // rounding of every linear layer's weights at the searched deltas (gptq.h).
   bool gptq = true;
   GptqOptions gptq_options;
+  // Stage (ours, with gptq): GPTQ rounds toward the weights that best reproduce the fp32 model's
+  // output of each layer from its quantized inputs (gptq.h output_matched_weights).
+  bool fp32_target = true;
+  double fp32_target_damp = 1.0;
   // Stage (ours, method ptq only, below 8 bits): the softmax output may take the two-range grid
   // (ActGrid::twin_shift) where it scores better than the uniform one.
   bool twin_softmax = true;
@@ -109,6 +113,9 @@ struct PtqReport {
   std::vector<std::pair<double, double>> frontier;  // (bits of block weights, predicted error)
   double seconds = 0;
   double avg_bits = 0;  // parameter-weighted over the block weights
+  // The optional stages that ran, named as their switches (--no-<stage>): "ranking",
+  // "bias-correction", "reparam", "gptq", "fp32-target", "twin-softmax".
+  std::vector<std::string> stages;
   nlohmann::json to_json() const;
 };
 

@@ -47,9 +47,11 @@ int choose_zero_point(const std::vector<float> &x, int bits);
 
 // One linear layer `layer` ("blocks.3.mlp.fc1", "patch_embed.proj", "head"): search on input
 // `x`, install fake-quant weights, corrected bias and the input grid in `point`. With `record`,
-// keep integer weights for the writer and a report row.
+// keep integer weights for the writer and a report row. `x_fp32`, when given: the fp32 model's
+// input of the layer on the same images, which GPTQ's target then reproduces.
 void quantize_linear(PtqContext &c, const std::string &layer, const std::vector<float> &x,
-                     ActQuant *point, int bits, const SearchOptions &so, bool record);
+                     ActQuant *point, int bits, const SearchOptions &so, bool record,
+                     const std::vector<float> *x_fp32 = nullptr);
 // Q·Kᵀ and A·V of block l (q, k, v: [n*H*T, dh]; a: [n*H*T, T]).
 void quantize_qk(PtqContext &c, int l, const std::vector<float> &q, const std::vector<float> &k,
                  int bits, const SearchOptions &so, bool record);

@@ -69,7 +69,7 @@ TEST(Tools, QuantizeWritesTheHtmlReportWithEveryPlot) {
       "OMP_NUM_THREADS=1 " + std::string(VQM_BIN_DIR) + "/vit-quantize --model " + model +
       " --calib " + fmnist_dir() + " -o " + dir +
       "/q.vqm --n-calib 4 --bits 8 --sensitivity --candidate-bits 4,8 --candidates 3 --rounds 1 "
-      "--sensitivity-candidates 1 --eval-data " +
+      "--sensitivity-candidates 1 --no-twin-softmax --eval-data " +
       dir + "/val --class-index " + index + " --report " + dir + "/r.json --html-report " + dir +
       "/report --json"));
   EXPECT_EQ(j["output"], dir + "/q.vqm");
@@ -85,10 +85,16 @@ TEST(Tools, QuantizeWritesTheHtmlReportWithEveryPlot) {
                                         "/val --class-index " + index));
   EXPECT_EQ(eval["top1"].get<double>(), fp32);
   EXPECT_TRUE(json::parse(read_bytes(dir + "/r.json")).contains("accuracy"));
+  // The optional stages that ran, by their switches' names: all but the one switched off.
+  const json stages = {"ranking", "bias-correction", "reparam", "gptq", "fp32-target"};
+  EXPECT_EQ(j["stages"], stages);
+  EXPECT_EQ(json::parse(read_bytes(dir + "/r.json"))["stages"], stages);
 
   ASSERT_EQ(j["html_report"], dir + "/report/index.html");
   const auto bytes = read_bytes(dir + "/report/index.html");
   const std::string html(bytes.begin(), bytes.end());
+  EXPECT_NE(html.find("<th>stages</th><td>ranking, bias-correction, reparam, gptq, fp32-target<"),
+            std::string::npos);
   const auto p = html_plots(html);
   using S = std::map<std::string, int>;
   EXPECT_EQ(p.at("bits"), (S{{"MSA (attn)", 12}, {"MLP", 12}}));
