@@ -46,21 +46,30 @@ void patchify_f32(const float *src, float *dst, int64_t n, int64_t c, int64_t he
 
 namespace vqm::kernels {
 
+// The activation rounding rule, one definition for the quantizer, both engines and the reference
+// twins: the level of x on a grid of step delta is nearbyint(x * quant_inverse(delta)), the
+// reciprocal rounded to float once per grid. A multiply rather than a true division: x / delta
+// rounds differently from x * (1 / delta) for a few x, so every path must use the same one, and
+// the division cost the vector kernels ~5 cycles per 16 values (issue 15).
+inline float quant_inverse(float delta) {
+  return 1.0f / delta;
+}
+
 // In place fake quantization on an affine b-bit grid held in [0, qmax] (qmax = 2^b - 1):
-// q = clamp(nearbyint(x / delta) + zero_point, 0, qmax); x = (q - zero_point) * delta.
-// This is the simulated (fp32) twin of the integer engine's activation quantization.
+// q = clamp(nearbyint(x * quant_inverse(delta)) + zero_point, 0, qmax); x = (q - zero_point) *
+// delta. This is the simulated (fp32) twin of the integer engine's activation quantization.
 void fake_quant_f32(float *x, int64_t n, float delta, int zero_point, int qmax);
 void fake_quant_f32_ref(float *x, int64_t n, float delta, int zero_point, int qmax);
 
 // Two-range unsigned grid ("twin uniform", Yuan et al., PTQ4ViT) for non-negative data whose
 // mass sits near zero, such as attention probabilities: fine levels c * delta for codes c below
 // `fine`, coarse levels at the multiples of 2^shift from `fine` up to `qmax`. A value takes its
-// fine code c = clamp(nearbyint(v / delta), 0, 255) (the uniform rule with zero point 0); a code
-// from `fine` up is then rounded, half to even, to a multiple of 2^shift, at most qmax. Codes
-// stay fine-grid codes, so the bytes are a u8 matmul source with scale delta and zero point 0:
-// such a grid costs the integer engine one byte pass after the quantizing kernel. b bits:
-// fine = 2^(b-1), qmax = 2^(b-1+shift), 1 <= shift <= b-1 (no gap between the ranges), and
-// qmax <= 255: at most 2^b distinct levels.
+// fine code c = clamp(nearbyint(v * quant_inverse(delta)), 0, 255) (the uniform rule, zero point
+// 0); a code from `fine` up is then rounded, half to even, to a multiple of 2^shift, at most qmax.
+// Codes stay fine-grid codes, so the bytes are a u8 matmul source with scale delta and zero point
+// 0: such a grid costs the integer engine one byte pass after the quantizing kernel. b bits: fine =
+// 2^(b-1), qmax = 2^(b-1+shift), 1 <= shift <= b-1 (no gap between the ranges), and qmax <= 255: at
+// most 2^b distinct levels.
 struct TwinCodes {
   int32_t fine, shift, qmax;
 };
@@ -76,9 +85,9 @@ namespace vqm::kernels {
 // Fused element-wise kernels of the integer path: each computes its float result exactly as the
 // matching f32 kernel above does, then writes it as a level on an affine b-bit grid held in
 // [0, qmax] (qmax = 2^b - 1, b in 2..8):
-//   q = clamp(nearbyint(v / delta) + zero_point, 0, qmax)
-// which is fake_quant_f32's expression term for term (a true division and round-half-even under
-// the default rounding mode), so an integer activation dequantizes, as (q - zero_point) * delta, to
+//   q = clamp(nearbyint(v * quant_inverse(delta)) + zero_point, 0, qmax)
+// which is fake_quant_f32's expression term for term (round-half-even under the default rounding
+// mode), so an integer activation dequantizes, as (q - zero_point) * delta, to
 // exactly the value the simulated (fake-quant) forward computes. Fusing saves writing and
 // re-reading the f32 tensor, which is most of the cost of these memory-bound passes.
 //

@@ -40,19 +40,21 @@ inline float round_half_even_small(float v) {
   return (v + kMagic) - kMagic;
 }
 
-// x / delta clamped to [lo, hi] (integers) and rounded: equal to clamp(round(x / delta), lo, hi)
-// because rounding is monotone and fixes integers. The result is the integer level as a float.
-inline float quant_level(float x, float delta, float lo, float hi) {
-  const float v = std::min(std::max(x / delta, lo), hi);
+// x * inv (inv = kernels::quant_inverse(delta): the one rounding rule) clamped to [lo, hi]
+// (integers) and rounded: equal to clamp(round(x * inv), lo, hi) because rounding is monotone and
+// fixes integers. The result is the integer level as a float.
+inline float quant_level(float x, float inv, float lo, float hi) {
+  const float v = std::min(std::max(x * inv, lo), hi);
   return round_half_even_small(v);
 }
 
-// y = quant_level(x) * delta over a span. Every clone computes bit-identical results (division,
+// y = quant_level(x) * delta over a span. Every clone computes bit-identical results (multiply,
 // min/max, add, multiply: no contraction possible), so the ISA only changes the speed.
 VQM_MULTIVERSION void fake_quant_span(const float *x, float *y, int64_t n, float delta, float lo,
                                       float hi) {
+  const float inv = kernels::quant_inverse(delta);
 #pragma omp simd
-  for (int64_t i = 0; i < n; ++i) y[i] = quant_level(x[i], delta, lo, hi) * delta;
+  for (int64_t i = 0; i < n; ++i) y[i] = quant_level(x[i], inv, lo, hi) * delta;
 }
 
 struct Sums {
@@ -166,7 +168,7 @@ float fake_quant_act(float x, const ActGrid &g) {
   }
   const float lo = static_cast<float>(-g.zero_point);
   const float hi = static_cast<float>((1 << g.bits) - 1 - g.zero_point);
-  return quant_level(x, g.delta, lo, hi) * g.delta;
+  return quant_level(x, kernels::quant_inverse(g.delta), lo, hi) * g.delta;
 }
 
 void fake_quant_act(const float *x, float *y, int64_t n, const ActGrid &g) {
@@ -197,15 +199,17 @@ namespace {
 // template: GCC does not clone templates for target_clones.
 VQM_MULTIVERSION void level_span(const float *x, uint8_t *y, int64_t n, float delta, float lo,
                                  float hi, float offset) {
+  const float inv = kernels::quant_inverse(delta);
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i)
-    y[i] = static_cast<uint8_t>(static_cast<int>(quant_level(x[i], delta, lo, hi) + offset));
+    y[i] = static_cast<uint8_t>(static_cast<int>(quant_level(x[i], inv, lo, hi) + offset));
 }
 VQM_MULTIVERSION void level_span(const float *x, int8_t *y, int64_t n, float delta, float lo,
                                  float hi, float offset) {
+  const float inv = kernels::quant_inverse(delta);
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i)
-    y[i] = static_cast<int8_t>(static_cast<int>(quant_level(x[i], delta, lo, hi) + offset));
+    y[i] = static_cast<int8_t>(static_cast<int>(quant_level(x[i], inv, lo, hi) + offset));
 }
 
 template <class T>
@@ -247,16 +251,20 @@ void quantize_act_levels(const float *x, int8_t *levels, int64_t n, const ActGri
 int8_t weight_level(float w, float delta, int bits) {
   const float lo = static_cast<float>(-(1 << (bits - 1)));
   const float hi = static_cast<float>((1 << (bits - 1)) - 1);
-  return static_cast<int8_t>(quant_level(w, delta, lo, hi));
+  return static_cast<int8_t>(quant_level(w, kernels::quant_inverse(delta), lo, hi));
 }
 
 void quantize_weights(const float *w, int64_t n, int64_t k, const float *delta_per_row, int bits,
                       int8_t *q_out) {
   check_weight_args("quantize_weights", w, n, k, delta_per_row, bits, q_out);
+  const float lo = static_cast<float>(-(1 << (bits - 1)));
+  const float hi = static_cast<float>((1 << (bits - 1)) - 1);
 #pragma omp parallel for schedule(static) if (n * k >= kParallelMin)
-  for (int64_t r = 0; r < n; ++r)
+  for (int64_t r = 0; r < n; ++r) {
+    const float inv = kernels::quant_inverse(delta_per_row[r]);  // weight_level's rule, per row
     for (int64_t j = 0; j < k; ++j)
-      q_out[r * k + j] = weight_level(w[r * k + j], delta_per_row[r], bits);
+      q_out[r * k + j] = static_cast<int8_t>(quant_level(w[r * k + j], inv, lo, hi));
+  }
 }
 
 void fake_quant_weights(const float *w, int64_t n, int64_t k, const float *delta_per_row, int bits,

@@ -21,8 +21,8 @@ constexpr int64_t kParallelMin = int64_t{1} << 15;
 // Activation grid: x_q = clamp(round(x / delta) + zero_point, 0, 2^bits - 1);
 // x_hat = (x_q - zero_point) * delta. A "signed" symmetric grid is zero_point = 2^(bits-1); an
 // "unsigned" grid (softmax) is zero_point = 0. Rounding is half to even (the default FP rounding
-// mode, as std::nearbyint), and x / delta is a true division: an integer kernel that must agree
-// bit for bit with the simulated forward has to compute the same expression.
+// mode, as std::nearbyint), and round(x / delta) is computed as round(x * (1 / delta)), the rule
+// of kernels.h (quant_inverse) that the engines and the kernels' twins apply too.
 struct ActGrid {
   int bits = 8;
   int zero_point = 128;

@@ -4,6 +4,7 @@
 
 #include "kernels/cpu/elementwise_impl.h"
 #include "kernels/cpu/vec_math_avx512.h"
+#include "kernels/kernels.h"
 
 namespace vqm::kernels::avx512 {
 
@@ -30,20 +31,8 @@ void softmax_f32(float *x, int64_t rows, int64_t cols, float scale) {
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     float *xr = x + r * cols;
-    __m512 vmax = _mm512_set1_ps(-INFINITY);
-    for (int64_t c = 0; c < cols; c += 16)
-      vmax = _mm512_mask_max_ps(vmax, tail_mask(cols - c), vmax,
-                                _mm512_maskz_loadu_ps(tail_mask(cols - c), xr + c));
-    // max(scale * x) == scale * max(x) only for scale >= 0, which attention always has.
-    const __m512 shift = _mm512_set1_ps(_mm512_reduce_max_ps(vmax) * scale);
-    __m512 vsum = _mm512_setzero_ps();
-    for (int64_t c = 0; c < cols; c += 16) {
-      const __mmask16 m = tail_mask(cols - c);
-      const __m512 e = exp_ps(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, xr + c), vscale, shift));
-      vsum = _mm512_mask_add_ps(vsum, m, vsum, e);
-      _mm512_mask_storeu_ps(xr + c, m, e);
-    }
-    const __m512 vinv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
+    const __m512 shift = _mm512_set1_ps(row_max(xr, cols) * scale);
+    const __m512 vinv = _mm512_set1_ps(1.0f / softmax_row_exps(xr, cols, vscale, shift, xr));
     for (int64_t c = 0; c < cols; c += 16) {
       const __mmask16 m = tail_mask(cols - c);
       _mm512_mask_storeu_ps(xr + c, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, xr + c), vinv));
@@ -70,14 +59,14 @@ void gelu_erf_f32(float *x, int64_t n) {
 namespace vqm::kernels::avx512 {
 
 void fake_quant_f32(float *x, int64_t n, float delta, int zero_point, int qmax) {
-  // Division, not multiplication by 1/delta, so results equal the scalar reference (and the
-  // quantizer's own fake quantization) bit for bit, including ties at .5.
-  const __m512 vd = _mm512_set1_ps(delta), vz = _mm512_set1_ps(static_cast<float>(zero_point));
+  // The rule of kernels.h (quant_inverse), as the scalar reference and the quantizer apply it.
+  const __m512 vd = _mm512_set1_ps(delta), vinv = _mm512_set1_ps(quant_inverse(delta)),
+               vz = _mm512_set1_ps(static_cast<float>(zero_point));
   const __m512 lo = _mm512_setzero_ps(), hi = _mm512_set1_ps(static_cast<float>(qmax));
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = tail_mask(n - i);
-    __m512 q = _mm512_roundscale_ps(_mm512_div_ps(_mm512_maskz_loadu_ps(m, x + i), vd),
+    __m512 q = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vinv),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     q = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(q, vz), lo), hi);
     _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_sub_ps(q, vz), vd));

@@ -21,12 +21,12 @@ namespace {
 
 // A grid broadcast into registers once per call (per group for split_heads_quant).
 struct VecGrid {
-  __m512 delta, zero_point, qmax;
+  __m512 inv_delta, zero_point, qmax;
   __m512i zero_point_i32;
   bool store_signed;
 
   explicit VecGrid(const QuantGrid &g)
-      : delta(_mm512_set1_ps(g.delta)),
+      : inv_delta(_mm512_set1_ps(quant_inverse(g.delta))),
         zero_point(_mm512_set1_ps(static_cast<float>(g.zero_point))),
         qmax(_mm512_set1_ps(static_cast<float>(g.qmax))),
         zero_point_i32(_mm512_set1_epi32(g.zero_point)),
@@ -34,11 +34,9 @@ struct VecGrid {
 };
 
 // Quantizes the lanes of v selected by m and stores them as bytes at dst (lane i to dst[i]).
-// The float steps are fake_quant_f32's: a true division, not a multiply by 1/delta, because the
-// product rounds differently for some v and a level would then differ from the simulated path;
-// the division costs ~0.5 cycle per element, small next to the memory traffic fusion saves.
+// The float steps are fake_quant_f32's: the rule of kernels.h (quant_inverse).
 inline void quantize_store(__m512 v, const VecGrid &g, __mmask16 m, uint8_t *dst) {
-  __m512 q = _mm512_roundscale_ps(_mm512_div_ps(v, g.delta),
+  __m512 q = _mm512_roundscale_ps(_mm512_mul_ps(v, g.inv_delta),
                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   // Clamp in float, before converting: out-of-range floats would convert to INT_MIN. vmaxps
   // returns its second operand when one is NaN, so a NaN becomes level 0 as in the reference.
@@ -159,20 +157,9 @@ void softmax_quant(const float *x, void *y, int64_t rows, int64_t cols, float sc
     for (int64_t r = 0; r < rows; ++r) {
       const float *xr = x + r * cols;
       uint8_t *yr = out + r * cols;
-      __m512 vmax = _mm512_set1_ps(-INFINITY);
-      for (int64_t c = 0; c < cols; c += 16)
-        vmax = _mm512_mask_max_ps(vmax, tail_mask(cols - c), vmax,
-                                  _mm512_maskz_loadu_ps(tail_mask(cols - c), xr + c));
-      // max(scale * x) == scale * max(x) only for scale >= 0, which attention always has.
-      const __m512 shift = _mm512_set1_ps(_mm512_reduce_max_ps(vmax) * scale);
-      __m512 vsum = _mm512_setzero_ps();
-      for (int64_t c = 0; c < cols; c += 16) {
-        const __mmask16 m = tail_mask(cols - c);
-        const __m512 e = exp_ps(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, xr + c), vscale, shift));
-        vsum = _mm512_mask_add_ps(vsum, m, vsum, e);
-        if (buffered) _mm512_mask_storeu_ps(exps + c, m, e);
-      }
-      const __m512 vinv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
+      const __m512 shift = _mm512_set1_ps(row_max(xr, cols) * scale);
+      const __m512 vinv = _mm512_set1_ps(
+          1.0f / softmax_row_exps(xr, cols, vscale, shift, buffered ? exps : nullptr));
       for (int64_t c = 0; c < cols; c += 16) {
         const __mmask16 m = tail_mask(cols - c);
         const __m512 e =

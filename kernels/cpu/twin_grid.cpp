@@ -1,6 +1,6 @@
 // The two-range grid of kernels.h (TwinCodes). Plain C++ that the compiler vectorizes, no
 // intrinsics: the integer rule is the whole definition (no float step besides the uniform rule's
-// division), so one portable loop serves the engine and the quantizer's candidate scans.
+// multiply), so one portable loop serves the engine and the quantizer's candidate scans.
 #include <algorithm>
 #include <cmath>
 
@@ -28,10 +28,11 @@ void coarsen_codes(uint8_t *codes, int64_t n, const TwinCodes &t) {
 }
 
 void fake_quant_twin_f32(float *x, int64_t n, float delta, const TwinCodes &t) {
+  const float inv = quant_inverse(delta);
   for (int64_t i = 0; i < n; ++i) {
     // The uniform rule of fake_quant_f32 with zero point 0 and qmax 255 (max(0, q) so that a NaN
     // lands on 0, as there).
-    const float q = std::min(std::max(0.f, std::nearbyint(x[i] / delta)), 255.f);
+    const float q = std::min(std::max(0.f, std::nearbyint(x[i] * inv)), 255.f);
     x[i] = static_cast<float>(twin_code(static_cast<int32_t>(q), t)) * delta;
   }
 }

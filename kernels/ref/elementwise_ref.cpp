@@ -45,8 +45,9 @@ void gelu_erf_f32_ref(float *x, int64_t n) {
 namespace vqm::kernels {
 
 void fake_quant_f32_ref(float *x, int64_t n, float delta, int zero_point, int qmax) {
+  const float inv = quant_inverse(delta);
   for (int64_t i = 0; i < n; ++i) {
-    const float q = std::nearbyint(x[i] / delta) + static_cast<float>(zero_point);
+    const float q = std::nearbyint(x[i] * inv) + static_cast<float>(zero_point);
     x[i] = (std::min(std::max(q, 0.f), static_cast<float>(qmax)) - static_cast<float>(zero_point)) *
            delta;
   }

@@ -14,11 +14,10 @@ namespace vqm::kernels {
 namespace {
 
 // One value onto the grid, as the byte the kernels store. The float expression is
-// fake_quant_f32_ref's term for term: a true division (v * (1 / delta) rounds differently for
-// some v, and then the integer engine would disagree with the simulated forward by a level) and
-// nearbyint (round half to even, as vroundps in the vector kernels).
+// fake_quant_f32_ref's term for term: the rule of kernels.h (quant_inverse) and nearbyint (round
+// half to even, as vroundps in the vector kernels).
 inline uint8_t quantize_one(float v, const QuantGrid &g) {
-  const float q = std::nearbyint(v / g.delta) + static_cast<float>(g.zero_point);
+  const float q = std::nearbyint(v * quant_inverse(g.delta)) + static_cast<float>(g.zero_point);
   // max(0, q) rather than max(q, 0): a NaN then lands on 0 (as vmaxps does in the AVX-512
   // kernels) instead of reaching the float-to-int conversion, where it would be undefined.
   const float clamped = std::min(std::max(0.f, q), static_cast<float>(g.qmax));
