@@ -148,11 +148,10 @@ void solve_cholesky_rows(const std::vector<float> &l, int64_t k, float *z, int64
 }  // namespace
 
 std::vector<double> cross_hessian(const float *x, const float *x_hat, int64_t rows, int64_t k) {
-  if (!x || !x_hat || rows <= 0 || k <= 0) bad_argument("input_hessian: empty input");
+  if (!x || !x_hat || rows <= 0 || k <= 0) bad_argument("cross_hessian: empty input");
   std::vector<float> hf(static_cast<size_t>(k * k));
-  const dnnl::status st = dnnl::sgemm('T', 'N', k, k, rows, 1.0f / static_cast<float>(rows), x, k,
-                                      x_hat, k, 0.0f, hf.data(), k);
-  if (st != dnnl::status::success) bad_argument("input_hessian: sgemm failed");
+  sgemm_or_throw('T', 'N', k, k, rows, 1.0f / static_cast<float>(rows), x, k, x_hat, k, 0.0f,
+                 hf.data(), k);
   return std::vector<double>(hf.begin(), hf.end());
 }
 
@@ -224,9 +223,7 @@ double weight_output_error(const float *w, const int8_t *q, int64_t n, int64_t k
   for (int64_t r = 0; r < n; ++r)
     for (int64_t j = r * k; j < (r + 1) * k; ++j)
       e[j] = static_cast<float>(double(w[j]) - double(q[j]) * delta_per_row[r]);
-  if (dnnl::sgemm('N', 'N', n, k, k, 1.0f, e.data(), k, hf.data(), k, 0.0f, eh.data(), k) !=
-      dnnl::status::success)
-    bad_argument("weight_output_error: sgemm failed");
+  sgemm_or_throw('N', 'N', n, k, k, 1.0f, e.data(), k, hf.data(), k, 0.0f, eh.data(), k);
   double sum = 0;
   for (int64_t i = 0; i < n * k; ++i) sum += double(e[i]) * eh[i];
   return sum / static_cast<double>(n);

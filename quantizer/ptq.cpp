@@ -84,9 +84,11 @@ void install_weights(PtqContext &c, const std::string &name, const std::vector<f
 }
 
 // The GPTQ stage (gptq.h) for one linear layer after its search: the layer's inputs on their
-// chosen grid weigh the rounding of its weights at the chosen deltas. Installs the weights and
-// returns the bias correction for them (the mean output error over all calibration rows, which
-// is linear: W_hat mean(x_hat) - W mean(x)) and, through *error_ratio, the output error energy
+// chosen grid weigh the rounding of its weights at the chosen deltas. With x_fp32 (the fp32
+// model's inputs of the layer), GPTQ rounds toward output_matched_weights instead of W, and the
+// mean output restored is the fp32 model's. Installs the weights and returns the bias correction
+// for them (the mean output error over all calibration rows, which is linear: W_hat mean(x_hat)
+// - W mean(x_ref), x_ref = x_fp32 or x) and, through *error_ratio, the output error energy
 // against nearest rounding's.
 std::vector<float> gptq_linear(PtqContext &c, const std::string &layer, const std::vector<float> &x,
                                const std::vector<float> *x_fp32, const ActGrid &x_grid,
@@ -415,6 +417,130 @@ VqmWriter write_model(PtqContext &c, const VqmFile &fp32) {
 
 }  // namespace
 
+namespace {
+
+// The optional stages that will run, named as their switches (PtqReport::stages).
+std::vector<std::string> stages_run(const PtqOptions &opt) {
+  const bool search = use_search(opt);
+  const std::pair<const char *, bool> stages[] = {
+      {"ranking", search && opt.ranking},
+      {"bias-correction", opt.bias_correction},
+      {"reparam", search && opt.reparam},
+      {"gptq", search && opt.gptq},
+      {"fp32-target", search && opt.gptq && opt.fp32_target},
+      {"twin-softmax", search && opt.twin_softmax}};
+  std::vector<std::string> out;
+  for (const auto &[name, on] : stages)
+    if (on) out.push_back(name);
+  return out;
+}
+
+// Bits per module, (attn, mlp) per block: uniform, or mixed precision within the budget.
+std::vector<std::pair<int, int>> module_bits(PtqContext &c) {
+  const PtqOptions &opt = c.opt;
+  const VitConfig &cfg = c.model->config();
+  const int depth = cfg.depth;
+  if (opt.mixed_avg_bits > 0 || opt.size_budget_bytes > 0) {
+    double total = 0;
+    for (int l = 0; l < depth; ++l) total += module_params(cfg, true) + module_params(cfg, false);
+    const double budget =
+        opt.size_budget_bytes > 0 ? opt.size_budget_bytes * 8.0 : opt.mixed_avg_bits * total;
+    return choose_mixed_bits(c, budget);
+  }
+  if (opt.measure_sensitivity && c.report)
+    choose_mixed_bits(c, std::numeric_limits<double>::max());  // fills the report; bits stay
+  return std::vector<std::pair<int, int>>(static_cast<size_t>(depth), {opt.bits, opt.bits});
+}
+
+// Block l in network order. block_in: the residual stream entering it under everything decided
+// before it (the captures replay this block alone; ours: replaying blocks 0..l-1 for each of a
+// block's six captures was half the quantizer's time on DeiT-S), advanced to its output when
+// `advance`. block_in_fp32 (the fp32 target): the fp32 model's stream, from which the block's
+// fp32 inputs are captured before it is quantized (its weights are still fp32 then); advanced.
+void quantize_block(PtqContext &c, int l, std::vector<float> &block_in, bool advance,
+                    std::vector<float> *block_in_fp32,
+                    const std::function<void(const std::string &)> &tick) {
+  BlockQuant &bq = c.q.blocks[l];
+  const SearchOptions &so = c.opt.search;
+  const StartAt from{l, &block_in};
+  std::map<TapKey, std::vector<float>> fp;
+  if (block_in_fp32) {
+    std::vector<TapKey> taps;
+    for (const LinearSpec &ls : block_linears()) taps.push_back({ls.input, l});
+    taps.push_back({Tap::block_out, l});
+    const StartAt from_fp32{l, block_in_fp32};
+    fp = capture(c, taps, &from_fp32);
+    *block_in_fp32 = std::move(fp[{Tap::block_out, l}]);
+  }
+  // The block's linear layers in network order (the layer table); the attention products come
+  // right after qkv, whose outputs they read.
+  for (const LinearSpec &ls : block_linears()) {
+    const int bits = std::string(ls.module) == "attn" ? bq.attn_bits : bq.mlp_bits;
+    const std::string layer = layer_name(l, ls.id);
+    quantize_linear(c, layer, capture(c, {{ls.input, l}}, &from)[{ls.input, l}],
+                    &(bq.*ls.input_grid), bits, so, true,
+                    block_in_fp32 ? &fp[{ls.input, l}] : nullptr);
+    tick(layer);
+    if (ls.id != Linear::qkv) continue;
+    auto qkv = capture(c, {{Tap::q, l}, {Tap::k, l}, {Tap::v, l}}, &from);
+    quantize_qk(c, l, qkv[{Tap::q, l}], qkv[{Tap::k, l}], bits, so, true);
+    tick(qk_name(l));
+    auto probs = capture(c, {{Tap::attn_probs, l}}, &from);
+    quantize_av(c, l, probs[{Tap::attn_probs, l}], qkv[{Tap::v, l}], bits, so, true);
+    tick(av_name(l));
+  }
+  if (advance) block_in = std::move(capture(c, {{Tap::block_out, l}}, &from)[{Tap::block_out, l}]);
+}
+
+// The classifier head (and DeiT's distillation head) after the last block.
+void quantize_head(PtqContext &c, const std::vector<float> &block_in,
+                   const std::vector<float> *block_in_fp32) {
+  const VitConfig &cfg = c.model->config();
+  const int edge_bits = c.opt.edge_bits;
+  const StartAt from{cfg.depth, &block_in};
+  auto caps = capture(c, {{Tap::prelogits, -1}}, &from);
+  std::vector<float> head_fp32;
+  if (block_in_fp32) {
+    const StartAt from_fp32{cfg.depth, block_in_fp32};
+    head_fp32 = std::move(capture(c, {{Tap::prelogits, -1}}, &from_fp32).begin()->second);
+  }
+  quantize_linear(c, "head", caps.begin()->second, &c.q.head_in, edge_bits, c.opt.search, true,
+                  block_in_fp32 ? &head_fp32 : nullptr);
+  if (!cfg.distilled) return;
+  // The distillation head shares the head's input grid; its weights take max-based per-channel
+  // deltas (8-bit by default, where searching gains nothing measurable).
+  const auto &w = c.fp32.at("head_dist.weight");
+  const int64_t n = cfg.num_classes, k = cfg.embed_dim;
+  std::vector<float> deltas(static_cast<size_t>(n));
+  for (int64_t r = 0; r < n; ++r) {
+    float mx = 0;
+    for (int64_t j = 0; j < k; ++j) mx = std::max(mx, std::fabs(w[r * k + j]));
+    deltas[r] = mx > 0 ? mx / ((1 << (edge_bits - 1)) - 0.5f) : 1.f;
+  }
+  install_weights(c, "head_dist.weight", deltas, edge_bits, true);
+}
+
+// Each module's bits and parameter count into the report (mixed precision already added the
+// modules with their sensitivities).
+void report_modules(const PtqContext &c, PtqReport *report) {
+  const VitConfig &cfg = c.model->config();
+  for (int l = 0; l < cfg.depth; ++l) {
+    for (bool attn : {true, false}) {
+      const std::string name = module_name(l, attn ? "attn" : "mlp");
+      auto it = std::find_if(report->modules.begin(), report->modules.end(),
+                             [&](const ModuleReport &m) { return m.name == name; });
+      if (it == report->modules.end()) {
+        report->modules.push_back({name, 0, 0, 0, {}});
+        it = report->modules.end() - 1;
+      }
+      it->bits = attn ? c.q.blocks[l].attn_bits : c.q.blocks[l].mlp_bits;
+      it->params = module_params(cfg, attn);
+    }
+  }
+}
+
+}  // namespace
+
 VqmWriter quantize(const VqmFile &fp32, const CalibrationSet &calib, const PtqOptions &opt,
                    PtqReport *report, const Progress &progress) {
   check_options(opt);
@@ -428,30 +554,9 @@ VqmWriter quantize(const VqmFile &fp32, const CalibrationSet &calib, const PtqOp
   const VitConfig &cfg = c.model->config();
   const int depth = cfg.depth;
   if (use_search(opt) && opt.reparam) reparam_post_layernorm(c);
-  if (report) {
-    const bool search = use_search(opt);
-    const std::pair<const char *, bool> stages[] = {
-        {"ranking", search && opt.ranking},
-        {"bias-correction", opt.bias_correction},
-        {"reparam", search && opt.reparam},
-        {"gptq", search && opt.gptq},
-        {"fp32-target", search && opt.gptq && opt.fp32_target},
-        {"twin-softmax", search && opt.twin_softmax}};
-    for (const auto &[name, on] : stages)
-      if (on) report->stages.push_back(name);
-  }
+  if (report) report->stages = stages_run(opt);
 
-  // Bits per module.
-  std::vector<std::pair<int, int>> bits(static_cast<size_t>(depth), {opt.bits, opt.bits});
-  if (opt.mixed_avg_bits > 0 || opt.size_budget_bytes > 0) {
-    double total = 0;
-    for (int l = 0; l < depth; ++l) total += module_params(cfg, true) + module_params(cfg, false);
-    const double budget =
-        opt.size_budget_bytes > 0 ? opt.size_budget_bytes * 8.0 : opt.mixed_avg_bits * total;
-    bits = choose_mixed_bits(c, budget);
-  } else if (opt.measure_sensitivity && report) {
-    choose_mixed_bits(c, std::numeric_limits<double>::max());  // fills the report; bits stay
-  }
+  const std::vector<std::pair<int, int>> bits = module_bits(c);
   double weighted = 0, params = 0;
   for (int l = 0; l < depth; ++l) {
     c.q.blocks[l].attn_bits = bits[l].first;
@@ -463,100 +568,31 @@ VqmWriter quantize(const VqmFile &fp32, const CalibrationSet &calib, const PtqOp
   if (report) report->avg_bits = weighted / params;
 
   // Sequential search in network order.
-  const SearchOptions &so = opt.search;
   const int steps = (cfg.num_classes > 0 ? 2 : 1) + 6 * depth;
   int step = 0;
   auto tick = [&](const std::string &what) {
     if (progress) progress(what, ++step, steps);
   };
-  // The fp32 model's residual stream, for the fp32 target of GPTQ: each block's fp32 inputs are
-  // captured from it before the block is quantized (its weights are still fp32 then).
   const bool fp32_target = use_search(opt) && opt.gptq && opt.fp32_target;
   std::vector<float> block_in_fp32;
   if (fp32_target) block_in_fp32 = capture(c, {{Tap::embed, -1}}).begin()->second;
   {
     auto caps = capture(c, {{Tap::patch_in, -1}});
-    quantize_linear(c, "patch_embed.proj", caps.begin()->second, &c.q.patch_in, opt.edge_bits, so,
-                    true);
+    quantize_linear(c, "patch_embed.proj", caps.begin()->second, &c.q.patch_in, opt.edge_bits,
+                    opt.search, true);
     tick("patch_embed");
   }
-  // The residual stream entering block l under everything decided before it: the captures inside
-  // block l replay that block alone (ours: replaying blocks 0..l-1 for each of a block's six
-  // captures was half the quantizer's time on DeiT-S).
   std::vector<float> block_in = capture(c, {{Tap::embed, -1}}).begin()->second;
-  for (int l = 0; l < depth; ++l) {
-    BlockQuant &bq = c.q.blocks[l];
-    const StartAt from{l, &block_in};
-    std::map<TapKey, std::vector<float>> fp;
-    if (fp32_target) {
-      std::vector<TapKey> taps;
-      for (const LinearSpec &ls : block_linears()) taps.push_back({ls.input, l});
-      taps.push_back({Tap::block_out, l});
-      const StartAt from_fp32{l, &block_in_fp32};
-      fp = capture(c, taps, &from_fp32);
-      block_in_fp32 = std::move(fp[{Tap::block_out, l}]);
-    }
-    // The block's linear layers in network order (the layer table); the attention products
-    // come right after qkv, whose outputs they read.
-    for (const LinearSpec &ls : block_linears()) {
-      const int bits = std::string(ls.module) == "attn" ? bq.attn_bits : bq.mlp_bits;
-      const std::string layer = layer_name(l, ls.id);
-      quantize_linear(c, layer, capture(c, {{ls.input, l}}, &from)[{ls.input, l}],
-                      &(bq.*ls.input_grid), bits, so, true,
-                      fp32_target ? &fp[{ls.input, l}] : nullptr);
-      tick(layer);
-      if (ls.id != Linear::qkv) continue;
-      auto qkv = capture(c, {{Tap::q, l}, {Tap::k, l}, {Tap::v, l}}, &from);
-      quantize_qk(c, l, qkv[{Tap::q, l}], qkv[{Tap::k, l}], bits, so, true);
-      tick(qk_name(l));
-      auto probs = capture(c, {{Tap::attn_probs, l}}, &from);
-      quantize_av(c, l, probs[{Tap::attn_probs, l}], qkv[{Tap::v, l}], bits, so, true);
-      tick(av_name(l));
-    }
-    if (l + 1 < depth || cfg.num_classes > 0)
-      block_in = std::move(capture(c, {{Tap::block_out, l}}, &from)[{Tap::block_out, l}]);
-  }
+  for (int l = 0; l < depth; ++l)
+    quantize_block(c, l, block_in, l + 1 < depth || cfg.num_classes > 0,
+                   fp32_target ? &block_in_fp32 : nullptr, tick);
   if (cfg.num_classes > 0) {  // an embedding model has no head: its output stays fp32
-    const StartAt from{depth, &block_in};
-    auto caps = capture(c, {{Tap::prelogits, -1}}, &from);
-    std::vector<float> head_fp32;
-    if (fp32_target) {
-      const StartAt from_fp32{depth, &block_in_fp32};
-      head_fp32 = std::move(capture(c, {{Tap::prelogits, -1}}, &from_fp32).begin()->second);
-    }
-    quantize_linear(c, "head", caps.begin()->second, &c.q.head_in, opt.edge_bits, so, true,
-                    fp32_target ? &head_fp32 : nullptr);
-    if (cfg.distilled) {
-      // The distillation head shares the head's input grid; its weights take max-based
-      // per-channel deltas (8-bit by default, where searching gains nothing measurable).
-      const auto &w = c.fp32.at("head_dist.weight");
-      const int64_t n = cfg.num_classes, k = cfg.embed_dim;
-      std::vector<float> deltas(static_cast<size_t>(n));
-      for (int64_t r = 0; r < n; ++r) {
-        float mx = 0;
-        for (int64_t j = 0; j < k; ++j) mx = std::max(mx, std::fabs(w[r * k + j]));
-        deltas[r] = mx > 0 ? mx / ((1 << (opt.edge_bits - 1)) - 0.5f) : 1.f;
-      }
-      install_weights(c, "head_dist.weight", deltas, opt.edge_bits, true);
-    }
+    quantize_head(c, block_in, fp32_target ? &block_in_fp32 : nullptr);
     tick("head");
   }
   c.model->set_quant(c.q);
-
   if (report) {
-    for (int l = 0; l < depth; ++l) {
-      for (bool attn : {true, false}) {
-        const std::string name = module_name(l, attn ? "attn" : "mlp");
-        auto it = std::find_if(report->modules.begin(), report->modules.end(),
-                               [&](const ModuleReport &m) { return m.name == name; });
-        if (it == report->modules.end()) {
-          report->modules.push_back({name, 0, 0, 0, {}});
-          it = report->modules.end() - 1;
-        }
-        it->bits = attn ? c.q.blocks[l].attn_bits : c.q.blocks[l].mlp_bits;
-        it->params = module_params(cfg, attn);
-      }
-    }
+    report_modules(c, report);
     report->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   return write_model(c, fp32);

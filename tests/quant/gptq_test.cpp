@@ -226,8 +226,10 @@ TEST(Gptq, HessianIsTheInputGram) {
 // upstream quantization does); W itself when x_hat == x.
 TEST(Gptq, OutputMatchedWeightsMinimiseTheRidgeObjective) {
   // 150 spans three of the solver's 64-column panels (the last one partial).
-  for (auto [n, k] :
+  for (const auto &size :
        {std::pair<int64_t, int64_t>{1, 1}, {7, 33}, {24, 48}, {65, 17}, {70, 150}, {3, 129}}) {
+    const int64_t n = size.first,
+                  k = size.second;  // not a structured binding: the lambda reads them
     const int64_t rows = 200;
     const std::vector<float> x = correlated_inputs(rows, k, 61);
     const std::vector<float> noise = uniform_floats(static_cast<size_t>(rows * k), 62);
