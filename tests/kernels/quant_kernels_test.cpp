@@ -155,22 +155,22 @@ TEST(QuantKernels, QuantizeAgreesWithFakeQuantBitForBit) {
 
 TEST(QuantKernels, QuantizeNearTiesBitForBit) {
   // Values within a few ulps of every tie (k + 1/2) * delta, over many steps: the fast path must
-  // land each where the true division puts it. The sweep contains cases where v * (1/delta)
-  // rounds to the other level, so this catches a multiply-by-reciprocal shortcut without a
-  // fix-up near ties (tried for speed on the perf branch: it measured no faster, see git log).
+  // land each where the rule of kernels.h (x * quant_inverse(delta)) puts it. The sweep contains
+  // cases where a true division, x / delta, rounds to the other level, so this catches a kernel
+  // (or a reference) that divides, or that approximates the reciprocal (vrcp14ps).
   std::mt19937 rng(21);
   std::uniform_real_distribution<float> log_delta(-14.f, 8.f);
-  int64_t product_would_differ = 0;
+  int64_t division_would_differ = 0;
   for (int trial = 0; trial < 40; ++trial) {
     const float delta = std::exp2(log_delta(rng));
-    const float inv = 1.0f / delta;
+    const float inv = quant_inverse(delta);
     std::vector<float> x;
     for (int k = -300; k <= 300; ++k) {
       float v = (static_cast<float>(k) + 0.5f) * delta;
       for (int step = 0; step < 6; ++step) v = std::nextafter(v, -INFINITY);
       for (int step = 0; step < 13; ++step, v = std::nextafter(v, INFINITY)) {
         x.push_back(v);
-        if (std::nearbyint(v * inv) != std::nearbyint(v / delta)) ++product_would_differ;
+        if (std::nearbyint(v * inv) != std::nearbyint(v / delta)) ++division_would_differ;
       }
     }
     for (const QuantGrid &g : {QuantGrid{delta, 128, 255, false}, QuantGrid{delta, 0, 255, false},
@@ -179,9 +179,15 @@ TEST(QuantKernels, QuantizeNearTiesBitForBit) {
       quantize(x.data(), fast.data(), static_cast<int64_t>(x.size()), g);
       quantize_ref(x.data(), ref.data(), static_cast<int64_t>(x.size()), g);
       ASSERT_EQ(fast, ref) << describe(g);
+      if (g.store_signed) continue;
+      for (size_t i = 0; i < x.size(); ++i) {  // the rule itself, written out independently
+        const float q = std::nearbyint(x[i] * (1.0f / delta)) + static_cast<float>(g.zero_point);
+        ASSERT_EQ(ref[i], static_cast<uint8_t>(std::clamp(q, 0.f, static_cast<float>(g.qmax))))
+            << describe(g) << " x " << x[i];
+      }
     }
   }
-  EXPECT_GT(product_would_differ, 0);
+  EXPECT_GT(division_would_differ, 0);
 }
 
 TEST(QuantKernels, QuantizeExtremesTiesAndSaturation) {

@@ -53,7 +53,8 @@ TEST(FakeQuantAct, VectorMatchesNearbyintReferenceAndWorksInPlace) {
   std::vector<float> y(x.size());
   fake_quant_act(x.data(), y.data(), static_cast<int64_t>(x.size()), g);
   for (size_t i = 0; i < x.size(); ++i) {
-    const float q = std::clamp(std::nearbyint(x[i] / g.delta) + 20.f, 0.f, 63.f);
+    // The rule of kernels.h: x times the float reciprocal of delta, rounded half to even.
+    const float q = std::clamp(std::nearbyint(x[i] * (1.0f / g.delta)) + 20.f, 0.f, 63.f);
     ASSERT_EQ(y[i], (q - 20.f) * g.delta) << i;
     ASSERT_EQ(y[i], fake_quant_act(x[i], g)) << i;
   }
