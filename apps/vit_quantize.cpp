@@ -287,12 +287,10 @@ int main(int argc, char **argv) {
                     l.x_bits, l.x_delta, l.x_zero_point, l.similarity_init, l.similarity);
       std::printf("modules:");
       for (const auto &m : report.modules) std::printf(" %s=%d", m.name.c_str() + 7, m.bits);
-      std::string stages;
-      for (const auto &st : report.stages) stages += (stages.empty() ? "" : ", ") + st;
       std::printf(
           "\n%s: %s (stages: %s), %.2f average bits, %d calibration images, %.1f s, %.2f MB\n",
-          args.get("-o").c_str(), opt.method.c_str(), stages.empty() ? "none" : stages.c_str(),
-          report.avg_bits, calib.n, report.seconds, bytes.size() / 1e6);
+          args.get("-o").c_str(), opt.method.c_str(), report.stages_text().c_str(), report.avg_bits,
+          calib.n, report.seconds, bytes.size() / 1e6);
       if (accuracy)
         std::printf(
             "accuracy on %s (%d images): fp32 top-1 %.4f top-5 %.4f, quantized top-1 %.4f "

@@ -74,6 +74,20 @@ std::vector<int64_t> column_order(const std::vector<double> &h, int64_t k, bool 
   return perm;
 }
 
+// GPTQ's damping of a Hessian h [k, k]: damp times the mean of its diagonal added to the
+// diagonal. All-zero inputs have nothing to weigh errors by, so they get the identity; a dead
+// input column (zero diagonal) gets 1 (no coupling, any weight).
+struct Damping {
+  double add;
+  Damping(const std::vector<double> &h, int64_t k, double damp) {
+    double mean_diag = 0;
+    for (int64_t i = 0; i < k; ++i) mean_diag += h[i * k + i];
+    mean_diag /= static_cast<double>(k);
+    add = mean_diag > 0 ? damp * mean_diag : 1.0;
+  }
+  double diagonal(double g) const { return (g > 0 ? g : 1.0) + add; }
+};
+
 // Feedback coefficients in processing order: c[i * k + j], j < i, such that column i is rounded
 // from w_i + sum_j (w_j - w_hat_j) c[i][j]. With the damped, permuted Hessian G = V V^T (V
 // upper triangular; GPTQ's U, the upper Cholesky factor of G^-1, is V^-1), c[i][j] = V_ji / V_ii:
@@ -81,17 +95,12 @@ std::vector<int64_t> column_order(const std::vector<double> &h, int64_t k, bool 
 // factor of G with rows and columns reversed.
 std::vector<double> feedback(const std::vector<double> &h, int64_t k,
                              const std::vector<int64_t> &perm, double damp) {
-  double mean_diag = 0;
-  for (int64_t i = 0; i < k; ++i) mean_diag += h[i * k + i];
-  mean_diag /= static_cast<double>(k);
-  // All-zero inputs: nothing to weigh the errors by, so nearest rounding (G = I).
-  const double add = mean_diag > 0 ? damp * mean_diag : 1.0;
+  const Damping dm(h, k, damp);
   std::vector<double> r(static_cast<size_t>(k * k));
   for (int64_t a = 0; a < k; ++a)
     for (int64_t b = 0; b <= a; ++b) {
-      double g = h[perm[k - 1 - a] * k + perm[k - 1 - b]];
-      if (a == b) g = (g > 0 ? g : 1.0) + add;  // a dead input column: no coupling, any weight
-      r[a * k + b] = g;
+      const double g = h[perm[k - 1 - a] * k + perm[k - 1 - b]];
+      r[a * k + b] = a == b ? dm.diagonal(g) : g;
     }
   if (!cholesky_lower(r, k)) bad_argument("gptq: the input Hessian is not positive definite");
   // V_ji = L[k-1-j][k-1-i] for j <= i.
@@ -170,12 +179,9 @@ std::vector<float> output_matched_weights(const float *w, int64_t n, int64_t k,
   // against L L^T. Products in float through oneDNN's sgemm (the quantizer's baseline target has
   // no vector double arithmetic worth the name: in double this was 10 s of a DeiT-S run); the
   // ridge keeps the system well conditioned, so float loses nothing that matters for a target.
-  double mean_diag = 0;
-  for (int64_t i = 0; i < k; ++i) mean_diag += h[i * k + i];
-  mean_diag /= static_cast<double>(k);
-  const double add = mean_diag > 0 ? damp * mean_diag : 1.0;
+  const Damping dm(h, k, damp);
   std::vector<double> ld(h);
-  for (int64_t i = 0; i < k; ++i) ld[i * k + i] = (ld[i * k + i] > 0 ? ld[i * k + i] : 1.0) + add;
+  for (int64_t i = 0; i < k; ++i) ld[i * k + i] = dm.diagonal(h[i * k + i]);
   if (!cholesky_lower(ld, k)) bad_argument("output_matched_weights: H is not positive definite");
   const std::vector<float> l(ld.begin(), ld.end());
   std::vector<float> diff(static_cast<size_t>(k * k)), z(static_cast<size_t>(n * k));

@@ -145,6 +145,10 @@ ActQuant to_act(const ActGrid &g) {
 bool use_search(const PtqOptions &o) {
   return o.method == "ptq";
 }
+// GPTQ's fp32 target is part of the GPTQ stage, which only the search method runs.
+bool use_fp32_target(const PtqOptions &o) {
+  return use_search(o) && o.gptq && o.fp32_target;
+}
 double baseline_percentile(const PtqOptions &o) {
   return o.method == "minmax" ? 1.0 : o.percentile;
 }
@@ -176,8 +180,8 @@ void quantize_linear(PtqContext &c, const std::string &layer, const std::vector<
   double gptq_ratio = 0;
   std::vector<float> correction = r.bias_correction;
   if (gptq)
-    correction = gptq_linear(c, layer, x, c.opt.fp32_target ? x_fp32 : nullptr, r.x_grid,
-                             row_deltas(r.w_delta, n), bits, &gptq_ratio);
+    correction =
+        gptq_linear(c, layer, x, x_fp32, r.x_grid, row_deltas(r.w_delta, n), bits, &gptq_ratio);
   else
     install_weights(c, layer + ".weight", row_deltas(r.w_delta, n), bits, record);
   if (has_bias) {
@@ -371,7 +375,7 @@ VqmWriter write_model(PtqContext &c, const VqmFile &fp32) {
       settings.update({{"gptq_damp", c.opt.gptq_options.damp},
                        {"gptq_act_order", c.opt.gptq_options.act_order},
                        {"fp32_target", c.opt.fp32_target}});
-    if (c.opt.gptq && c.opt.fp32_target) settings["fp32_target_damp"] = c.opt.fp32_target_damp;
+    if (use_fp32_target(c.opt)) settings["fp32_target_damp"] = c.opt.fp32_target_damp;
   } else {
     settings["percentile"] = baseline_percentile(c.opt);
   }
@@ -423,12 +427,9 @@ namespace {
 std::vector<std::string> stages_run(const PtqOptions &opt) {
   const bool search = use_search(opt);
   const std::pair<const char *, bool> stages[] = {
-      {"ranking", search && opt.ranking},
-      {"bias-correction", opt.bias_correction},
-      {"reparam", search && opt.reparam},
-      {"gptq", search && opt.gptq},
-      {"fp32-target", search && opt.gptq && opt.fp32_target},
-      {"twin-softmax", search && opt.twin_softmax}};
+      {"ranking", search && opt.ranking},    {"bias-correction", opt.bias_correction},
+      {"reparam", search && opt.reparam},    {"gptq", search && opt.gptq},
+      {"fp32-target", use_fp32_target(opt)}, {"twin-softmax", search && opt.twin_softmax}};
   std::vector<std::string> out;
   for (const auto &[name, on] : stages)
     if (on) out.push_back(name);
@@ -573,7 +574,7 @@ VqmWriter quantize(const VqmFile &fp32, const CalibrationSet &calib, const PtqOp
   auto tick = [&](const std::string &what) {
     if (progress) progress(what, ++step, steps);
   };
-  const bool fp32_target = use_search(opt) && opt.gptq && opt.fp32_target;
+  const bool fp32_target = use_fp32_target(opt);
   std::vector<float> block_in_fp32;
   if (fp32_target) block_in_fp32 = capture(c, {{Tap::embed, -1}}).begin()->second;
   {
@@ -596,6 +597,12 @@ VqmWriter quantize(const VqmFile &fp32, const CalibrationSet &calib, const PtqOp
     report->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   return write_model(c, fp32);
+}
+
+std::string PtqReport::stages_text() const {
+  std::string out;
+  for (const auto &st : stages) out += (out.empty() ? "" : ", ") + st;
+  return out.empty() ? "none" : out;
 }
 
 json PtqReport::to_json() const {

@@ -116,6 +116,7 @@ struct PtqReport {
   // The optional stages that ran, named as their switches (--no-<stage>): "ranking",
   // "bias-correction", "reparam", "gptq", "fp32-target", "twin-softmax".
   std::vector<std::string> stages;
+  std::string stages_text() const;  // "ranking, ..., twin-softmax", or "none"
   nlohmann::json to_json() const;
 };
 

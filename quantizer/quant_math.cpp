@@ -248,33 +248,39 @@ void quantize_act_levels(const float *x, int8_t *levels, int64_t n, const ActGri
   quantize_levels("quantize_act_levels", x, levels, n, g, 0.f);
 }
 
+namespace {
+// The levels of a symmetric b-bit weight grid, [-2^(b-1), 2^(b-1) - 1], as floats for quant_level.
+struct WeightRange {
+  float lo, hi;
+  explicit WeightRange(int bits)
+      : lo(static_cast<float>(-(1 << (bits - 1)))), hi(static_cast<float>((1 << (bits - 1)) - 1)) {}
+};
+}  // namespace
+
 int8_t weight_level(float w, float delta, int bits) {
-  const float lo = static_cast<float>(-(1 << (bits - 1)));
-  const float hi = static_cast<float>((1 << (bits - 1)) - 1);
-  return static_cast<int8_t>(quant_level(w, kernels::quant_inverse(delta), lo, hi));
+  const WeightRange range(bits);
+  return static_cast<int8_t>(quant_level(w, kernels::quant_inverse(delta), range.lo, range.hi));
 }
 
 void quantize_weights(const float *w, int64_t n, int64_t k, const float *delta_per_row, int bits,
                       int8_t *q_out) {
   check_weight_args("quantize_weights", w, n, k, delta_per_row, bits, q_out);
-  const float lo = static_cast<float>(-(1 << (bits - 1)));
-  const float hi = static_cast<float>((1 << (bits - 1)) - 1);
+  const WeightRange range(bits);
 #pragma omp parallel for schedule(static) if (n * k >= kParallelMin)
   for (int64_t r = 0; r < n; ++r) {
     const float inv = kernels::quant_inverse(delta_per_row[r]);  // weight_level's rule, per row
     for (int64_t j = 0; j < k; ++j)
-      q_out[r * k + j] = static_cast<int8_t>(quant_level(w[r * k + j], inv, lo, hi));
+      q_out[r * k + j] = static_cast<int8_t>(quant_level(w[r * k + j], inv, range.lo, range.hi));
   }
 }
 
 void fake_quant_weights(const float *w, int64_t n, int64_t k, const float *delta_per_row, int bits,
                         float *w_hat_out) {
   check_weight_args("fake_quant_weights", w, n, k, delta_per_row, bits, w_hat_out);
-  const float lo = static_cast<float>(-(1 << (bits - 1)));
-  const float hi = static_cast<float>((1 << (bits - 1)) - 1);
+  const WeightRange range(bits);
 #pragma omp parallel for schedule(static) if (n * k >= kParallelMin)
   for (int64_t r = 0; r < n; ++r)
-    fake_quant_span(w + r * k, w_hat_out + r * k, k, delta_per_row[r], lo, hi);
+    fake_quant_span(w + r * k, w_hat_out + r * k, k, delta_per_row[r], range.lo, range.hi);
 }
 
 double pearson(const float *a, const float *b, int64_t n) {

@@ -91,9 +91,7 @@ std::string summary(const PtqReport &r, const ReportContext &c) {
   row("fp32 model", c.model_path);
   row("quantized model", c.output_path);
   row("method", c.method + ", " + c.bits_mode);
-  std::string stages;
-  for (const auto &st : r.stages) stages += (stages.empty() ? "" : ", ") + st;
-  row("stages", stages.empty() ? "none" : stages);
+  row("stages", r.stages_text());
   row("average weight bits", fmt("%.2f (parameter-weighted, MSA and MLP weights)", r.avg_bits));
   row("calibration", c.calibration);
   if (c.fp32_bytes > 0 && c.quant_bytes > 0)
