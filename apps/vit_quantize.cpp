@@ -83,7 +83,9 @@ int main(int argc, char **argv) {
          {"--size-budget", "BYTES", "mixed precision: bytes for the blocks' weights"},
          {"--candidate-bits", "LIST", "bits mixed precision may pick (default 2,3,4,5,6,8)"},
          {"--min-act-bits", "B",
-          "activations of a module below B bits stay at B (default 3: a 2-bit module is W2A3)"},
+          "activations of a module below B bits stay at B (default 3, and with --mixed AVG or "
+          "--size-budget the average rounded up: --mixed 4 keeps every activation at 4 bits or "
+          "more)"},
          {"--method", "M", "ptq (default: similarity + ranking search), minmax or percentile"},
          {"--no-ranking", "", "Q.K^T search without the ranking loss"},
          {"--no-bias-correction", "", "keep the original biases"},
@@ -174,7 +176,7 @@ int main(int argc, char **argv) {
     opt.twin_softmax = !args.has("--no-twin-softmax");
     opt.reparam = !args.has("--no-reparam");
     opt.edge_bits = args.get_int("--edge-bits", 8, 2, 8);
-    opt.min_act_bits = args.get_int("--min-act-bits", 3, 2, 8);
+    opt.min_act_bits = args.get_int("--min-act-bits", 0, 2, 8);  // 0: PtqOptions decides
     opt.search.per_channel = !args.has("--per-tensor");
     opt.search.refine_channels = !args.has("--no-refine") && opt.search.per_channel;
     opt.search.alpha = static_cast<float>(args.get_double("--alpha", 0.5, 0.01, 10));

@@ -20,11 +20,14 @@ struct PtqOptions {
   int bits = 8;                  // uniform bit-width of every MSA and MLP module
   double mixed_avg_bits = 0;     // > 0: mixed precision, parameter-weighted average weight bits
   double size_budget_bytes = 0;  // > 0: mixed precision within this many bytes of block weights
-  // Mixed precision's choices per module. 2 is a weight width only: activations stop at
-  // min_act_bits, so a 2-bit module is W2A3 by default (ours: where a module is insensitive its
-  // weights can go below 3 bits, which lets --mixed 3 trade; 2-bit activations lose far more).
+  // Mixed precision's choices per module. Below min_act_bits they are weight widths only: a
+  // module at b bits quantizes its activations at max(b, min_act_bits) (ours: where a module is
+  // insensitive its weights can go below 3 bits, which lets --mixed 3 trade; activations below
+  // the average lose far more than weights do, docs/quantization.md).
   std::vector<int> candidate_bits = {2, 3, 4, 5, 6, 8};
-  int min_act_bits = 3;  // a module at b bits quantizes its activations at max(b, min_act_bits)
+  // 0: 3 bits (a uniform --bits 2 is W2A3), and under mixed precision the budget's average bits
+  // rounded up, at least 3 (--mixed 4: no activation below 4 bits; the budget buys weight bits).
+  int min_act_bits = 0;
   bool ranking = true;
   bool bias_correction = true;
   // Stage after the search (ours, not in the paper; method ptq only): GPTQ error-feedback
@@ -78,7 +81,7 @@ struct PtqOptions {
   bool measure_sensitivity = false;
 };
 
-// Activation bits of a module at `bits` (PtqOptions::min_act_bits).
+// Activation bits of a module at `bits` (PtqOptions::min_act_bits, resolved by quantize: > 0).
 inline int act_bits(const PtqOptions &o, int bits) {
   return bits > o.min_act_bits ? bits : o.min_act_bits;
 }

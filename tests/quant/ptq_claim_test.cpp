@@ -197,6 +197,7 @@ TEST(PtqClaim, PerTensorIsOneWeightDeltaForEveryMethodAndOnlyWhatRanIsRecorded) 
       EXPECT_EQ(settings.contains(k), search) << k;
     EXPECT_EQ(settings.contains("percentile"), !search);
     EXPECT_FALSE(settings.contains("candidate_bits"));  // uniform bits: no mixed precision ran
+    EXPECT_EQ(settings["min_act_bits"], 3);  // resolved from 0 (automatic): uniform bits floor at 3
   }
 }
 
