@@ -5,10 +5,12 @@ on the same machine and the same images, at batch 8: the demo model (Fashion-MNI
 resized and cropped to 224). Prints a Markdown table for docs/performance.md.
 
 Shapes compared (2 cores): vit-eval --sessions 1 --threads 2 against Dask 1 worker x 2 threads,
-and vit-eval --sessions 2 --threads 2 against Dask 2 workers x 1 thread. The Dask time runs from
-submitting the job to the last part written, with the model already loaded in each worker (a
-warm-up job first, as in any job long enough to matter); vit-eval's is its own measured time
-(model loading excluded). overhead = Dask s/image / vit-eval s/image - 1 (goal: < 10 %). Each
+and vit-eval --sessions 2 --threads 2 against Dask 2 workers x 1 thread; 1 worker x 2 threads
+also with Dask's default settings, to show what vqm.dask.CLUSTER_CONFIG changes. The Dask time
+runs from submitting the job to the last part written, with the model already loaded in each
+worker (a warm-up job first, as in any job long enough to matter) and Dask's periodic work slowed
+down as vqm.dask's own clusters have it (vqm.dask.local_cluster); vit-eval's is its own measured
+time (model loading excluded). overhead = Dask s/image / vit-eval s/image - 1 (goal: < 10 %). Each
 figure is the best of --repeat runs (the machine drifts 10-30 % between runs; docs/performance.md).
 
 Usage (from the repository, after scripts/setup.sh; a quiet machine, nothing else running):
@@ -66,16 +68,30 @@ def vit_run_job(bin_dir, model, data, out):
     return time.perf_counter() - t  # model load included (tenths of a second)
 
 
-def dask_rates(model, data, workers, threads, repeat, n, tmp):
+# Dask's own values of the settings vqm.dask.CLUSTER_CONFIG changes, read before any cluster.
+DASK_DEFAULTS = {}
+
+
+def cluster(workers, threads, dask_defaults):
+    import dask
+    import distributed
+    import vqm.dask
+
+    if not dask_defaults:
+        return vqm.dask.local_cluster(workers, threads, host="127.0.0.1")
+    with dask.config.set(DASK_DEFAULTS):
+        return distributed.LocalCluster(n_workers=workers, threads_per_worker=threads,
+                                        processes=True, host="127.0.0.1", dashboard_address=None)
+
+
+def dask_rates(model, data, workers, threads, repeat, n, tmp, dask_defaults=False):
     import distributed
     import vqm.dask
     import vqm.jobs
 
     names = vqm.jobs.list_folder(data).names
     part = max(BATCH, -(-n // (4 * workers * threads)) // BATCH * BATCH)  # >= 4 parts per thread
-    with distributed.LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
+    with cluster(workers, threads, dask_defaults) as c, distributed.Client(c) as client:
         client.wait_for_workers(workers)
         warm = vqm.jobs.Listing(data, names[:BATCH * workers * threads])
         warm_out = os.path.join(tmp, "warm-%d-%d-%s" % (workers, threads, os.path.basename(model)))
@@ -95,12 +111,14 @@ def bench(name, bin_dir, model, data, n, extra, repeat, tmp):
     eval12 = best(lambda: vit_eval(bin_dir, model, data, 1, extra))
     eval21 = best(lambda: vit_eval(bin_dir, model, data, 2, extra))
     run12 = best(lambda: n / vit_run_job(bin_dir, model, data, os.path.join(tmp, "run")))
+    dask12_defaults = dask_rates(model, data, 1, 2, repeat, n, tmp, dask_defaults=True)
     dask12 = dask_rates(model, data, 1, 2, repeat, n, tmp)
     dask21 = dask_rates(model, data, 2, 1, repeat, n, tmp)
     return [
         (name, "vit-eval, 1 session x 2 threads", eval12, None),
         (name, "vit-eval, 2 sessions x 1 thread", eval21, None),
         (name, "vit-run --out, 2 threads (model load included)", run12, eval12),
+        (name, "vqm.dask, 1 worker x 2 threads, Dask's default settings", dask12_defaults, eval12),
         (name, "vqm.dask, 1 worker x 2 threads", dask12, eval12),
         (name, "vqm.dask, 2 workers x 1 thread", dask21, eval21),
     ]
@@ -119,6 +137,11 @@ def main():
     sys.path[:0] = [os.path.join(ROOT, "python"), os.path.join(ROOT, "python", "tests")]
     os.environ["PYTHONPATH"] = os.pathsep.join(sys.path[:2] + [os.environ.get("PYTHONPATH", "")])
     from job_fixtures import write_pngs
+    import dask
+    import distributed  # noqa: F401 (loads Dask's distributed.* settings)
+    import vqm.dask
+
+    DASK_DEFAULTS.update({key: dask.config.get(key) for key in vqm.dask.CLUSTER_CONFIG})
 
     tmp = tempfile.mkdtemp(prefix="vqm-bench-dask-")
     try:

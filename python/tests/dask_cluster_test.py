@@ -51,8 +51,7 @@ class LocalClusterTest(unittest.TestCase):
         import distributed
         import vqm.dask
 
-        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                           host="127.0.0.1", dashboard_address=None)
+        cluster = vqm.dask.local_cluster(2, 1, host="127.0.0.1")  # the shipped Dask settings
         with cluster, distributed.Client(cluster) as client:
             client.wait_for_workers(2)
             pids = client.run(os.getpid)
@@ -85,6 +84,21 @@ class LocalClusterTest(unittest.TestCase):
                                      part_size=PART_SIZE, batch=BATCH, write_on="client")
             self.assertEqual(by_client["written"], N_IMAGES // PART_SIZE)
             return result["summary"], victim
+
+    def test_the_documented_environment_is_the_cluster_config(self):
+        """docs/batch-jobs.md's DASK_* exports, parsed by Dask, are vqm.dask.CLUSTER_CONFIG."""
+        import re
+
+        import dask.config
+        import vqm.dask
+
+        doc = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "batch-jobs.md")
+        with open(doc) as f:
+            env = dict(re.findall(r"\b(DASK_[A-Z_]+)=(\S+)", f.read()))
+        self.assertEqual(len(env), len(vqm.dask.CLUSTER_CONFIG))
+        with dask.config.set(dask.config.collect_env(env)):
+            for key, value in vqm.dask.CLUSTER_CONFIG.items():
+                self.assertEqual(dask.config.get(key), value, key)
 
     def test_a_killed_worker_costs_only_its_parts(self):
         out = os.path.join(self.tmp, "dask")

@@ -45,6 +45,34 @@ def _distributed():
     return distributed
 
 
+# Dask's own periodic work, slowed down (ours). A worker's profiler samples its threads every
+# 10 ms and every process's event loop ticks every 20 ms and polls memory every 100 ms; each
+# wake-up preempts one of the session's OpenMP threads, and a forward on T threads waits at
+# every barrier for the preempted one. With these, 1 worker x 2 threads ran the demo model 5-10 %
+# faster on 2 cores (docs/performance.md). The clusters vqm.dask starts (local_cluster) use them;
+# `dask scheduler` and `dask worker` take them from DASK_* environment variables
+# (docs/batch-jobs.md lists them).
+CLUSTER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+}
+
+
+def local_cluster(workers, threads, **kwargs):
+    """A LocalCluster of `workers` processes x `threads` threads with CLUSTER_CONFIG. The config is
+    set in this process for good, not for a block: the nanny hands it to each worker it starts,
+    restarts included."""
+    distributed = _distributed()
+    import dask
+
+    dask.config.set(CLUSTER_CONFIG)
+    kwargs.setdefault("dashboard_address", None)
+    return distributed.LocalCluster(n_workers=workers, threads_per_worker=threads,
+                                    processes=True, **kwargs)
+
+
 # The worker process's model and session (one job's at a time) and the lock that makes its
 # parts run one after another.
 _lock = threading.Lock()
@@ -186,8 +214,7 @@ def main(argv=None):
         client = distributed.Client(a.scheduler)
     else:
         threads = a.threads or max(1, (os.cpu_count() or 1) // a.workers)
-        client = distributed.Client(distributed.LocalCluster(
-            n_workers=a.workers, threads_per_worker=threads, dashboard_address=None))
+        client = distributed.Client(local_cluster(a.workers, threads))
     start, last = time.monotonic(), [0.0]
 
     def progress(done, total):
