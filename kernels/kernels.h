@@ -151,11 +151,25 @@ void split_heads_quant_ref(const float *src, void *const *dst, const QuantGrid *
                            int64_t t, int64_t s, int64_t h, int64_t d,
                            const int64_t *dst_t = nullptr);
 
-// merge_heads_f32's permutation fused with quantization: src [B, H, T, D] f32 -> dst [B, T, H, D]
-// bytes.
-void merge_heads_quant(const float *src, void *dst, int64_t b, int64_t h, int64_t t, int64_t d,
-                       const QuantGrid &g);
-void merge_heads_quant_ref(const float *src, void *dst, int64_t b, int64_t h, int64_t t, int64_t d,
-                           const QuantGrid &g);
+}  // namespace vqm::kernels
+
+namespace vqm::kernels {
+
+// Byte permutations for levels a matmul already wrote as int8 b (oneDNN rounds, and adds a shift,
+// itself): each byte is copied as clamp(b, lo, hi) + add, the clamp in int8 and the add modulo
+// 256. The clamp is the part of a grid an int8 destination cannot express (it saturates to
+// [-128, 127] only, a b-bit grid has 2^b levels); the add moves the levels where the consumer
+// wants them: a u8 grid level q = b + add, or an int8 operand q - zero_point. Precondition:
+// lo <= hi. Bit-identical to the `_ref` twins.
+struct ByteClamp {
+  int8_t lo, hi;
+  uint8_t add;
+};
+
+// merge_heads_f32's permutation of bytes: src [B, H, T, D] -> dst [B, T, H, D], clamped.
+void merge_heads_s8(const int8_t *src, uint8_t *dst, int64_t b, int64_t h, int64_t t, int64_t d,
+                    const ByteClamp &c);
+void merge_heads_s8_ref(const int8_t *src, uint8_t *dst, int64_t b, int64_t h, int64_t t, int64_t d,
+                        const ByteClamp &c);
 
 }  // namespace vqm::kernels

@@ -186,15 +186,4 @@ void split_heads_quant(const float *src, void *const *dst, const QuantGrid *grid
       }
 }
 
-void merge_heads_quant(const float *src, void *dst, int64_t b, int64_t h, int64_t t, int64_t d,
-                       const QuantGrid &g) {
-  const VecGrid vg(g);
-  uint8_t *out = static_cast<uint8_t *>(dst);
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t bi = 0; bi < b; ++bi)
-    for (int64_t ti = 0; ti < t; ++ti)
-      for (int64_t hi = 0; hi < h; ++hi)
-        quantize_run(src + ((bi * h + hi) * t + ti) * d, out + ((bi * t + ti) * h + hi) * d, d, vg);
-}
-
 }  // namespace vqm::kernels::avx512

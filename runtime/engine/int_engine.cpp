@@ -1,8 +1,9 @@
 // Integer execution of a quantized model: every linear layer and both attention products run as
 // oneDNN u8 x s8 matmuls (brg:avx512_core_vnni) with the calibrated scales baked in; the element-
-// wise steps between them quantize as they go (LayerNorm, GELU, softmax and the head permutations
-// write u8/s8 directly). Equals the simulated path (float_engine.cpp) up to float rounding. The
-// blocks run row-chunked, one chunk of token rows per thread (RowChunk in int_engine.h, forward).
+// wise steps between them quantize as they go (LayerNorm, GELU, softmax and the head split write
+// u8/s8 directly), and A·V writes the levels of proj's input itself (the head merge moves bytes).
+// Equals the simulated path (float_engine.cpp) up to float rounding. The blocks run row-chunked,
+// one chunk of token rows per thread (RowChunk in int_engine.h, forward).
 #include <omp.h>
 
 #include <array>
@@ -28,6 +29,25 @@ kernels::QuantGrid grid_of(const ActQuant &a, bool store_signed) {
 }
 uint8_t *bytes(const SessionBuffers::Aligned &a) {
   return reinterpret_cast<uint8_t *>(a.ptr);
+}
+// A matmul that writes a grid's levels writes them as int8 b = nearbyint(y * quant_inverse(delta))
+// + shift (S8Dst): the shift nearest 0 that keeps every level q in [0, qmax] within int8, i.e. 0
+// below 8 bits and zero point - 128 at 8. Not the zero point itself as u8: oneDNN adds the shift
+// in float before rounding, and a sum near 128 keeps 7 fewer bits below the point than y / delta
+// near 0, which cost measurable agreement with the simulated path on 3 and 8-bit grids.
+int32_t s8_shift(const ActQuant &a) {
+  return std::min(std::max(0, a.zero_point - 128), 127 + a.zero_point - a.qmax());
+}
+// Recovers levels from such bytes: u8 q = b - shift + zero point in [0, qmax], or, for an int8
+// consumer, q - zero point = b - shift, saturated to int8 (the quantizer keeps it within int8
+// for K and V; a grid that breaks that saturates, as the quantizing kernels' signed store does).
+kernels::ByteClamp level_clamp(const ActQuant &a, bool to_s8) {
+  const int32_t shift = s8_shift(a);
+  int32_t lo = shift - a.zero_point, hi = lo + a.qmax();  // b of q = 0 and q = qmax
+  if (to_s8) lo = std::max(lo, shift - 128), hi = std::min(hi, shift + 127);
+  return kernels::ByteClamp{static_cast<int8_t>(std::max(lo, -128)),
+                            static_cast<int8_t>(std::min(hi, 127)),
+                            static_cast<uint8_t>((to_s8 ? -shift : a.zero_point - shift) & 0xff)};
 }
 }  // namespace
 
@@ -118,11 +138,15 @@ IntPlan::Block IntEngine::build_block(int l, const std::vector<RowChunk> &chunks
   const VitConfig &c = model_->config();
   const int64_t T = c.tokens(), H = c.num_heads, dh = c.head_dim();
   const BlockQuant &bq = model_->quant()->blocks[l];
-  auto batched = [&](int64_t m, int64_t k, int64_t n, bool b_is_nk, float scale, int32_t zp) {
-    auto pd = dn::batched_u8s8_pd(H, m, k, n, b_is_nk, scale, zp);
+  auto batched = [&](int64_t m, int64_t k, int64_t n, bool b_is_nk, float scale, int32_t zp,
+                     dn::S8Dst dst) {
+    auto pd = dn::batched_u8s8_pd(H, m, k, n, b_is_nk, scale, zp, dst);
     chunk_scratch_ = std::max(chunk_scratch_, pd.scratchpad_desc().get_size());
     return pd;
   };
+  // A·V writes the levels of proj's input grid straight away (a common scale and shift).
+  const float av_scale = bq.attn.delta * bq.v.delta * kernels::quant_inverse(bq.proj_in.delta);
+  const dn::S8Dst av_dst{true, s8_shift(bq.proj_in)};
   IntPlan::Block blk;
   for (const RowChunk &ch : chunks) {
     IntPlan::ChunkBlock cb;
@@ -131,9 +155,9 @@ IntPlan::Block IntEngine::build_block(int l, const std::vector<RowChunk> &chunks
           make_linear(layer_name(l, ls.id), ch.rows, bq.*ls.input_grid, linear_has_bias(c, ls.id),
                       linear_epilogue(c, ls.id, false), &chunk_scratch_);
     for (const RowChunk::Segment &seg : ch.segments) {
-      cb.qk_pd.push_back(batched(seg.tq, dh, T, true, bq.q.delta * bq.k.delta, bq.q.zero_point));
-      cb.av_pd.push_back(
-          batched(seg.tq, T, dh, false, bq.attn.delta * bq.v.delta, bq.attn.zero_point));
+      cb.qk_pd.push_back(
+          batched(seg.tq, dh, T, true, bq.q.delta * bq.k.delta, bq.q.zero_point, dn::S8Dst{}));
+      cb.av_pd.push_back(batched(seg.tq, T, dh, false, av_scale, bq.attn.zero_point, av_dst));
     }
     blk.chunks.push_back(std::move(cb));
   }
@@ -144,7 +168,7 @@ IntPlan::Block IntEngine::build_block(int l, const std::vector<RowChunk> &chunks
   blk.v = grid_of(bq.v, true);
   blk.attn = grid_of(bq.attn, false);
   if (bq.attn.twin_shift > 0) blk.attn_twin = twin_codes(bq.attn);
-  blk.proj_in = grid_of(bq.proj_in, false);
+  blk.proj_in = level_clamp(bq.proj_in, false);
   blk.fc1_in = grid_of(bq.fc1_in, false);
   blk.fc2_in = grid_of(bq.fc2_in, false);
   const std::string pre = block_prefix(l);
@@ -167,7 +191,7 @@ void IntEngine::bind_plans() {
                               dst, scratch, bias == I.biases.end() ? nullptr : bias->second.data());
   };
   auto bind_batched = [&](const dnnl::matmul::primitive_desc &pd, const void *a, const void *b,
-                          float *dst, const memory &scratch) {
+                          void *dst, const memory &scratch) {
     return dn::bind_matmul(pd, a, dn::wrap(pd.weights_desc(), b), dst, scratch);
   };
   const memory scratch = dn::wrap(memory::desc({static_cast<int64_t>(B.scratchpad.size())},
@@ -204,7 +228,7 @@ void IntEngine::bind_plans() {
         for (int i = 0; i < kBlockLinears; ++i) bind(cb.linear[i], io[i].first, io[i].second, cs);
         float *scores = I.scores.ptr + ci * H * I.tq_max * T;
         const uint8_t *attn = bytes(I.attn) + ci * H * I.tq_max * T;
-        float *attn_out = I.attn_out.ptr + ci * I.tq_max * D;
+        uint8_t *attn_out = bytes(I.attn_out) + ci * I.tq_max * D;
         for (size_t si = 0; si < ch.segments.size(); ++si) {
           const RowChunk::Segment &seg = ch.segments[si];
           // The segment's queries are a dense [H, tq, dh] block at its rows; its image's keys and
@@ -291,7 +315,7 @@ void IntEngine::forward(const float *nchw, int n, float *out, const TapFn *taps,
     const IntPlan::ChunkBlock &cb = blk.chunks[ci];
     float *scores = I.scores.ptr + ci * H * I.tq_max * T;
     uint8_t *attn = bytes(I.attn) + ci * H * I.tq_max * T;
-    const float *attn_out = I.attn_out.ptr + ci * I.tq_max * D;
+    const auto *attn_out = reinterpret_cast<const int8_t *>(I.attn_out.ptr) + ci * I.tq_max * D;
     for (size_t si = 0; si < ch.segments.size(); ++si) {
       const RowChunk::Segment &seg = ch.segments[si];
       cb.qk[si].run(I.streams[ci]);
@@ -301,8 +325,8 @@ void IntEngine::forward(const float *nchw, int n, float *out, const TapFn *taps,
       lap(Op::softmax);
       cb.av[si].run(I.streams[ci]);
       lap(Op::gemm_attention);
-      kernels::merge_heads_quant(attn_out, bytes(I.merged) + seg.row * D, 1, H, seg.tq, dh,
-                                 blk.proj_in);
+      kernels::merge_heads_s8(attn_out, bytes(I.merged) + seg.row * D, 1, H, seg.tq, dh,
+                              blk.proj_in);
       lap(Op::quantize_reorder);
     }
     cb.linear[static_cast<int>(Linear::proj)].bound.run(I.streams[ci]);  // x += attn · Wproj + b

@@ -638,35 +638,6 @@ TEST(QuantKernels, SplitHeadsQuantFillsATokenRangeOfLongerBlocks) {
   }
 }
 
-TEST(QuantKernels, MergeHeadsQuantIsThePermutationOfQuantize) {
-  struct Shape {
-    int64_t b, h, t, d;
-  };
-  std::vector<Shape> shapes;
-  for (int64_t d : kSizes) shapes.push_back({2, 3, 5, d});
-  for (int64_t t : kSizes) shapes.push_back({1, 6, t, 17});
-  shapes.push_back({2, 6, 197, 64});
-  for (const Shape &sh : shapes) {
-    const int64_t n = sh.b * sh.h * sh.t * sh.d;
-    const auto src = random_vector(static_cast<size_t>(n), 2.f, 14);
-    for (const QuantGrid &g : test_grids(4.f)) {
-      Bytes fast(n, 0xAA), ref(n, 0x55);
-      merge_heads_quant(src.data(), fast.data(), sh.b, sh.h, sh.t, sh.d, g);
-      merge_heads_quant_ref(src.data(), ref.data(), sh.b, sh.h, sh.t, sh.d, g);
-      const std::string where = "b " + std::to_string(sh.b) + " h " + std::to_string(sh.h) + " t " +
-                                std::to_string(sh.t) + " d " + std::to_string(sh.d) + " " +
-                                describe(g);
-      ASSERT_EQ(fast, ref) << where;
-      // The exact permutation: merge_heads_f32 then quantize gives the same bytes.
-      std::vector<float> merged(src.size());
-      merge_heads_f32(src.data(), merged.data(), sh.b, sh.h, sh.t, sh.d);
-      Bytes want(n);
-      quantize_ref(merged.data(), want.data(), n, g);
-      ASSERT_EQ(fast, want) << where;
-    }
-  }
-}
-
 // Informative only (no assertion): ns per element of the fused kernels, dispatched (all OpenMP
 // threads, and one thread) against the scalar reference, plus the unfused f32 kernel + quantize.
 double best_ns_per_element(const std::function<void()> &run, int64_t elements) {
