@@ -43,4 +43,18 @@ void merge_heads_s8(const int8_t *src, uint8_t *dst, int64_t b, int64_t h, int64
         clamp_run(src + ((bi * h + hi) * t + ti) * d, dst + ((bi * t + ti) * h + hi) * d, d, vc);
 }
 
+void split_heads_s8(const int8_t *src, uint8_t *const *dst, const ByteClamp *clamps, int64_t b,
+                    int64_t t, int64_t s, int64_t h, int64_t d, const int64_t *dst_t) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t bi = 0; bi < b; ++bi)
+    for (int64_t ti = 0; ti < t; ++ti)
+      for (int64_t si = 0; si < s; ++si) {
+        const VecClamp vc(clamps[si]);  // three broadcasts, against h * d bytes
+        const int64_t bt = dst_t ? dst_t[si] : t;
+        for (int64_t hi = 0; hi < h; ++hi)
+          clamp_run(src + (((bi * t + ti) * s + si) * h + hi) * d,
+                    dst[si] + ((bi * h + hi) * bt + ti) * d, d, vc);
+      }
+}
+
 }  // namespace vqm::kernels::avx512

@@ -86,16 +86,16 @@ void softmax_quant(const float *x, void *y, int64_t rows, int64_t cols, float sc
   softmax_quant_ref(x, y, rows, cols, scale, g);
 }
 
-void split_heads_quant(const float *src, void *const *dst, const QuantGrid *grids, int64_t b,
-                       int64_t t, int64_t s, int64_t h, int64_t d, const int64_t *dst_t) {
-  if (use_avx512()) return avx512::split_heads_quant(src, dst, grids, b, t, s, h, d, dst_t);
-  split_heads_quant_ref(src, dst, grids, b, t, s, h, d, dst_t);
-}
-
 void merge_heads_s8(const int8_t *src, uint8_t *dst, int64_t b, int64_t h, int64_t t, int64_t d,
                     const ByteClamp &c) {
   if (use_avx512bw()) return avx512::merge_heads_s8(src, dst, b, h, t, d, c);
   merge_heads_s8_ref(src, dst, b, h, t, d, c);
+}
+
+void split_heads_s8(const int8_t *src, uint8_t *const *dst, const ByteClamp *clamps, int64_t b,
+                    int64_t t, int64_t s, int64_t h, int64_t d, const int64_t *dst_t) {
+  if (use_avx512bw()) return avx512::split_heads_s8(src, dst, clamps, b, t, s, h, d, dst_t);
+  split_heads_s8_ref(src, dst, clamps, b, t, s, h, d, dst_t);
 }
 
 }  // namespace vqm::kernels

@@ -24,4 +24,18 @@ void merge_heads_s8_ref(const int8_t *src, uint8_t *dst, int64_t b, int64_t h, i
       }
 }
 
+void split_heads_s8_ref(const int8_t *src, uint8_t *const *dst, const ByteClamp *clamps, int64_t b,
+                        int64_t t, int64_t s, int64_t h, int64_t d, const int64_t *dst_t) {
+  for (int64_t bi = 0; bi < b; ++bi)
+    for (int64_t ti = 0; ti < t; ++ti)
+      for (int64_t si = 0; si < s; ++si) {
+        const int64_t bt = dst_t ? dst_t[si] : t;
+        for (int64_t hi = 0; hi < h; ++hi) {
+          const int8_t *in = src + (((bi * t + ti) * s + si) * h + hi) * d;
+          uint8_t *out = dst[si] + ((bi * h + hi) * bt + ti) * d;
+          for (int64_t di = 0; di < d; ++di) out[di] = clamp_byte(in[di], clamps[si]);
+        }
+      }
+}
+
 }  // namespace vqm::kernels

@@ -1,11 +1,13 @@
 // Integer execution of a quantized model: every linear layer and both attention products run as
 // oneDNN u8 x s8 matmuls (brg:avx512_core_vnni) with the calibrated scales baked in; the element-
-// wise steps between them quantize as they go (LayerNorm, GELU, softmax and the head split write
-// u8/s8 directly), and A·V writes the levels of proj's input itself (the head merge moves bytes).
+// wise steps between them quantize as they go (LayerNorm, GELU and softmax write u8 directly), and
+// QKV and A·V write the levels of their consumers' grids themselves, so that the head split and
+// merge only move bytes.
 // Equals the simulated path (float_engine.cpp) up to float rounding. The blocks run row-chunked,
 // one chunk of token rows per thread (RowChunk in int_engine.h, forward).
 #include <omp.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <iostream>
@@ -23,9 +25,9 @@ namespace dn = kernels::onednn;
 using dnnl::memory;
 
 namespace {
-kernels::QuantGrid grid_of(const ActQuant &a, bool store_signed) {
+kernels::QuantGrid grid_of(const ActQuant &a) {
   // A two-range grid is quantized on its fine grid first (all 256 codes), then coarsened.
-  return kernels::QuantGrid{a.delta, a.zero_point, a.twin_shift > 0 ? 255 : a.qmax(), store_signed};
+  return kernels::QuantGrid{a.delta, a.zero_point, a.twin_shift > 0 ? 255 : a.qmax(), false};
 }
 uint8_t *bytes(const SessionBuffers::Aligned &a) {
   return reinterpret_cast<uint8_t *>(a.ptr);
@@ -48,6 +50,20 @@ kernels::ByteClamp level_clamp(const ActQuant &a, bool to_s8) {
   return kernels::ByteClamp{static_cast<int8_t>(std::max(lo, -128)),
                             static_cast<int8_t>(std::min(hi, 127)),
                             static_cast<uint8_t>((to_s8 ? -shift : a.zero_point - shift) & 0xff)};
+}
+// A linear layer's bias in its output's units: values, or, when its equal sections of output
+// channels write the int8 levels of the grids s8_out, levels plus each grid's shift (oneDNN 2.6
+// takes one common destination zero point only, so the shifts ride in the bias).
+std::vector<float> output_bias(const float *bias, int64_t n,
+                               const std::vector<const ActQuant *> &s8_out) {
+  std::vector<float> out(n, 0.f);
+  if (bias) std::copy_n(bias, n, out.begin());
+  const int64_t section = s8_out.empty() ? n : n / static_cast<int64_t>(s8_out.size());
+  for (int64_t j = 0; j < n && !s8_out.empty(); ++j) {
+    const ActQuant &g = *s8_out[j / section];
+    out[j] = out[j] * kernels::quant_inverse(g.delta) + static_cast<float>(s8_shift(g));
+  }
+  return out;
 }
 }  // namespace
 
@@ -90,21 +106,35 @@ uint64_t IntEngine::activation_bytes(const VitConfig &c, int64_t max_batch, int6
 }
 
 // A linear layer's primitive (and its prescaled bias, once per layer) for m rows. Its output
-// scale: delta of its input times each output channel's weight scale.
+// scale: delta of its input times each output channel's weight scale, and with s8_out (see
+// output_bias) 1 / delta of the channel's grid.
 LinearPrim IntEngine::make_linear(const std::string &name, int64_t m, const ActQuant &in,
-                                  bool has_bias, dn::Epilogue ep, size_t *scratch) {
+                                  bool has_bias, dn::Epilogue ep, size_t *scratch,
+                                  const std::vector<const ActQuant *> &s8_out) {
   const IntWeight *w = model_->int_weight(name + ".weight");
   if (!w)
     fail(ErrorCode::format,
          model_->file().source() + ": '" + name + ".weight' is not stored as integers");
-  std::vector<float> scales(w->scale.size());
-  for (size_t i = 0; i < scales.size(); ++i) scales[i] = in.delta * w->scale[i];
+  const bool s8 = !s8_out.empty();
+  const size_t section = s8 ? static_cast<size_t>(w->n) / s8_out.size() : 0;
+  // Per channel when the sections need scales of their own, even over per-tensor weight scales.
+  std::vector<float> scales(s8 ? static_cast<size_t>(w->n) : w->scale.size());
+  bool shifted = false;  // a shift needs a bias even where the layer has none
+  for (size_t i = 0; i < scales.size(); ++i) {
+    scales[i] = in.delta * w->scale[w->scale.size() == 1 ? 0 : i];
+    if (!s8) continue;
+    scales[i] *= kernels::quant_inverse(s8_out[i / section]->delta);
+    shifted = shifted || s8_shift(*s8_out[i / section]) != 0;
+  }
   LinearPrim l;
   l.name = name;
-  l.pd = dn::linear_u8s8_pd(m, w->k, w->n, scales, in.zero_point, has_bias, ep);
-  if (has_bias && !ibuf_->biases.count(name))
+  l.pd = dn::linear_u8s8_pd(m, w->k, w->n, scales, in.zero_point, has_bias || shifted, ep,
+                            dn::S8Dst{s8, 0});
+  if ((has_bias || shifted) && !ibuf_->biases.count(name)) {
+    const float *bias = has_bias ? model_->weight(name + ".bias") : nullptr;
     ibuf_->biases[name] =
-        dn::prescale_linear_bias_u8s8(model_->weight(name + ".bias"), w->n, scales);
+        dn::prescale_linear_bias_u8s8(output_bias(bias, w->n, s8_out).data(), w->n, scales);
+  }
   *scratch = std::max(*scratch, l.pd.scratchpad_desc().get_size());
   return l;
 }
@@ -119,8 +149,8 @@ std::unique_ptr<IntPlan> IntEngine::build_plan(int b, int64_t threads, size_t *s
   for (const RowChunk &ch : plan->chunks)
     for (const RowChunk::Segment &seg : ch.segments)
       plan->whole_images = plan->whole_images && seg.tq == c.tokens();
-  plan->patch_in = grid_of(mq.patch_in, false);
-  plan->head_in = grid_of(mq.head_in, false);
+  plan->patch_in = grid_of(mq.patch_in);
+  plan->head_in = grid_of(mq.head_in);
   plan->patch = make_linear("patch_embed.proj", b * c.num_patches(), mq.patch_in, c.patch_bias,
                             dn::Epilogue::none, scratch);
   if (c.num_classes > 0)
@@ -147,13 +177,16 @@ IntPlan::Block IntEngine::build_block(int l, const std::vector<RowChunk> &chunks
   // A·V writes the levels of proj's input grid straight away (a common scale and shift).
   const float av_scale = bq.attn.delta * bq.v.delta * kernels::quant_inverse(bq.proj_in.delta);
   const dn::S8Dst av_dst{true, s8_shift(bq.proj_in)};
+  // QKV writes the levels of q, k and v straight away, each section on its own grid.
+  const std::vector<const ActQuant *> qkv_out = {&bq.q, &bq.k, &bq.v};
   IntPlan::Block blk;
   for (const RowChunk &ch : chunks) {
     IntPlan::ChunkBlock cb;
     for (const LinearSpec &ls : block_linears())
       cb.linear[static_cast<int>(ls.id)] =
           make_linear(layer_name(l, ls.id), ch.rows, bq.*ls.input_grid, linear_has_bias(c, ls.id),
-                      linear_epilogue(c, ls.id, false), &chunk_scratch_);
+                      linear_epilogue(c, ls.id, false), &chunk_scratch_,
+                      ls.id == Linear::qkv ? qkv_out : std::vector<const ActQuant *>{});
     for (const RowChunk::Segment &seg : ch.segments) {
       cb.qk_pd.push_back(
           batched(seg.tq, dh, T, true, bq.q.delta * bq.k.delta, bq.q.zero_point, dn::S8Dst{}));
@@ -161,16 +194,13 @@ IntPlan::Block IntEngine::build_block(int l, const std::vector<RowChunk> &chunks
     }
     blk.chunks.push_back(std::move(cb));
   }
-  // K and V are stored as s8 (q - zp): the quantizer keeps (q - zp) within s8 for them.
-  blk.qkv_in = grid_of(bq.qkv_in, false);
-  blk.q = grid_of(bq.q, false);
-  blk.k = grid_of(bq.k, true);
-  blk.v = grid_of(bq.v, true);
-  blk.attn = grid_of(bq.attn, false);
+  blk.qkv_in = grid_of(bq.qkv_in);
+  blk.qkv_out = {level_clamp(bq.q, false), level_clamp(bq.k, true), level_clamp(bq.v, true)};
+  blk.attn = grid_of(bq.attn);
   if (bq.attn.twin_shift > 0) blk.attn_twin = twin_codes(bq.attn);
   blk.proj_in = level_clamp(bq.proj_in, false);
-  blk.fc1_in = grid_of(bq.fc1_in, false);
-  blk.fc2_in = grid_of(bq.fc2_in, false);
+  blk.fc1_in = grid_of(bq.fc1_in);
+  blk.fc2_in = grid_of(bq.fc2_in);
   const std::string pre = block_prefix(l);
   blk.norm1_w = model_->weight(pre + "norm1.weight");
   blk.norm1_b = model_->weight(pre + "norm1.bias");
@@ -184,7 +214,7 @@ void IntEngine::bind_plans() {
   IntBuffers &I = *ibuf_;
   const VitConfig &c = model_->config();
   const int64_t T = c.tokens(), D = c.embed_dim, F = c.mlp_hidden, H = c.num_heads;
-  auto bind = [&](LinearPrim &l, const void *src, float *dst, const memory &scratch) {
+  auto bind = [&](LinearPrim &l, const void *src, void *dst, const memory &scratch) {
     const auto bias = I.biases.find(l.name);
     l.bound = dn::bind_matmul(l.pd, src,
                               model_->packed_weight_s8(l.name + ".weight", l.pd.weights_desc()),
@@ -219,9 +249,10 @@ void IntEngine::bind_plans() {
         IntPlan::ChunkBlock &cb = plan->blocks[l].chunks[ci];
         const memory &cs = chunk_scratch[ci];
         const int64_t r = ch.row0;
-        // Where each linear layer reads (u8) and writes (f32; proj and fc2 accumulate into x).
-        const std::array<std::pair<const void *, float *>, kBlockLinears> io = {
-            {{bytes(I.h) + r * D, B.qkv.ptr + r * 3 * D},
+        // Where each linear layer reads (u8) and writes (qkv: int8 levels, in the first quarter
+        // of its f32 buffer; f32 for the others, proj and fc2 accumulating into x).
+        const std::array<std::pair<const void *, void *>, kBlockLinears> io = {
+            {{bytes(I.h) + r * D, bytes(B.qkv) + r * 3 * D},
              {bytes(I.merged) + r * D, B.x.ptr + r * D},
              {bytes(I.h) + r * D, B.mlp.ptr + r * F},
              {bytes(I.mlp) + r * F, B.x.ptr + r * D}}};
@@ -297,15 +328,15 @@ void IntEngine::forward(const float *nchw, int n, float *out, const TapFn *taps,
     const RowChunk &ch = plan.chunks[ci];
     norm_linear(ci, blk.norm1_w, blk.norm1_b, blk.qkv_in,
                 blk.chunks[ci].linear[static_cast<int>(Linear::qkv)], lap);
-    const kernels::QuantGrid grids[3] = {blk.q, blk.k, blk.v};
     const int64_t kv = (l % 2) * kv_size;
+    const auto *qkv = reinterpret_cast<const int8_t *>(B.qkv.ptr);
     for (const RowChunk::Segment &seg : ch.segments) {
-      void *const heads[3] = {bytes(I.q) + seg.row * D,
-                              bytes(I.k) + kv + seg.image * T * D + seg.t0 * dh,
-                              bytes(I.v) + kv + seg.image * T * D + seg.t0 * dh};
+      uint8_t *const heads[3] = {bytes(I.q) + seg.row * D,
+                                 bytes(I.k) + kv + seg.image * T * D + seg.t0 * dh,
+                                 bytes(I.v) + kv + seg.image * T * D + seg.t0 * dh};
       const int64_t dst_t[3] = {seg.tq, T, T};
-      kernels::split_heads_quant(B.qkv.ptr + seg.row * 3 * D, heads, grids, 1, seg.tq, 3, H, dh,
-                                 dst_t);
+      kernels::split_heads_s8(qkv + seg.row * 3 * D, heads, blk.qkv_out.data(), 1, seg.tq, 3, H, dh,
+                              dst_t);
     }
     lap(Op::quantize_reorder);
   };

@@ -116,7 +116,10 @@ struct IntPlan {
   };
   struct Block {
     std::vector<ChunkBlock> chunks;
-    kernels::QuantGrid qkv_in, q, k, v, attn, fc1_in, fc2_in;
+    kernels::QuantGrid qkv_in, attn, fc1_in, fc2_in;
+    // QKV writes the levels of q, k and v; the head split clamps them to their grids and makes
+    // q's u8 levels, k's and v's int8 operands (q - zero point).
+    std::array<kernels::ByteClamp, 3> qkv_out;
     kernels::ByteClamp proj_in;  // A·V writes proj's input levels; the head merge clamps them
     kernels::TwinCodes attn_twin{0, 0, 0};  // shift 0: attn is a uniform grid
     const float *norm1_w, *norm1_b, *norm2_w, *norm2_b;
@@ -141,7 +144,8 @@ class IntEngine final : public Engine {
 
  private:
   LinearPrim make_linear(const std::string &name, int64_t m, const ActQuant &in, bool has_bias,
-                         kernels::onednn::Epilogue ep, size_t *scratch);
+                         kernels::onednn::Epilogue ep, size_t *scratch,
+                         const std::vector<const ActQuant *> &s8_out = {});
   std::unique_ptr<IntPlan> build_plan(int b, int64_t threads, size_t *scratch);
   IntPlan::Block build_block(int l, const std::vector<RowChunk> &chunks);
   void bind_plans();

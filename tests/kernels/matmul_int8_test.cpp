@@ -261,6 +261,42 @@ TEST(MatmulU8S8, BatchedS8DestinationRoundsOntoTheGrid) {
   }
 }
 
+// An s8 linear destination with per-channel scales and a bias carrying per-channel shifts (how a
+// layer writes sections on grids of their own while oneDNN takes one common destination zero
+// point): levels as for the batched product, the bias in output units.
+TEST(MatmulU8S8, LinearS8DestinationRoundsOntoTheGrid) {
+  for (const Shape &s : {Shape{1, 17, 5}, Shape{7, 33, 65}, Shape{197, 384, 1152}}) {
+    const auto x = rnd_u8(s.m * s.k, 41);
+    const auto w = rnd_s8(s.n * s.k, 42);
+    const float base = 100.f / (128.f * 127.f * std::sqrt(static_cast<float>(s.k)));
+    const auto scales = rnd_f32(s.n, 43, 0.5f * base, 1.5f * base);
+    auto bias = rnd_f32(s.n, 44, -20.f, 20.f);
+    for (int64_t j = 0; j < s.n; ++j) bias[j] += static_cast<float>(j % 3 * 5 - 5);  // shifts
+    const auto bias_acc = prescale_linear_bias_u8s8(bias.data(), s.n, scales);
+    for (int32_t x_zp : {0, 128})
+      for (int32_t dst_zp : {0, -6}) {
+        const auto pd =
+            linear_u8s8_pd(s.m, s.k, s.n, scales, x_zp, true, Epilogue::none, S8Dst{true, dst_zp});
+        const dnnl::memory packed = pack_linear_weights_s8(w.data(), s.n, s.k, pd.weights_desc());
+        std::vector<int8_t> y(s.m * s.n);
+        execute(pd, {{DNNL_ARG_SRC, wrap(pd.src_desc(), x.data())},
+                     {DNNL_ARG_WEIGHTS, packed},
+                     {DNNL_ARG_BIAS, wrap(pd.bias_desc(), bias_acc.data())},
+                     {DNNL_ARG_DST, wrap(pd.dst_desc(), y.data())}});
+        const std::string what = describe(s, x_zp, true, true, Epilogue::none) +
+                                 " dst_zp=" + std::to_string(dst_zp) + " " + pd.impl_info_str();
+        const std::vector<int32_t> ref = int_products(x, w.data(), s.m, s.k, s.n, x_zp, s.k, 1);
+        LevelCheck check;
+        for (int64_t i = 0; i < s.m; ++i)
+          for (int64_t j = 0; j < s.n; ++j)
+            check.expect(double{scales[j]} * ref[i * s.n + j] + bias[j] + dst_zp, y[i * s.n + j],
+                         what);
+        EXPECT_LE(check.near_ties, s.m * s.n / 1000) << what;
+        EXPECT_TRUE(is_brgemm(pd)) << what;
+      }
+  }
+}
+
 TEST(MatmulU8S8, RejectsBadArguments) {
   EXPECT_THROW(linear_u8s8_pd(4, 8, 3, {1.f, 2.f}, 0, false, Epilogue::none),
                std::invalid_argument);
@@ -306,8 +342,10 @@ TEST(MatmulU8S8, DeitShapesUseBrgemmKernels) {
         const std::string tag =
             std::string(md.name) + " batch " + std::to_string(b) + " zp " + std::to_string(zp);
         auto check_linear = [&](const Linear &l, const char *threads) {
-          const auto pd =
-              linear_u8s8_pd(l.m, l.k, l.n, std::vector<float>(l.n, 1e-4f), zp, true, l.ep);
+          // QKV as the integer engine runs it: int8 levels, per-channel scales.
+          const bool s8 = std::string(l.name) == "qkv";
+          const auto pd = linear_u8s8_pd(l.m, l.k, l.n, rnd_f32(l.n, 7, 1e-2f, 2e-2f), zp, true,
+                                         l.ep, S8Dst{s8, 0});
           std::printf("  %s %-11s %5ldx%4ldx%4ld, %s: %s\n", tag.c_str(), l.name,
                       static_cast<long>(l.m), static_cast<long>(l.k), static_cast<long>(l.n),
                       threads, pd.impl_info_str());
