@@ -101,8 +101,7 @@ namespace vqm::kernels {
 // The AVX-512 versions reproduce the AVX-512 f32 kernels operation for operation, so on either
 // dispatch path e.g. layernorm_quant(x) == quantize(layernorm_f32(x)) bit for bit. Against the
 // double-precision `_ref` twins, layernorm/softmax/gelu/quick_gelu may land one level apart where a
-// value sits within float rounding of a level boundary; quantize and the head permutations are
-// bit-identical.
+// value sits within float rounding of a level boundary; quantize is bit-identical.
 struct QuantGrid {
   float delta;
   int32_t zero_point;
@@ -140,22 +139,35 @@ void softmax_quant(const float *x, void *y, int64_t rows, int64_t cols, float sc
 void softmax_quant_ref(const float *x, void *y, int64_t rows, int64_t cols, float scale,
                        const QuantGrid &g);
 
-// split_heads_f32's permutation fused with quantization: src [B, T, S, H, D] f32; dst[s] is a
-// dense [B, H, T, D] byte block holding group s on grids[s] (q, k and v get their own grids and
-// may differ in signedness). With dst_t, dst[s] is [B, H, dst_t[s], D] (dst_t[s] >= t) and the
+}  // namespace vqm::kernels
+
+namespace vqm::kernels {
+
+// Byte permutations for levels a matmul already wrote as int8 b (oneDNN rounds, and adds a shift,
+// itself): each byte is copied as clamp(b, lo, hi) + add, the clamp in int8 and the add modulo
+// 256. The clamp is the part of a grid an int8 destination cannot express (it saturates to
+// [-128, 127] only, a b-bit grid has 2^b levels); the add moves the levels where the consumer
+// wants them: a u8 grid level q = b + add, or an int8 operand q - zero_point. Precondition:
+// lo <= hi. Bit-identical to the `_ref` twins.
+struct ByteClamp {
+  int8_t lo, hi;
+  uint8_t add;
+};
+
+// merge_heads_f32's permutation of bytes: src [B, H, T, D] -> dst [B, T, H, D], clamped.
+void merge_heads_s8(const int8_t *src, uint8_t *dst, int64_t b, int64_t h, int64_t t, int64_t d,
+                    const ByteClamp &c);
+void merge_heads_s8_ref(const int8_t *src, uint8_t *dst, int64_t b, int64_t h, int64_t t, int64_t d,
+                        const ByteClamp &c);
+
+// split_heads_f32's permutation of bytes: src [B, T, S, H, D]; dst[s] is a dense [B, H, T, D]
+// block of group s, each byte clamped with clamps[s] (groups such as q, k and v have grids, and
+// consumers, of their own). With dst_t, dst[s] is [B, H, dst_t[s], D] (dst_t[s] >= t) and the
 // call fills its tokens [0, t): offset dst[s] by t0 * D to write a token range [t0, t0 + t) of a
 // longer sequence, as a caller that splits one sequence's rows between threads does.
-void split_heads_quant(const float *src, void *const *dst, const QuantGrid *grids, int64_t b,
-                       int64_t t, int64_t s, int64_t h, int64_t d, const int64_t *dst_t = nullptr);
-void split_heads_quant_ref(const float *src, void *const *dst, const QuantGrid *grids, int64_t b,
-                           int64_t t, int64_t s, int64_t h, int64_t d,
-                           const int64_t *dst_t = nullptr);
-
-// merge_heads_f32's permutation fused with quantization: src [B, H, T, D] f32 -> dst [B, T, H, D]
-// bytes.
-void merge_heads_quant(const float *src, void *dst, int64_t b, int64_t h, int64_t t, int64_t d,
-                       const QuantGrid &g);
-void merge_heads_quant_ref(const float *src, void *dst, int64_t b, int64_t h, int64_t t, int64_t d,
-                           const QuantGrid &g);
+void split_heads_s8(const int8_t *src, uint8_t *const *dst, const ByteClamp *clamps, int64_t b,
+                    int64_t t, int64_t s, int64_t h, int64_t d, const int64_t *dst_t = nullptr);
+void split_heads_s8_ref(const int8_t *src, uint8_t *const *dst, const ByteClamp *clamps, int64_t b,
+                        int64_t t, int64_t s, int64_t h, int64_t d, const int64_t *dst_t = nullptr);
 
 }  // namespace vqm::kernels

@@ -1,5 +1,6 @@
-// Chooses the kernel implementation once per process: AVX-512 when the CPU has it, the scalar
-// reference otherwise. VQM_ISA=ref forces the reference (for debugging and A/B timing).
+// Chooses the kernel implementation once per process: AVX-512 when the CPU has it (AVX512F; the
+// byte kernels also AVX512BW), the scalar reference otherwise. VQM_ISA=ref forces the reference
+// (for debugging and A/B timing).
 #include <cstdlib>
 #include <cstring>
 
@@ -16,6 +17,11 @@ bool use_avx512() {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") != 0;
   }();
+  return value;
+}
+// The byte kernels also need AVX512BW (bytes_avx512.cpp).
+bool use_avx512bw() {
+  static const bool value = use_avx512() && __builtin_cpu_supports("avx512bw") != 0;
   return value;
 }
 }  // namespace
@@ -80,16 +86,16 @@ void softmax_quant(const float *x, void *y, int64_t rows, int64_t cols, float sc
   softmax_quant_ref(x, y, rows, cols, scale, g);
 }
 
-void split_heads_quant(const float *src, void *const *dst, const QuantGrid *grids, int64_t b,
-                       int64_t t, int64_t s, int64_t h, int64_t d, const int64_t *dst_t) {
-  if (use_avx512()) return avx512::split_heads_quant(src, dst, grids, b, t, s, h, d, dst_t);
-  split_heads_quant_ref(src, dst, grids, b, t, s, h, d, dst_t);
+void merge_heads_s8(const int8_t *src, uint8_t *dst, int64_t b, int64_t h, int64_t t, int64_t d,
+                    const ByteClamp &c) {
+  if (use_avx512bw()) return avx512::merge_heads_s8(src, dst, b, h, t, d, c);
+  merge_heads_s8_ref(src, dst, b, h, t, d, c);
 }
 
-void merge_heads_quant(const float *src, void *dst, int64_t b, int64_t h, int64_t t, int64_t d,
-                       const QuantGrid &g) {
-  if (use_avx512()) return avx512::merge_heads_quant(src, dst, b, h, t, d, g);
-  merge_heads_quant_ref(src, dst, b, h, t, d, g);
+void split_heads_s8(const int8_t *src, uint8_t *const *dst, const ByteClamp *clamps, int64_t b,
+                    int64_t t, int64_t s, int64_t h, int64_t d, const int64_t *dst_t) {
+  if (use_avx512bw()) return avx512::split_heads_s8(src, dst, clamps, b, t, s, h, d, dst_t);
+  split_heads_s8_ref(src, dst, clamps, b, t, s, h, d, dst_t);
 }
 
 }  // namespace vqm::kernels

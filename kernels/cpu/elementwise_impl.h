@@ -26,8 +26,16 @@ void gelu_quant(const float *x, void *y, int64_t n, const QuantGrid &g);
 void quick_gelu_quant(const float *x, void *y, int64_t n, const QuantGrid &g);
 void softmax_quant(const float *x, void *y, int64_t rows, int64_t cols, float scale,
                    const QuantGrid &g);
-void split_heads_quant(const float *src, void *const *dst, const QuantGrid *grids, int64_t b,
-                       int64_t t, int64_t s, int64_t h, int64_t d, const int64_t *dst_t);
-void merge_heads_quant(const float *src, void *dst, int64_t b, int64_t h, int64_t t, int64_t d,
-                       const QuantGrid &g);
+}  // namespace vqm::kernels::avx512
+
+namespace vqm::kernels {
+struct ByteClamp;  // kernels.h
+}  // namespace vqm::kernels
+
+// AVX512BW (bytes_avx512.cpp).
+namespace vqm::kernels::avx512 {
+void merge_heads_s8(const int8_t *src, uint8_t *dst, int64_t b, int64_t h, int64_t t, int64_t d,
+                    const ByteClamp &c);
+void split_heads_s8(const int8_t *src, uint8_t *const *dst, const ByteClamp *clamps, int64_t b,
+                    int64_t t, int64_t s, int64_t h, int64_t d, const int64_t *dst_t);
 }  // namespace vqm::kernels::avx512

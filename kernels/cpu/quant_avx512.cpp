@@ -19,7 +19,7 @@ namespace vqm::kernels::avx512 {
 
 namespace {
 
-// A grid broadcast into registers once per call (per group for split_heads_quant).
+// A grid broadcast into registers once per call.
 struct VecGrid {
   __m512 inv_delta, zero_point, qmax;
   __m512i zero_point_i32;
@@ -48,14 +48,6 @@ inline void quantize_store(__m512 v, const VecGrid &g, __mmask16 m, uint8_t *dst
     _mm512_mask_cvtsepi32_storeu_epi8(dst, m, _mm512_sub_epi32(level, g.zero_point_i32));
   } else {
     _mm512_mask_cvtepi32_storeu_epi8(dst, m, level);
-  }
-}
-
-// Quantizes one contiguous run of n floats (a head row, a chunk): full vectors, then a tail.
-inline void quantize_run(const float *x, uint8_t *y, int64_t n, const VecGrid &g) {
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = tail_mask(n - i);
-    quantize_store(_mm512_maskz_loadu_ps(m, x + i), g, m, y + i);
   }
 }
 
@@ -169,32 +161,6 @@ void softmax_quant(const float *x, void *y, int64_t rows, int64_t cols, float sc
       }
     }
   }
-}
-
-void split_heads_quant(const float *src, void *const *dst, const QuantGrid *grids, int64_t b,
-                       int64_t t, int64_t s, int64_t h, int64_t d, const int64_t *dst_t) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t bi = 0; bi < b; ++bi)
-    for (int64_t ti = 0; ti < t; ++ti)
-      for (int64_t si = 0; si < s; ++si) {
-        const VecGrid vg(grids[si]);  // a few broadcasts, against h * d elements
-        uint8_t *block = static_cast<uint8_t *>(dst[si]);
-        const int64_t bt = dst_t ? dst_t[si] : t;
-        for (int64_t hi = 0; hi < h; ++hi)
-          quantize_run(src + (((bi * t + ti) * s + si) * h + hi) * d,
-                       block + ((bi * h + hi) * bt + ti) * d, d, vg);
-      }
-}
-
-void merge_heads_quant(const float *src, void *dst, int64_t b, int64_t h, int64_t t, int64_t d,
-                       const QuantGrid &g) {
-  const VecGrid vg(g);
-  uint8_t *out = static_cast<uint8_t *>(dst);
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t bi = 0; bi < b; ++bi)
-    for (int64_t ti = 0; ti < t; ++ti)
-      for (int64_t hi = 0; hi < h; ++hi)
-        quantize_run(src + ((bi * h + hi) * t + ti) * d, out + ((bi * t + ti) * h + hi) * d, d, vg);
 }
 
 }  // namespace vqm::kernels::avx512

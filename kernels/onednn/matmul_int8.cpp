@@ -34,14 +34,25 @@ void check_scale(float s, const char *who) {
           std::string(who) + ": scales must be finite and non-zero, got " + std::to_string(s));
 }
 
+void check_dst(const S8Dst &dst, const char *who) {
+  require(dst.s8 ? dst.zero_point >= -128 && dst.zero_point <= 127 : dst.zero_point == 0,
+          std::string(who) + ": destination zero point " + std::to_string(dst.zero_point) +
+              (dst.s8 ? " outside [-128, 127]" : " without an s8 destination"));
+}
+
+dt dst_type(const S8Dst &dst) {
+  return dst.s8 ? dt::s8 : dt::f32;
+}
+
 dnnl::primitive_attr make_attr(Epilogue epilogue, int scale_mask, const std::vector<float> &scales,
-                               int32_t src_zero_point) {
+                               int32_t src_zero_point, const S8Dst &dst) {
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   attr.set_output_scales(scale_mask, scales);
   // Left unset when 0: a zero point, even of value 0, would make oneDNN carry (and compute) the
   // compensation term.
   if (src_zero_point != 0) attr.set_zero_points(DNNL_ARG_SRC, /*mask=*/0, {src_zero_point});
+  if (dst.zero_point != 0) attr.set_zero_points(DNNL_ARG_DST, /*mask=*/0, {dst.zero_point});
   attr.set_post_ops(make_post_ops(epilogue));
   return attr;
 }
@@ -50,22 +61,27 @@ dnnl::primitive_attr make_attr(Epilogue epilogue, int scale_mask, const std::vec
 
 dnnl::matmul::primitive_desc linear_u8s8_pd(int64_t m, int64_t k, int64_t n,
                                             const std::vector<float> &out_scales,
-                                            int32_t x_zero_point, bool bias, Epilogue epilogue) {
+                                            int32_t x_zero_point, bool bias, Epilogue epilogue,
+                                            S8Dst dst) {
   check_dims(m, k, n, "linear_u8s8_pd");
   check_zero_point(x_zero_point, "linear_u8s8_pd");
+  check_dst(dst, "linear_u8s8_pd");
+  // A sum post-op would add the old levels, not values.
+  require(!dst.s8 || epilogue != Epilogue::accumulate,
+          "linear_u8s8_pd: an s8 destination cannot accumulate");
   require(out_scales.size() == 1 || static_cast<int64_t>(out_scales.size()) == n,
           "linear_u8s8_pd: need 1 or n=" + std::to_string(n) + " output scales, got " +
               std::to_string(out_scales.size()));
   for (float s : out_scales) check_scale(s, "linear_u8s8_pd");
   const memory::desc src({m, k}, dt::u8, tag::ab);
   const memory::desc wei({k, n}, dt::s8, tag::any);
-  const memory::desc dst({m, n}, dt::f32, tag::ab);
+  const memory::desc out({m, n}, dst_type(dst), tag::ab);
   const memory::desc bia = bias ? memory::desc({1, n}, dt::f32, tag::ab) : memory::desc();
   // Mask bit 1 = the N dimension of the 2-D destination.
   const int mask = out_scales.size() == 1 ? 0 : 1 << 1;
-  const dnnl::matmul::desc desc(src, wei, bia, dst);
-  return dnnl::matmul::primitive_desc(desc, make_attr(epilogue, mask, out_scales, x_zero_point),
-                                      cpu_engine());
+  const dnnl::matmul::desc desc(src, wei, bia, out);
+  return dnnl::matmul::primitive_desc(
+      desc, make_attr(epilogue, mask, out_scales, x_zero_point, dst), cpu_engine());
 }
 
 std::vector<float> prescale_linear_bias_u8s8(const float *bias, int64_t n,
@@ -98,18 +114,20 @@ memory pack_linear_weights_s8(const int8_t *w_nk, int64_t n, int64_t k, const me
 }
 
 dnnl::matmul::primitive_desc batched_u8s8_pd(int64_t batch, int64_t m, int64_t k, int64_t n,
-                                             bool b_is_nk, float scale, int32_t a_zero_point) {
+                                             bool b_is_nk, float scale, int32_t a_zero_point,
+                                             S8Dst dst) {
   check_dims(m, k, n, "batched_u8s8_pd");
   require(batch > 0, "batched_u8s8_pd: batch must be positive, got " + std::to_string(batch));
   check_zero_point(a_zero_point, "batched_u8s8_pd");
+  check_dst(dst, "batched_u8s8_pd");
   check_scale(scale, "batched_u8s8_pd");
   const memory::desc src({batch, m, k}, dt::u8, tag::abc);
   // [batch,N,K] storage seen as logical [batch,K,N] is the "acb" permutation.
   const memory::desc wei({batch, k, n}, dt::s8, b_is_nk ? tag::acb : tag::abc);
-  const memory::desc dst({batch, m, n}, dt::f32, tag::abc);
-  const dnnl::matmul::desc desc(src, wei, dst);
-  return dnnl::matmul::primitive_desc(desc, make_attr(Epilogue::none, 0, {scale}, a_zero_point),
-                                      cpu_engine());
+  const memory::desc out({batch, m, n}, dst_type(dst), tag::abc);
+  const dnnl::matmul::desc desc(src, wei, out);
+  return dnnl::matmul::primitive_desc(
+      desc, make_attr(Epilogue::none, 0, {scale}, a_zero_point, dst), cpu_engine());
 }
 
 namespace {

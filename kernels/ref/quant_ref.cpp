@@ -87,31 +87,4 @@ void softmax_quant_ref(const float *x, void *y, int64_t rows, int64_t cols, floa
   }
 }
 
-void split_heads_quant_ref(const float *src, void *const *dst, const QuantGrid *grids, int64_t b,
-                           int64_t t, int64_t s, int64_t h, int64_t d, const int64_t *dst_t) {
-  for (int64_t bi = 0; bi < b; ++bi)
-    for (int64_t ti = 0; ti < t; ++ti)
-      for (int64_t si = 0; si < s; ++si) {
-        uint8_t *block = static_cast<uint8_t *>(dst[si]);
-        const int64_t bt = dst_t ? dst_t[si] : t;
-        for (int64_t hi = 0; hi < h; ++hi) {
-          const float *in = src + (((bi * t + ti) * s + si) * h + hi) * d;
-          uint8_t *o = block + ((bi * h + hi) * bt + ti) * d;
-          for (int64_t di = 0; di < d; ++di) o[di] = quantize_one(in[di], grids[si]);
-        }
-      }
-}
-
-void merge_heads_quant_ref(const float *src, void *dst, int64_t b, int64_t h, int64_t t, int64_t d,
-                           const QuantGrid &g) {
-  uint8_t *out = static_cast<uint8_t *>(dst);
-  for (int64_t bi = 0; bi < b; ++bi)
-    for (int64_t ti = 0; ti < t; ++ti)
-      for (int64_t hi = 0; hi < h; ++hi) {
-        const float *in = src + ((bi * h + hi) * t + ti) * d;
-        uint8_t *o = out + ((bi * t + ti) * h + hi) * d;
-        for (int64_t di = 0; di < d; ++di) o[di] = quantize_one(in[di], g);
-      }
-}
-
 }  // namespace vqm::kernels

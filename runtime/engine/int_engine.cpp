@@ -1,10 +1,13 @@
 // Integer execution of a quantized model: every linear layer and both attention products run as
 // oneDNN u8 x s8 matmuls (brg:avx512_core_vnni) with the calibrated scales baked in; the element-
-// wise steps between them quantize as they go (LayerNorm, GELU, softmax and the head permutations
-// write u8/s8 directly). Equals the simulated path (float_engine.cpp) up to float rounding. The
-// blocks run row-chunked, one chunk of token rows per thread (RowChunk in int_engine.h, forward).
+// wise steps between them quantize as they go (LayerNorm, GELU and softmax write u8 directly), and
+// QKV and A·V write the levels of their consumers' grids themselves, so that the head split and
+// merge only move bytes.
+// Equals the simulated path (float_engine.cpp) up to float rounding. The blocks run row-chunked,
+// one chunk of token rows per thread (RowChunk in int_engine.h, forward).
 #include <omp.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <iostream>
@@ -22,12 +25,45 @@ namespace dn = kernels::onednn;
 using dnnl::memory;
 
 namespace {
-kernels::QuantGrid grid_of(const ActQuant &a, bool store_signed) {
+kernels::QuantGrid grid_of(const ActQuant &a) {
   // A two-range grid is quantized on its fine grid first (all 256 codes), then coarsened.
-  return kernels::QuantGrid{a.delta, a.zero_point, a.twin_shift > 0 ? 255 : a.qmax(), store_signed};
+  return kernels::QuantGrid{a.delta, a.zero_point, a.twin_shift > 0 ? 255 : a.qmax(), false};
 }
 uint8_t *bytes(const SessionBuffers::Aligned &a) {
   return reinterpret_cast<uint8_t *>(a.ptr);
+}
+// A matmul that writes a grid's levels writes them as int8 b = nearbyint(y * quant_inverse(delta))
+// + shift (S8Dst): the shift nearest 0 that keeps every level q in [0, qmax] within int8, i.e. 0
+// below 8 bits and zero point - 128 at 8. Not the zero point itself as u8: oneDNN adds the shift
+// in float before rounding, and a sum near 128 keeps 7 fewer bits below the point than y / delta
+// near 0, which cost measurable agreement with the simulated path on 3 and 8-bit grids.
+int32_t s8_shift(const ActQuant &a) {
+  return std::min(std::max(0, a.zero_point - 128), 127 + a.zero_point - a.qmax());
+}
+// Recovers levels from such bytes: u8 q = b - shift + zero point in [0, qmax], or, for an int8
+// consumer, q - zero point = b - shift, saturated to int8 (the quantizer keeps it within int8
+// for K and V; a grid that breaks that saturates, as the quantizing kernels' signed store does).
+kernels::ByteClamp level_clamp(const ActQuant &a, bool to_s8) {
+  const int32_t shift = s8_shift(a);
+  int32_t lo = shift - a.zero_point, hi = lo + a.qmax();  // b of q = 0 and q = qmax
+  if (to_s8) lo = std::max(lo, shift - 128), hi = std::min(hi, shift + 127);
+  return kernels::ByteClamp{static_cast<int8_t>(std::max(lo, -128)),
+                            static_cast<int8_t>(std::min(hi, 127)),
+                            static_cast<uint8_t>((to_s8 ? -shift : a.zero_point - shift) & 0xff)};
+}
+// A linear layer's bias in its output's units: values, or, when its equal sections of output
+// channels write the int8 levels of the grids s8_out, levels plus each grid's shift (oneDNN 2.6
+// takes one common destination zero point only, so the shifts ride in the bias).
+std::vector<float> output_bias(const float *bias, int64_t n,
+                               const std::vector<const ActQuant *> &s8_out) {
+  std::vector<float> out(n, 0.f);
+  if (bias) std::copy_n(bias, n, out.begin());
+  const int64_t section = s8_out.empty() ? n : n / static_cast<int64_t>(s8_out.size());
+  for (int64_t j = 0; j < n && !s8_out.empty(); ++j) {
+    const ActQuant &g = *s8_out[j / section];
+    out[j] = out[j] * kernels::quant_inverse(g.delta) + static_cast<float>(s8_shift(g));
+  }
+  return out;
 }
 }  // namespace
 
@@ -70,21 +106,35 @@ uint64_t IntEngine::activation_bytes(const VitConfig &c, int64_t max_batch, int6
 }
 
 // A linear layer's primitive (and its prescaled bias, once per layer) for m rows. Its output
-// scale: delta of its input times each output channel's weight scale.
+// scale: delta of its input times each output channel's weight scale, and with s8_out (see
+// output_bias) 1 / delta of the channel's grid.
 LinearPrim IntEngine::make_linear(const std::string &name, int64_t m, const ActQuant &in,
-                                  bool has_bias, dn::Epilogue ep, size_t *scratch) {
+                                  bool has_bias, dn::Epilogue ep, size_t *scratch,
+                                  const std::vector<const ActQuant *> &s8_out) {
   const IntWeight *w = model_->int_weight(name + ".weight");
   if (!w)
     fail(ErrorCode::format,
          model_->file().source() + ": '" + name + ".weight' is not stored as integers");
-  std::vector<float> scales(w->scale.size());
-  for (size_t i = 0; i < scales.size(); ++i) scales[i] = in.delta * w->scale[i];
+  const bool s8 = !s8_out.empty();
+  const size_t section = s8 ? static_cast<size_t>(w->n) / s8_out.size() : 0;
+  // Per channel when the sections need scales of their own, even over per-tensor weight scales.
+  std::vector<float> scales(s8 ? static_cast<size_t>(w->n) : w->scale.size());
+  bool shifted = false;  // a shift needs a bias even where the layer has none
+  for (size_t i = 0; i < scales.size(); ++i) {
+    scales[i] = in.delta * w->scale[w->scale.size() == 1 ? 0 : i];
+    if (!s8) continue;
+    scales[i] *= kernels::quant_inverse(s8_out[i / section]->delta);
+    shifted = shifted || s8_shift(*s8_out[i / section]) != 0;
+  }
   LinearPrim l;
   l.name = name;
-  l.pd = dn::linear_u8s8_pd(m, w->k, w->n, scales, in.zero_point, has_bias, ep);
-  if (has_bias && !ibuf_->biases.count(name))
+  l.pd = dn::linear_u8s8_pd(m, w->k, w->n, scales, in.zero_point, has_bias || shifted, ep,
+                            dn::S8Dst{s8, 0});
+  if ((has_bias || shifted) && !ibuf_->biases.count(name)) {
+    const float *bias = has_bias ? model_->weight(name + ".bias") : nullptr;
     ibuf_->biases[name] =
-        dn::prescale_linear_bias_u8s8(model_->weight(name + ".bias"), w->n, scales);
+        dn::prescale_linear_bias_u8s8(output_bias(bias, w->n, s8_out).data(), w->n, scales);
+  }
   *scratch = std::max(*scratch, l.pd.scratchpad_desc().get_size());
   return l;
 }
@@ -99,8 +149,8 @@ std::unique_ptr<IntPlan> IntEngine::build_plan(int b, int64_t threads, size_t *s
   for (const RowChunk &ch : plan->chunks)
     for (const RowChunk::Segment &seg : ch.segments)
       plan->whole_images = plan->whole_images && seg.tq == c.tokens();
-  plan->patch_in = grid_of(mq.patch_in, false);
-  plan->head_in = grid_of(mq.head_in, false);
+  plan->patch_in = grid_of(mq.patch_in);
+  plan->head_in = grid_of(mq.head_in);
   plan->patch = make_linear("patch_embed.proj", b * c.num_patches(), mq.patch_in, c.patch_bias,
                             dn::Epilogue::none, scratch);
   if (c.num_classes > 0)
@@ -118,35 +168,39 @@ IntPlan::Block IntEngine::build_block(int l, const std::vector<RowChunk> &chunks
   const VitConfig &c = model_->config();
   const int64_t T = c.tokens(), H = c.num_heads, dh = c.head_dim();
   const BlockQuant &bq = model_->quant()->blocks[l];
-  auto batched = [&](int64_t m, int64_t k, int64_t n, bool b_is_nk, float scale, int32_t zp) {
-    auto pd = dn::batched_u8s8_pd(H, m, k, n, b_is_nk, scale, zp);
+  auto batched = [&](int64_t m, int64_t k, int64_t n, bool b_is_nk, float scale, int32_t zp,
+                     dn::S8Dst dst) {
+    auto pd = dn::batched_u8s8_pd(H, m, k, n, b_is_nk, scale, zp, dst);
     chunk_scratch_ = std::max(chunk_scratch_, pd.scratchpad_desc().get_size());
     return pd;
   };
+  // A·V writes the levels of proj's input grid straight away (a common scale and shift).
+  const float av_scale = bq.attn.delta * bq.v.delta * kernels::quant_inverse(bq.proj_in.delta);
+  const dn::S8Dst av_dst{true, s8_shift(bq.proj_in)};
+  // QKV writes the levels of q, k and v straight away, each section on its own grid.
+  const std::vector<const ActQuant *> qkv_out = {&bq.q, &bq.k, &bq.v};
   IntPlan::Block blk;
   for (const RowChunk &ch : chunks) {
     IntPlan::ChunkBlock cb;
     for (const LinearSpec &ls : block_linears())
       cb.linear[static_cast<int>(ls.id)] =
           make_linear(layer_name(l, ls.id), ch.rows, bq.*ls.input_grid, linear_has_bias(c, ls.id),
-                      linear_epilogue(c, ls.id, false), &chunk_scratch_);
+                      linear_epilogue(c, ls.id, false), &chunk_scratch_,
+                      ls.id == Linear::qkv ? qkv_out : std::vector<const ActQuant *>{});
     for (const RowChunk::Segment &seg : ch.segments) {
-      cb.qk_pd.push_back(batched(seg.tq, dh, T, true, bq.q.delta * bq.k.delta, bq.q.zero_point));
-      cb.av_pd.push_back(
-          batched(seg.tq, T, dh, false, bq.attn.delta * bq.v.delta, bq.attn.zero_point));
+      cb.qk_pd.push_back(
+          batched(seg.tq, dh, T, true, bq.q.delta * bq.k.delta, bq.q.zero_point, dn::S8Dst{}));
+      cb.av_pd.push_back(batched(seg.tq, T, dh, false, av_scale, bq.attn.zero_point, av_dst));
     }
     blk.chunks.push_back(std::move(cb));
   }
-  // K and V are stored as s8 (q - zp): the quantizer keeps (q - zp) within s8 for them.
-  blk.qkv_in = grid_of(bq.qkv_in, false);
-  blk.q = grid_of(bq.q, false);
-  blk.k = grid_of(bq.k, true);
-  blk.v = grid_of(bq.v, true);
-  blk.attn = grid_of(bq.attn, false);
+  blk.qkv_in = grid_of(bq.qkv_in);
+  blk.qkv_out = {level_clamp(bq.q, false), level_clamp(bq.k, true), level_clamp(bq.v, true)};
+  blk.attn = grid_of(bq.attn);
   if (bq.attn.twin_shift > 0) blk.attn_twin = twin_codes(bq.attn);
-  blk.proj_in = grid_of(bq.proj_in, false);
-  blk.fc1_in = grid_of(bq.fc1_in, false);
-  blk.fc2_in = grid_of(bq.fc2_in, false);
+  blk.proj_in = level_clamp(bq.proj_in, false);
+  blk.fc1_in = grid_of(bq.fc1_in);
+  blk.fc2_in = grid_of(bq.fc2_in);
   const std::string pre = block_prefix(l);
   blk.norm1_w = model_->weight(pre + "norm1.weight");
   blk.norm1_b = model_->weight(pre + "norm1.bias");
@@ -160,14 +214,14 @@ void IntEngine::bind_plans() {
   IntBuffers &I = *ibuf_;
   const VitConfig &c = model_->config();
   const int64_t T = c.tokens(), D = c.embed_dim, F = c.mlp_hidden, H = c.num_heads;
-  auto bind = [&](LinearPrim &l, const void *src, float *dst, const memory &scratch) {
+  auto bind = [&](LinearPrim &l, const void *src, void *dst, const memory &scratch) {
     const auto bias = I.biases.find(l.name);
     l.bound = dn::bind_matmul(l.pd, src,
                               model_->packed_weight_s8(l.name + ".weight", l.pd.weights_desc()),
                               dst, scratch, bias == I.biases.end() ? nullptr : bias->second.data());
   };
   auto bind_batched = [&](const dnnl::matmul::primitive_desc &pd, const void *a, const void *b,
-                          float *dst, const memory &scratch) {
+                          void *dst, const memory &scratch) {
     return dn::bind_matmul(pd, a, dn::wrap(pd.weights_desc(), b), dst, scratch);
   };
   const memory scratch = dn::wrap(memory::desc({static_cast<int64_t>(B.scratchpad.size())},
@@ -195,16 +249,17 @@ void IntEngine::bind_plans() {
         IntPlan::ChunkBlock &cb = plan->blocks[l].chunks[ci];
         const memory &cs = chunk_scratch[ci];
         const int64_t r = ch.row0;
-        // Where each linear layer reads (u8) and writes (f32; proj and fc2 accumulate into x).
-        const std::array<std::pair<const void *, float *>, kBlockLinears> io = {
-            {{bytes(I.h) + r * D, B.qkv.ptr + r * 3 * D},
+        // Where each linear layer reads (u8) and writes (qkv: int8 levels, in the first quarter
+        // of its f32 buffer; f32 for the others, proj and fc2 accumulating into x).
+        const std::array<std::pair<const void *, void *>, kBlockLinears> io = {
+            {{bytes(I.h) + r * D, bytes(B.qkv) + r * 3 * D},
              {bytes(I.merged) + r * D, B.x.ptr + r * D},
              {bytes(I.h) + r * D, B.mlp.ptr + r * F},
              {bytes(I.mlp) + r * F, B.x.ptr + r * D}}};
         for (int i = 0; i < kBlockLinears; ++i) bind(cb.linear[i], io[i].first, io[i].second, cs);
         float *scores = I.scores.ptr + ci * H * I.tq_max * T;
         const uint8_t *attn = bytes(I.attn) + ci * H * I.tq_max * T;
-        float *attn_out = I.attn_out.ptr + ci * I.tq_max * D;
+        uint8_t *attn_out = bytes(I.attn_out) + ci * I.tq_max * D;
         for (size_t si = 0; si < ch.segments.size(); ++si) {
           const RowChunk::Segment &seg = ch.segments[si];
           // The segment's queries are a dense [H, tq, dh] block at its rows; its image's keys and
@@ -273,15 +328,15 @@ void IntEngine::forward(const float *nchw, int n, float *out, const TapFn *taps,
     const RowChunk &ch = plan.chunks[ci];
     norm_linear(ci, blk.norm1_w, blk.norm1_b, blk.qkv_in,
                 blk.chunks[ci].linear[static_cast<int>(Linear::qkv)], lap);
-    const kernels::QuantGrid grids[3] = {blk.q, blk.k, blk.v};
     const int64_t kv = (l % 2) * kv_size;
+    const auto *qkv = reinterpret_cast<const int8_t *>(B.qkv.ptr);
     for (const RowChunk::Segment &seg : ch.segments) {
-      void *const heads[3] = {bytes(I.q) + seg.row * D,
-                              bytes(I.k) + kv + seg.image * T * D + seg.t0 * dh,
-                              bytes(I.v) + kv + seg.image * T * D + seg.t0 * dh};
+      uint8_t *const heads[3] = {bytes(I.q) + seg.row * D,
+                                 bytes(I.k) + kv + seg.image * T * D + seg.t0 * dh,
+                                 bytes(I.v) + kv + seg.image * T * D + seg.t0 * dh};
       const int64_t dst_t[3] = {seg.tq, T, T};
-      kernels::split_heads_quant(B.qkv.ptr + seg.row * 3 * D, heads, grids, 1, seg.tq, 3, H, dh,
-                                 dst_t);
+      kernels::split_heads_s8(qkv + seg.row * 3 * D, heads, blk.qkv_out.data(), 1, seg.tq, 3, H, dh,
+                              dst_t);
     }
     lap(Op::quantize_reorder);
   };
@@ -291,7 +346,7 @@ void IntEngine::forward(const float *nchw, int n, float *out, const TapFn *taps,
     const IntPlan::ChunkBlock &cb = blk.chunks[ci];
     float *scores = I.scores.ptr + ci * H * I.tq_max * T;
     uint8_t *attn = bytes(I.attn) + ci * H * I.tq_max * T;
-    const float *attn_out = I.attn_out.ptr + ci * I.tq_max * D;
+    const auto *attn_out = reinterpret_cast<const int8_t *>(I.attn_out.ptr) + ci * I.tq_max * D;
     for (size_t si = 0; si < ch.segments.size(); ++si) {
       const RowChunk::Segment &seg = ch.segments[si];
       cb.qk[si].run(I.streams[ci]);
@@ -301,8 +356,8 @@ void IntEngine::forward(const float *nchw, int n, float *out, const TapFn *taps,
       lap(Op::softmax);
       cb.av[si].run(I.streams[ci]);
       lap(Op::gemm_attention);
-      kernels::merge_heads_quant(attn_out, bytes(I.merged) + seg.row * D, 1, H, seg.tq, dh,
-                                 blk.proj_in);
+      kernels::merge_heads_s8(attn_out, bytes(I.merged) + seg.row * D, 1, H, seg.tq, dh,
+                              blk.proj_in);
       lap(Op::quantize_reorder);
     }
     cb.linear[static_cast<int>(Linear::proj)].bound.run(I.streams[ci]);  // x += attn · Wproj + b

@@ -38,7 +38,7 @@ inline int64_t chunk_count(int64_t rows, int64_t threads) {
 struct IntBuffers {
   SessionBuffers::Aligned patches, h, q, k, v, merged, mlp, pooled, pooled_dist;
   // Per chunk, at chunk * stride: the scores of one segment (f32 [H, tq, T]), its probabilities
-  // (bytes [H, tq, T]) and the attention output (f32 [H, tq, dh]).
+  // (bytes [H, tq, T]) and the attention output (proj's input levels, int8 [H, tq, dh]).
   SessionBuffers::Aligned scores, attn, attn_out;
   int64_t chunks, tq_max;
   // Prescaled biases (bias / output scale, see prescale_linear_bias_u8s8), by layer; they must
@@ -71,7 +71,7 @@ struct IntBuffers {
             b * D,
             chunks * H * tq * T * 4,
             chunks * H * tq * T,
-            chunks * tq * D * 4};
+            chunks * tq * D};
   }
   static uint64_t bytes(const VitConfig &c, int64_t b, int64_t threads) {
     uint64_t n = 0;
@@ -116,7 +116,11 @@ struct IntPlan {
   };
   struct Block {
     std::vector<ChunkBlock> chunks;
-    kernels::QuantGrid qkv_in, q, k, v, attn, proj_in, fc1_in, fc2_in;
+    kernels::QuantGrid qkv_in, attn, fc1_in, fc2_in;
+    // QKV writes the levels of q, k and v; the head split clamps them to their grids and makes
+    // q's u8 levels, k's and v's int8 operands (q - zero point).
+    std::array<kernels::ByteClamp, 3> qkv_out;
+    kernels::ByteClamp proj_in;  // A·V writes proj's input levels; the head merge clamps them
     kernels::TwinCodes attn_twin{0, 0, 0};  // shift 0: attn is a uniform grid
     const float *norm1_w, *norm1_b, *norm2_w, *norm2_b;
   };
@@ -140,7 +144,8 @@ class IntEngine final : public Engine {
 
  private:
   LinearPrim make_linear(const std::string &name, int64_t m, const ActQuant &in, bool has_bias,
-                         kernels::onednn::Epilogue ep, size_t *scratch);
+                         kernels::onednn::Epilogue ep, size_t *scratch,
+                         const std::vector<const ActQuant *> &s8_out = {});
   std::unique_ptr<IntPlan> build_plan(int b, int64_t threads, size_t *scratch);
   IntPlan::Block build_block(int l, const std::vector<RowChunk> &chunks);
   void bind_plans();

@@ -206,6 +206,97 @@ TEST(MatmulU8S8, BatchedMatchesExactIntegerReference) {
   }
 }
 
+// An s8 destination: every level is the nearest integer to the exact scale * acc + zero point,
+// saturated to [-128, 127], except where that value lies within float rounding of a tie (oneDNN
+// rounds scale * acc to float, then adds the zero point in float).
+struct LevelCheck {
+  int64_t near_ties = 0;
+  void expect(double exact, int8_t got, const std::string &what) {
+    const double want = std::min(std::max(std::nearbyint(exact), -128.0), 127.0);
+    if (got == want) return;
+    const double from_tie = std::fabs(exact - std::floor(exact) - 0.5);
+    ASSERT_TRUE(from_tie < 1e-4 && std::fabs(got - want) == 1)
+        << what << ": exact " << exact << " stored " << int{got};
+    ++near_ties;
+  }
+};
+
+TEST(MatmulU8S8, BatchedS8DestinationRoundsOntoTheGrid) {
+  struct Case {
+    int64_t batch, m, k, n;
+    bool b_is_nk;
+  } cases[] = {{6, 197, 197, 64, false}, {3, 1, 17, 9, false}, {2, 5, 64, 33, true}};
+  for (const Case &c : cases) {
+    const auto a = rnd_u8(c.batch * c.m * c.k, 23);
+    const auto b = rnd_s8(c.batch * c.k * c.n, 24);
+    // The products' standard deviation is about 150 * 73 * sqrt(k): levels spread over about
+    // +-70, so that the tails saturate at both ends for some zero points.
+    const float scale = 100.f / (128.f * 127.f * std::sqrt(static_cast<float>(c.k)));
+    for (int32_t a_zp : {0, 100})
+      for (int32_t dst_zp : {0, 3, -28, 127}) {
+        const auto pd =
+            batched_u8s8_pd(c.batch, c.m, c.k, c.n, c.b_is_nk, scale, a_zp, S8Dst{true, dst_zp});
+        std::vector<int8_t> out(c.batch * c.m * c.n);
+        execute(pd, {{DNNL_ARG_SRC, wrap(pd.src_desc(), a.data())},
+                     {DNNL_ARG_WEIGHTS, wrap(pd.weights_desc(), b.data())},
+                     {DNNL_ARG_DST, wrap(pd.dst_desc(), out.data())}});
+        const std::string what = std::to_string(c.batch) + "x" + std::to_string(c.m) + "x" +
+                                 std::to_string(c.k) + "x" + std::to_string(c.n) +
+                                 " a_zp=" + std::to_string(a_zp) +
+                                 " dst_zp=" + std::to_string(dst_zp) + " " + pd.impl_info_str();
+        LevelCheck check;
+        for (int64_t bi = 0; bi < c.batch; ++bi) {
+          const std::vector<uint8_t> a_b(a.begin() + bi * c.m * c.k,
+                                         a.begin() + (bi + 1) * c.m * c.k);
+          const int8_t *b_b = b.data() + bi * c.k * c.n;
+          const std::vector<int32_t> ref =
+              c.b_is_nk ? int_products(a_b, b_b, c.m, c.k, c.n, a_zp, c.k, 1)
+                        : int_products(a_b, b_b, c.m, c.k, c.n, a_zp, 1, c.n);
+          for (int64_t o = 0; o < c.m * c.n; ++o)
+            check.expect(double{scale} * ref[o] + dst_zp, out[bi * c.m * c.n + o], what);
+        }
+        EXPECT_LE(check.near_ties, c.batch * c.m * c.n / 1000) << what;
+        EXPECT_TRUE(is_brgemm(pd)) << what;
+      }
+  }
+}
+
+// An s8 linear destination with per-channel scales and a bias carrying per-channel shifts (how a
+// layer writes sections on grids of their own while oneDNN takes one common destination zero
+// point): levels as for the batched product, the bias in output units.
+TEST(MatmulU8S8, LinearS8DestinationRoundsOntoTheGrid) {
+  for (const Shape &s : {Shape{1, 17, 5}, Shape{7, 33, 65}, Shape{197, 384, 1152}}) {
+    const auto x = rnd_u8(s.m * s.k, 41);
+    const auto w = rnd_s8(s.n * s.k, 42);
+    const float base = 100.f / (128.f * 127.f * std::sqrt(static_cast<float>(s.k)));
+    const auto scales = rnd_f32(s.n, 43, 0.5f * base, 1.5f * base);
+    auto bias = rnd_f32(s.n, 44, -20.f, 20.f);
+    for (int64_t j = 0; j < s.n; ++j) bias[j] += static_cast<float>(j % 3 * 5 - 5);  // shifts
+    const auto bias_acc = prescale_linear_bias_u8s8(bias.data(), s.n, scales);
+    for (int32_t x_zp : {0, 128})
+      for (int32_t dst_zp : {0, -6}) {
+        const auto pd =
+            linear_u8s8_pd(s.m, s.k, s.n, scales, x_zp, true, Epilogue::none, S8Dst{true, dst_zp});
+        const dnnl::memory packed = pack_linear_weights_s8(w.data(), s.n, s.k, pd.weights_desc());
+        std::vector<int8_t> y(s.m * s.n);
+        execute(pd, {{DNNL_ARG_SRC, wrap(pd.src_desc(), x.data())},
+                     {DNNL_ARG_WEIGHTS, packed},
+                     {DNNL_ARG_BIAS, wrap(pd.bias_desc(), bias_acc.data())},
+                     {DNNL_ARG_DST, wrap(pd.dst_desc(), y.data())}});
+        const std::string what = describe(s, x_zp, true, true, Epilogue::none) +
+                                 " dst_zp=" + std::to_string(dst_zp) + " " + pd.impl_info_str();
+        const std::vector<int32_t> ref = int_products(x, w.data(), s.m, s.k, s.n, x_zp, s.k, 1);
+        LevelCheck check;
+        for (int64_t i = 0; i < s.m; ++i)
+          for (int64_t j = 0; j < s.n; ++j)
+            check.expect(double{scales[j]} * ref[i * s.n + j] + bias[j] + dst_zp, y[i * s.n + j],
+                         what);
+        EXPECT_LE(check.near_ties, s.m * s.n / 1000) << what;
+        EXPECT_TRUE(is_brgemm(pd)) << what;
+      }
+  }
+}
+
 TEST(MatmulU8S8, RejectsBadArguments) {
   EXPECT_THROW(linear_u8s8_pd(4, 8, 3, {1.f, 2.f}, 0, false, Epilogue::none),
                std::invalid_argument);
@@ -216,6 +307,10 @@ TEST(MatmulU8S8, RejectsBadArguments) {
   EXPECT_THROW(linear_u8s8_pd(0, 8, 3, {1.f}, 0, false, Epilogue::none), std::invalid_argument);
   EXPECT_THROW(batched_u8s8_pd(0, 4, 8, 3, true, 1.f, 0), std::invalid_argument);
   EXPECT_THROW(batched_u8s8_pd(2, 4, 8, 3, true, 1.f, DNNL_RUNTIME_S32_VAL), std::invalid_argument);
+  EXPECT_THROW(batched_u8s8_pd(2, 4, 8, 3, true, 1.f, 0, S8Dst{true, 128}), std::invalid_argument);
+  EXPECT_THROW(batched_u8s8_pd(2, 4, 8, 3, true, 1.f, 0, S8Dst{false, 3}), std::invalid_argument);
+  EXPECT_THROW(linear_u8s8_pd(4, 8, 3, {1.f}, 0, false, Epilogue::accumulate, S8Dst{true, 0}),
+               std::invalid_argument);
   const float b[3] = {1, 2, 3};
   EXPECT_THROW(prescale_linear_bias_u8s8(b, 3, {1.f, 2.f}), std::invalid_argument);
   const auto pd = linear_u8s8_pd(4, 8, 3, {1.f}, 0, false, Epilogue::none);
@@ -247,8 +342,10 @@ TEST(MatmulU8S8, DeitShapesUseBrgemmKernels) {
         const std::string tag =
             std::string(md.name) + " batch " + std::to_string(b) + " zp " + std::to_string(zp);
         auto check_linear = [&](const Linear &l, const char *threads) {
-          const auto pd =
-              linear_u8s8_pd(l.m, l.k, l.n, std::vector<float>(l.n, 1e-4f), zp, true, l.ep);
+          // QKV as the integer engine runs it: int8 levels, per-channel scales.
+          const bool s8 = std::string(l.name) == "qkv";
+          const auto pd = linear_u8s8_pd(l.m, l.k, l.n, rnd_f32(l.n, 7, 1e-2f, 2e-2f), zp, true,
+                                         l.ep, S8Dst{s8, 0});
           std::printf("  %s %-11s %5ldx%4ldx%4ld, %s: %s\n", tag.c_str(), l.name,
                       static_cast<long>(l.m), static_cast<long>(l.k), static_cast<long>(l.n),
                       threads, pd.impl_info_str());
@@ -257,8 +354,10 @@ TEST(MatmulU8S8, DeitShapesUseBrgemmKernels) {
         };
         auto check_attention = [&](int64_t batch, int64_t tq, const char *threads) {
           const auto qk = batched_u8s8_pd(batch, tq, dh, tokens, true, 1e-4f, zp);
-          const auto av = batched_u8s8_pd(batch, tq, tokens, dh, false, 1e-4f, zp);
-          std::printf("  %s q*k^T %ldx%ldx64x197: %s, attn*v %ldx%ldx197x64: %s (%s)\n",
+          // A·V as the integer engine runs it: int8 levels of proj's input grid.
+          const auto av =
+              batched_u8s8_pd(batch, tq, tokens, dh, false, 1e-2f, zp, S8Dst{true, zp / 64 - 1});
+          std::printf("  %s q*k^T %ldx%ldx64x197: %s, attn*v %ldx%ldx197x64 to s8: %s (%s)\n",
                       tag.c_str(), static_cast<long>(batch), static_cast<long>(tq),
                       qk.impl_info_str(), static_cast<long>(batch), static_cast<long>(tq),
                       av.impl_info_str(), threads);

@@ -1,6 +1,6 @@
 // The quantizing kernels of the integer path (kernels.h) against their scalar references over
 // awkward sizes, grids and inputs; against the unfused f32 kernel followed by quantize (the
-// simulated path); quantize against fake_quant_f32; and the head permutations element by element.
+// simulated path); and quantize against fake_quant_f32.
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -551,120 +551,6 @@ TEST(QuantKernels, FusedKernelsEqualF32KernelThenQuantize) {
   softmax_f32(v.data(), rows, cols, 1.f);
   quantize(v.data(), unfused.data(), static_cast<int64_t>(v.size()), g);
   EXPECT_EQ(fused, unfused);
-}
-
-// Per-group grids that differ in step, zero point and signedness, as q, k and v may.
-std::vector<QuantGrid> group_grids(int64_t s) {
-  const QuantGrid pool[] = {
-      {0.03f, 128, 255, true}, {0.05f, 8, 15, true}, {0.02f, 3, 15, false}, {0.1f, 0, 255, false}};
-  std::vector<QuantGrid> grids;
-  for (int64_t i = 0; i < s; ++i) grids.push_back(pool[i % std::size(pool)]);
-  return grids;
-}
-
-TEST(QuantKernels, SplitHeadsQuantIsThePermutationOfQuantize) {
-  struct Shape {
-    int64_t b, t, s, h, d;
-  };
-  std::vector<Shape> shapes;
-  for (int64_t d : kSizes) shapes.push_back({2, 3, 3, 2, d});
-  for (int64_t t : kSizes) shapes.push_back({1, t, 3, 3, 17});
-  shapes.push_back({2, 197, 4, 6, 64});
-  shapes.push_back({1, 1, 1, 1, 1});
-  for (const Shape &sh : shapes) {
-    const int64_t block = sh.b * sh.h * sh.t * sh.d;
-    const auto src = random_vector(static_cast<size_t>(block * sh.s), 2.f, 13);
-    const auto grids = group_grids(sh.s);
-    std::vector<Bytes> fast(sh.s, Bytes(block, 0xAA)), ref(sh.s, Bytes(block, 0x55));
-    std::vector<void *> fast_ptrs, ref_ptrs;
-    for (int64_t si = 0; si < sh.s; ++si) {
-      fast_ptrs.push_back(fast[si].data());
-      ref_ptrs.push_back(ref[si].data());
-    }
-    split_heads_quant(src.data(), fast_ptrs.data(), grids.data(), sh.b, sh.t, sh.s, sh.h, sh.d);
-    split_heads_quant_ref(src.data(), ref_ptrs.data(), grids.data(), sh.b, sh.t, sh.s, sh.h, sh.d);
-    const std::string where = "b " + std::to_string(sh.b) + " t " + std::to_string(sh.t) + " s " +
-                              std::to_string(sh.s) + " h " + std::to_string(sh.h) + " d " +
-                              std::to_string(sh.d);
-    for (int64_t si = 0; si < sh.s; ++si) ASSERT_EQ(fast[si], ref[si]) << where << " group " << si;
-    // The exact permutation: element (b, t, s, h, d) of src is quantized on grids[s] into
-    // dst[s][b, h, t, d].
-    for (int64_t bi = 0; bi < sh.b; ++bi)
-      for (int64_t ti = 0; ti < sh.t; ++ti)
-        for (int64_t si = 0; si < sh.s; ++si)
-          for (int64_t hi = 0; hi < sh.h; ++hi)
-            for (int64_t di = 0; di < sh.d; ++di) {
-              uint8_t want;
-              quantize_ref(&src[(((bi * sh.t + ti) * sh.s + si) * sh.h + hi) * sh.d + di], &want, 1,
-                           grids[si]);
-              ASSERT_EQ(fast[si][((bi * sh.h + hi) * sh.t + ti) * sh.d + di], want) << where;
-            }
-  }
-}
-
-// With dst_t, a call writes a token range of longer head-major blocks (how the integer engine
-// splits one image's tokens between threads) and leaves every other byte alone; groups may have
-// different lengths (a dense q block next to full-length k and v).
-TEST(QuantKernels, SplitHeadsQuantFillsATokenRangeOfLongerBlocks) {
-  const int64_t b = 2, t = 7, s = 3, h = 3, d = 17, t0 = 5;
-  const int64_t dst_t[s] = {t, 16, 29};
-  const auto src = random_vector(static_cast<size_t>(b * t * s * h * d), 2.f, 15);
-  const auto grids = group_grids(s);
-  for (bool use_ref : {false, true}) {
-    std::vector<Bytes> out;
-    std::vector<void *> ptrs;
-    for (int64_t si = 0; si < s; ++si) out.emplace_back(b * h * dst_t[si] * d, 0x5A);
-    for (int64_t si = 0; si < s; ++si)
-      ptrs.push_back(out[si].data() + (si == 0 ? 0 : t0 * d));  // q from token 0, k, v from t0
-    if (use_ref)
-      split_heads_quant_ref(src.data(), ptrs.data(), grids.data(), b, t, s, h, d, dst_t);
-    else
-      split_heads_quant(src.data(), ptrs.data(), grids.data(), b, t, s, h, d, dst_t);
-    for (int64_t si = 0; si < s; ++si) {
-      const int64_t first = si == 0 ? 0 : t0;
-      for (int64_t bi = 0; bi < b; ++bi)
-        for (int64_t hi = 0; hi < h; ++hi)
-          for (int64_t ti = 0; ti < dst_t[si]; ++ti)
-            for (int64_t di = 0; di < d; ++di) {
-              const uint8_t got = out[si][((bi * h + hi) * dst_t[si] + ti) * d + di];
-              uint8_t want = 0x5A;  // outside [first, first + t): untouched
-              if (ti >= first && ti < first + t)
-                quantize_ref(&src[(((bi * t + ti - first) * s + si) * h + hi) * d + di], &want, 1,
-                             grids[si]);
-              ASSERT_EQ(got, want) << (use_ref ? "ref" : "dispatched") << " group " << si << " b "
-                                   << bi << " h " << hi << " t " << ti << " d " << di;
-            }
-    }
-  }
-}
-
-TEST(QuantKernels, MergeHeadsQuantIsThePermutationOfQuantize) {
-  struct Shape {
-    int64_t b, h, t, d;
-  };
-  std::vector<Shape> shapes;
-  for (int64_t d : kSizes) shapes.push_back({2, 3, 5, d});
-  for (int64_t t : kSizes) shapes.push_back({1, 6, t, 17});
-  shapes.push_back({2, 6, 197, 64});
-  for (const Shape &sh : shapes) {
-    const int64_t n = sh.b * sh.h * sh.t * sh.d;
-    const auto src = random_vector(static_cast<size_t>(n), 2.f, 14);
-    for (const QuantGrid &g : test_grids(4.f)) {
-      Bytes fast(n, 0xAA), ref(n, 0x55);
-      merge_heads_quant(src.data(), fast.data(), sh.b, sh.h, sh.t, sh.d, g);
-      merge_heads_quant_ref(src.data(), ref.data(), sh.b, sh.h, sh.t, sh.d, g);
-      const std::string where = "b " + std::to_string(sh.b) + " h " + std::to_string(sh.h) + " t " +
-                                std::to_string(sh.t) + " d " + std::to_string(sh.d) + " " +
-                                describe(g);
-      ASSERT_EQ(fast, ref) << where;
-      // The exact permutation: merge_heads_f32 then quantize gives the same bytes.
-      std::vector<float> merged(src.size());
-      merge_heads_f32(src.data(), merged.data(), sh.b, sh.h, sh.t, sh.d);
-      Bytes want(n);
-      quantize_ref(merged.data(), want.data(), n, g);
-      ASSERT_EQ(fast, want) << where;
-    }
-  }
 }
 
 // Informative only (no assertion): ns per element of the fused kernels, dispatched (all OpenMP

@@ -1,0 +1,60 @@
+// AVX-512 versions of the byte permutations in kernels.h. Unlike the float kernels (AVX512F only,
+// see quant_avx512.cpp) these need AVX512BW for byte masks, min and max: the dispatcher checks for
+// it separately (dispatch.cpp).
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "kernels/cpu/elementwise_impl.h"
+#include "kernels/kernels.h"
+
+namespace vqm::kernels::avx512 {
+
+namespace {
+
+// A clamp broadcast into registers once per call.
+struct VecClamp {
+  __m512i lo, hi, add;
+  explicit VecClamp(const ByteClamp &c)
+      : lo(_mm512_set1_epi8(c.lo)),
+        hi(_mm512_set1_epi8(c.hi)),
+        add(_mm512_set1_epi8(static_cast<char>(c.add))) {}
+};
+
+// Copies one contiguous run of n bytes (a head row), clamped and shifted, 64 at a time.
+inline void clamp_run(const int8_t *src, uint8_t *dst, int64_t n, const VecClamp &c) {
+  for (int64_t i = 0; i < n; i += 64) {
+    const __mmask64 m = n - i >= 64 ? ~__mmask64{0} : (__mmask64{1} << (n - i)) - 1;
+    const __m512i v = _mm512_maskz_loadu_epi8(m, src + i);
+    const __m512i clamped = _mm512_min_epi8(_mm512_max_epi8(v, c.lo), c.hi);
+    _mm512_mask_storeu_epi8(dst + i, m, _mm512_add_epi8(clamped, c.add));
+  }
+}
+
+}  // namespace
+
+void merge_heads_s8(const int8_t *src, uint8_t *dst, int64_t b, int64_t h, int64_t t, int64_t d,
+                    const ByteClamp &c) {
+  const VecClamp vc(c);
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t bi = 0; bi < b; ++bi)
+    for (int64_t ti = 0; ti < t; ++ti)
+      for (int64_t hi = 0; hi < h; ++hi)
+        clamp_run(src + ((bi * h + hi) * t + ti) * d, dst + ((bi * t + ti) * h + hi) * d, d, vc);
+}
+
+void split_heads_s8(const int8_t *src, uint8_t *const *dst, const ByteClamp *clamps, int64_t b,
+                    int64_t t, int64_t s, int64_t h, int64_t d, const int64_t *dst_t) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t bi = 0; bi < b; ++bi)
+    for (int64_t ti = 0; ti < t; ++ti)
+      for (int64_t si = 0; si < s; ++si) {
+        const VecClamp vc(clamps[si]);  // three broadcasts, against h * d bytes
+        const int64_t bt = dst_t ? dst_t[si] : t;
+        for (int64_t hi = 0; hi < h; ++hi)
+          clamp_run(src + (((bi * t + ti) * s + si) * h + hi) * d,
+                    dst[si] + ((bi * h + hi) * bt + ti) * d, d, vc);
+      }
+}
+
+}  // namespace vqm::kernels::avx512
