@@ -139,10 +139,6 @@ void softmax_quant(const float *x, void *y, int64_t rows, int64_t cols, float sc
 void softmax_quant_ref(const float *x, void *y, int64_t rows, int64_t cols, float scale,
                        const QuantGrid &g);
 
-}  // namespace vqm::kernels
-
-namespace vqm::kernels {
-
 // Byte permutations for levels a matmul already wrote as int8 b (oneDNN rounds, and adds a shift,
 // itself): each byte is copied as clamp(b, lo, hi) + add, the clamp in int8 and the add modulo
 // 256. The clamp is the part of a grid an int8 destination cannot express (it saturates to
