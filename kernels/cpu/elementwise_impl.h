@@ -16,6 +16,7 @@ void fake_quant_f32(float *x, int64_t n, float delta, int zero_point, int qmax);
 
 namespace vqm::kernels {
 struct QuantGrid;  // kernels.h
+struct ByteClamp;  // kernels.h
 }  // namespace vqm::kernels
 
 namespace vqm::kernels::avx512 {
@@ -26,14 +27,7 @@ void gelu_quant(const float *x, void *y, int64_t n, const QuantGrid &g);
 void quick_gelu_quant(const float *x, void *y, int64_t n, const QuantGrid &g);
 void softmax_quant(const float *x, void *y, int64_t rows, int64_t cols, float scale,
                    const QuantGrid &g);
-}  // namespace vqm::kernels::avx512
-
-namespace vqm::kernels {
-struct ByteClamp;  // kernels.h
-}  // namespace vqm::kernels
-
 // AVX512BW (bytes_avx512.cpp).
-namespace vqm::kernels::avx512 {
 void merge_heads_s8(const int8_t *src, uint8_t *dst, int64_t b, int64_t h, int64_t t, int64_t d,
                     const ByteClamp &c);
 void split_heads_s8(const int8_t *src, uint8_t *const *dst, const ByteClamp *clamps, int64_t b,
