@@ -100,6 +100,9 @@ int main(int argc, char **argv) {
          {"--no-twin-softmax", "",
           "keep the softmax output on a uniform grid below 8 bits (method ptq; default: a "
           "two-range grid where it scores better)"},
+         {"--no-codebook", "",
+          "keep LayerNorm and GELU outputs on uniform grids below 8 bits (method ptq; default: "
+          "levels placed by Lloyd-Max where they score better)"},
          {"--per-tensor", "", "one weight interval per layer instead of per output channel"},
          {"--no-refine", "", "skip the per-channel refinement after the alternating search"},
          {"--edge-bits", "B", "bits of the patch embedding and the head (default 8)"},
@@ -174,6 +177,7 @@ int main(int argc, char **argv) {
     opt.gptq = !args.has("--no-gptq");
     opt.fp32_target = !args.has("--no-fp32-target");
     opt.twin_softmax = !args.has("--no-twin-softmax");
+    opt.codebook = !args.has("--no-codebook");
     opt.reparam = !args.has("--no-reparam");
     opt.edge_bits = args.get_int("--edge-bits", 8, 2, 8);
     opt.min_act_bits = args.get_int("--min-act-bits", 0, 2, 8);  // 0: PtqOptions decides

@@ -59,12 +59,17 @@ json quantization(const json &stored, const vqm::VitConfig &cfg, const vqm::VqmF
   json out = stored;
   json acts = json::array(), modules = json::array();
   auto act = [&](const std::string &name, const vqm::ActQuant &a) {
-    acts.push_back({{"name", name},
-                    {"bits", a.bits},
-                    {"delta", a.delta},
-                    {"zero_point", a.zero_point},
-                    {"min", double(a.delta) * (0 - a.zero_point)},
-                    {"max", double(a.delta) * (a.qmax() - a.zero_point)}});
+    json j = {{"name", name},
+              {"bits", a.bits},
+              {"grid", !a.levels.empty()  ? "levels"
+                       : a.twin_shift > 0 ? "two-range"
+                                          : "uniform"},
+              {"delta", a.delta},
+              {"zero_point", a.zero_point},
+              {"min", double(a.delta) * (a.lowest_code() - a.zero_point)},
+              {"max", double(a.delta) * (a.highest_code() - a.zero_point)}};
+    if (!a.levels.empty()) j["levels"] = a.levels;
+    acts.push_back(j);
   };
   auto module = [&](const std::string &name, int bits, const std::string &weight) {
     const vqm::TensorInfo *w = f.find(weight);
@@ -193,12 +198,13 @@ void print_text(const json &r) {
     for (const auto &m : q["modules"])
       std::printf("  %-20s %4d  %s\n", m["name"].get<std::string>().c_str(), m["bits"].get<int>(),
                   m["weight_dtype"].get<std::string>().c_str());
-    std::printf("\n  %-28s %4s %12s %4s %12s %12s\n", "activation", "bits", "delta", "zp", "min",
-                "max");
+    std::printf("\n  %-28s %4s %-9s %12s %4s %12s %12s\n", "activation", "bits", "grid", "delta",
+                "zp", "min", "max");
     for (const auto &a : q["activations"])
-      std::printf("  %-28s %4d %12.6g %4d %12.6g %12.6g\n", a["name"].get<std::string>().c_str(),
-                  a["bits"].get<int>(), a["delta"].get<double>(), a["zero_point"].get<int>(),
-                  a["min"].get<double>(), a["max"].get<double>());
+      std::printf("  %-28s %4d %-9s %12.6g %4d %12.6g %12.6g\n",
+                  a["name"].get<std::string>().c_str(), a["bits"].get<int>(),
+                  a["grid"].get<std::string>().c_str(), a["delta"].get<double>(),
+                  a["zero_point"].get<int>(), a["min"].get<double>(), a["max"].get<double>());
   }
 
   std::printf("\n  %-40s %-5s %-20s %12s\n", "tensor", "dtype", "shape", "bytes");

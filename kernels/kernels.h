@@ -78,6 +78,23 @@ void coarsen_codes(uint8_t *codes, int64_t n, const TwinCodes &t);
 // The simulated twin: x = (twin code of x) * delta, equal to coarsen_codes after quantizing.
 void fake_quant_twin_f32(float *x, int64_t n, float delta, const TwinCodes &t);
 
+// A grid of chosen levels ("codebook", ours): at most 2^b of the 256 codes of a fine 8-bit grid
+// (step delta, zero point z), placed where the data is rather than evenly. A value takes its fine
+// code by the uniform rule (q = clamp(nearbyint(x * quant_inverse(delta)) + z, 0, 255)), then the
+// nearest chosen code, a tie going to the lower one. Codes stay fine-grid codes, so the bytes are
+// a u8 matmul source with scale delta and zero point z: the integer engine pays one byte lookup
+// after the quantizing kernel. CodeMap is that second step for every fine code.
+struct CodeMap {
+  uint8_t to[256];
+};
+// levels: `count` strictly increasing codes (1 <= count <= 256).
+CodeMap nearest_code_map(const uint8_t *levels, int count);
+// In place on fine codes (as quantize/layernorm_quant/gelu_quant with QuantGrid{delta, z, 255}
+// wrote them).
+void map_codes(uint8_t *codes, int64_t n, const CodeMap &m);
+// The simulated twin: x = (m.to[fine code of x] - z) * delta, equal to map_codes after quantizing.
+void fake_quant_mapped_f32(float *x, int64_t n, float delta, int zero_point, const CodeMap &m);
+
 }  // namespace vqm::kernels
 
 namespace vqm::kernels {

@@ -4,10 +4,10 @@ namespace vqm {
 
 const std::array<LinearSpec, kBlockLinears> &block_linears() {
   static const std::array<LinearSpec, kBlockLinears> table = {{
-      {Linear::qkv, "attn.qkv", "attn", Tap::qkv_in, &BlockQuant::qkv_in},
-      {Linear::proj, "attn.proj", "attn", Tap::proj_in, &BlockQuant::proj_in},
-      {Linear::fc1, "mlp.fc1", "mlp", Tap::fc1_in, &BlockQuant::fc1_in},
-      {Linear::fc2, "mlp.fc2", "mlp", Tap::fc2_in, &BlockQuant::fc2_in},
+      {Linear::qkv, "attn.qkv", "attn", Tap::qkv_in, &BlockQuant::qkv_in, true},
+      {Linear::proj, "attn.proj", "attn", Tap::proj_in, &BlockQuant::proj_in, false},
+      {Linear::fc1, "mlp.fc1", "mlp", Tap::fc1_in, &BlockQuant::fc1_in, true},
+      {Linear::fc2, "mlp.fc2", "mlp", Tap::fc2_in, &BlockQuant::fc2_in, true},
   }};
   return table;
 }

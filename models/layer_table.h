@@ -43,6 +43,10 @@ struct LinearSpec {
   const char *module;  // "attn" or "mlp": the unit that mixed precision gives one bit-width
   Tap input;           // the tap that sees its input
   ActQuant BlockQuant::*input_grid;  // the grid its input is quantized on
+  // Its input may take a chosen-level grid (ActQuant::levels): the engines quantize it with the
+  // LayerNorm or GELU kernel into u8 codes, which one byte lookup maps (kernels.h CodeMap).
+  // proj's input comes out of A·V as int8 levels, which have no such pass.
+  bool chosen_levels;
 };
 const std::array<LinearSpec, kBlockLinears> &block_linears();
 const LinearSpec &linear_spec(Linear id);

@@ -3,6 +3,7 @@
 // (bits, delta, zero point), plus the bits of each module. Stored in the JSON "quantization"
 // section; the weights themselves are i8/q4/q6 tensors with f32 per-channel scales.
 #pragma once
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -20,7 +21,19 @@ struct ActQuant {
   // fine codes c * delta below 2^(bits-1), then multiples of 2^twin_shift up to twin_top(),
   // stored as fine codes. Valid only for the softmax output ("attn") and when twin_valid().
   int twin_shift = 0;
+  // Non-empty: a chosen-level grid (kernels.h CodeMap): 2^bits strictly increasing codes of a
+  // fine 8-bit grid of step delta and zero point zero_point (0..255). Only for the inputs the
+  // layer table marks (LinearSpec::chosen_levels); bits <= 7.
+  std::vector<uint8_t> levels{};
   int qmax() const { return (1 << bits) - 1; }
+  // The largest code the grid's bytes hold: 255 for the two grids whose codes are fine codes.
+  int code_max() const { return twin_shift > 0 || !levels.empty() ? 255 : qmax(); }
+  // The lowest and highest code a value takes: the grid spans (code - zero_point) * delta over
+  // them.
+  int lowest_code() const { return levels.empty() ? 0 : levels.front(); }
+  int highest_code() const {
+    return !levels.empty() ? levels.back() : twin_shift > 0 ? twin_top() : qmax();
+  }
   int twin_top() const { return 1 << (bits - 1 + twin_shift); }
   bool twin_valid() const {
     return twin_shift >= 1 && twin_shift <= bits - 1 && twin_top() <= 255 && zero_point == 0;
@@ -45,9 +58,10 @@ struct BlockPoint {
 };
 const std::vector<BlockPoint> &block_points();
 
-// "quantization": {"activations": {name: {bits, delta, zero_point}}, "modules": {"blocks.N.attn":
-// {"bits": b}, ...}, ...}. Throws vqm::Error(format) naming the entry on anything missing or out
-// of range (bits 2..8, delta finite > 0, zero point in [0, 2^bits - 1]).
+// "quantization": {"activations": {name: {bits, delta, zero_point[, twin_shift | levels]}},
+// "modules": {"blocks.N.attn": {"bits": b}, ...}, ...}. Throws vqm::Error(format) naming the
+// entry on anything missing or out of range (bits 2..8, delta finite > 0, zero point in
+// [0, 2^bits - 1], or [0, 255] with levels).
 // A model without a head (num_classes 0) has no "head.input".
 ModelQuant quant_from_json(const nlohmann::json &q, int depth, bool has_head);
 // Writes "activations" and "modules" into `q` (other keys are left as they are); "head.input"

@@ -143,8 +143,8 @@ std::vector<std::pair<int, int>> choose_mixed_bits(PtqContext &c, double budget_
         BlockQuant &bq = c.q.blocks[l];
         for (const LinearSpec &ls : block_linears()) {
           if (std::string(ls.module) != mr.name.substr(pre.size())) continue;
-          quantize_linear(c, layer_name(l, ls.id), fp[{ls.input, l}], &(bq.*ls.input_grid), b, so,
-                          false);
+          quantize_linear(c, layer_name(l, ls.id), fp[{ls.input, l}], &(bq.*ls.input_grid), b,
+                          linear_search(c, so, ls), false);
           if (ls.id != Linear::qkv) continue;
           quantize_qk(c, l, fp[{Tap::q, l}], fp[{Tap::k, l}], b, so, false);
           quantize_av(c, l, attn, fp[{Tap::v, l}], b, so, false);

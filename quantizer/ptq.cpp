@@ -139,6 +139,7 @@ ActQuant to_act(const ActGrid &g) {
   a.zero_point = g.zero_point;
   a.delta = g.delta;
   a.twin_shift = g.twin_shift;
+  a.levels = g.levels;
   return a;
 }
 
@@ -199,12 +200,19 @@ void quantize_linear(PtqContext &c, const std::string &layer, const std::vector<
     row.x_bits = x_bits;
     row.x_delta = r.x_grid.delta;
     row.x_zero_point = r.x_grid.zero_point;
+    row.x_levels = r.x_grid.levels;
     row.similarity_init = r.similarity_init;
     row.similarity = c.opt.bias_correction && has_bias ? r.similarity_corrected : r.similarity;
     row.curve = r.curve;
     row.gptq_error_ratio = gptq_ratio;
     c.report->layers.push_back(row);
   }
+}
+
+SearchOptions linear_search(const PtqContext &c, const SearchOptions &so, const LinearSpec &ls) {
+  SearchOptions out = so;
+  out.codebook = use_search(c.opt) && c.opt.codebook && ls.chosen_levels;
+  return out;
 }
 
 namespace {
@@ -371,6 +379,7 @@ VqmWriter write_model(PtqContext &c, const VqmFile &fp32) {
                      {"coarse_stride", so.coarse_stride},
                      {"gptq", c.opt.gptq},
                      {"twin_softmax", c.opt.twin_softmax},
+                     {"codebook", c.opt.codebook},
                      {"reparam", c.opt.reparam}});
     if (c.opt.gptq)
       settings.update({{"gptq_damp", c.opt.gptq_options.damp},
@@ -430,7 +439,8 @@ std::vector<std::string> stages_run(const PtqOptions &opt) {
   const std::pair<const char *, bool> stages[] = {
       {"ranking", search && opt.ranking},    {"bias-correction", opt.bias_correction},
       {"reparam", search && opt.reparam},    {"gptq", search && opt.gptq},
-      {"fp32-target", use_fp32_target(opt)}, {"twin-softmax", search && opt.twin_softmax}};
+      {"fp32-target", use_fp32_target(opt)}, {"twin-softmax", search && opt.twin_softmax},
+      {"codebook", search && opt.codebook}};
   std::vector<std::string> out;
   for (const auto &[name, on] : stages)
     if (on) out.push_back(name);
@@ -499,7 +509,7 @@ void quantize_block(PtqContext &c, int l, std::vector<float> &block_in, bool adv
     const int bits = std::string(ls.module) == "attn" ? bq.attn_bits : bq.mlp_bits;
     const std::string layer = layer_name(l, ls.id);
     quantize_linear(c, layer, capture(c, {{ls.input, l}}, &from)[{ls.input, l}],
-                    &(bq.*ls.input_grid), bits, so, true,
+                    &(bq.*ls.input_grid), bits, linear_search(c, so, ls), true,
                     block_in_fp32 ? &fp[{ls.input, l}] : nullptr);
     tick(layer);
     if (ls.id != Linear::qkv) continue;
@@ -640,6 +650,7 @@ json PtqReport::to_json() const {
                 {"curve", l.curve}};
     if (l.gptq_error_ratio > 0) row["gptq_error_ratio"] = l.gptq_error_ratio;
     if (l.x_twin_shift > 0) row["x_twin_shift"] = l.x_twin_shift;
+    if (!l.x_levels.empty()) row["x_levels"] = l.x_levels;
     if (l.kind == "matmul") {
       row["b_delta"] = l.b_delta;
       row["b_zero_point"] = l.b_zero_point;

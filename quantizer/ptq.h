@@ -41,6 +41,9 @@ struct PtqOptions {
   // Stage (ours, method ptq only, below 8 bits): the softmax output may take the two-range grid
   // (ActGrid::twin_shift) where it scores better than the uniform one.
   bool twin_softmax = true;
+  // Stage (ours, method ptq only, below 8 bits): LayerNorm and GELU outputs may take chosen levels
+  // (Lloyd-Max on a fine grid, quantizer/codebook.h) where they score better than the uniform grid.
+  bool codebook = true;
   // Stage (ours, after RepQ-ViT; method ptq only), before everything else: LayerNorm outputs
   // rescaled per channel to one common range, the inverse folded into qkv and fc1 (reparam.cpp).
   bool reparam = true;
@@ -92,8 +95,9 @@ struct LayerReport {
   int w_bits = 0, x_bits = 0;
   float x_delta = 0;
   int x_zero_point = 0;
-  int x_twin_shift = 0;  // the softmax output's two-range grid, if chosen
-  float b_delta = 0;     // matmul: second operand
+  int x_twin_shift = 0;           // the softmax output's two-range grid, if chosen
+  std::vector<uint8_t> x_levels;  // the input's chosen levels (codes of x_delta), if chosen
+  float b_delta = 0;              // matmul: second operand
   int b_zero_point = 0;
   double similarity_init = 0, similarity = 0;
   double rank_loss_init = 0, rank_loss = 0;

@@ -52,6 +52,9 @@ int choose_zero_point(const std::vector<float> &x, int bits);
 void quantize_linear(PtqContext &c, const std::string &layer, const std::vector<float> &x,
                      ActQuant *point, int bits, const SearchOptions &so, bool record,
                      const std::vector<float> *x_fp32 = nullptr);
+// The search of block linear `ls`: `so`, with chosen input levels where that stage runs and the
+// engines allow them (LinearSpec::chosen_levels).
+SearchOptions linear_search(const PtqContext &c, const SearchOptions &so, const LinearSpec &ls);
 // Q·Kᵀ and A·V of block l (q, k, v: [n*H*T, dh]; a: [n*H*T, T]).
 void quantize_qk(PtqContext &c, int l, const std::vector<float> &q, const std::vector<float> &k,
                  int bits, const SearchOptions &so, bool record);

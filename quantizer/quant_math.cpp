@@ -134,7 +134,7 @@ double ordered_block_sum(int64_t n, int64_t block, F &&f) {
 void check_grid(const ActGrid &g) {
   if (g.bits < 1 || g.bits > 16)
     bad_argument("activation grid: bits must be in [1, 16], got " + std::to_string(g.bits));
-  const int qmax = (1 << g.bits) - 1;
+  const int qmax = g.levels.empty() ? (1 << g.bits) - 1 : 255;
   if (g.zero_point < 0 || g.zero_point > qmax)
     bad_argument("activation grid: zero point " + std::to_string(g.zero_point) + " outside [0, " +
                  std::to_string(qmax) + "]");
@@ -144,6 +144,12 @@ void check_grid(const ActGrid &g) {
                             g.bits - 1 + g.twin_shift > 7))
     bad_argument("activation grid: twin shift " + std::to_string(g.twin_shift) + " with " +
                  std::to_string(g.bits) + " bits and zero point " + std::to_string(g.zero_point));
+  if (!g.levels.empty() &&
+      (g.bits > 7 || g.twin_shift != 0 || g.levels.size() != (size_t{1} << g.bits) ||
+       std::adjacent_find(g.levels.begin(), g.levels.end(), std::greater_equal<>()) !=
+           g.levels.end()))
+    bad_argument("activation grid: " + std::to_string(g.levels.size()) + " chosen levels for " +
+                 std::to_string(g.bits) + " bits must be 2^bits increasing codes (bits <= 7)");
 }
 
 namespace {
@@ -158,10 +164,17 @@ ActGrid fine_grid(const ActGrid &g) {
   f.delta = g.delta;
   return f;
 }
+kernels::CodeMap code_map(const ActGrid &g) {
+  return kernels::nearest_code_map(g.levels.data(), static_cast<int>(g.levels.size()));
+}
 }  // namespace
 
 float fake_quant_act(float x, const ActGrid &g) {
   check_grid(g);
+  if (!g.levels.empty()) {
+    kernels::fake_quant_mapped_f32(&x, 1, g.delta, g.zero_point, code_map(g));
+    return x;
+  }
   if (g.twin_shift) {
     kernels::fake_quant_twin_f32(&x, 1, g.delta, twin_codes(g));
     return x;
@@ -175,6 +188,16 @@ void fake_quant_act(const float *x, float *y, int64_t n, const ActGrid &g) {
   check_grid(g);
   check_sizes("fake_quant_act", n);
   if (n > 0 && (!x || !y)) bad_argument("fake_quant_act: null pointer");
+  if (!g.levels.empty()) {
+    if (y != x) std::copy(x, x + n, y);
+    const kernels::CodeMap m = code_map(g);
+    const int64_t chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+    for (int64_t c = 0; c < chunks; ++c)
+      kernels::fake_quant_mapped_f32(y + c * kChunk, std::min(kChunk, n - c * kChunk), g.delta,
+                                     g.zero_point, m);
+    return;
+  }
   if (g.twin_shift) {
     if (y != x) std::copy(x, x + n, y);
     const int64_t chunks = (n + kChunk - 1) / kChunk;
@@ -230,6 +253,14 @@ void quantize_levels(const char *fn, const float *x, T *y, int64_t n, const ActG
 
 void quantize_act_codes(const float *x, uint8_t *codes, int64_t n, const ActGrid &g) {
   if (g.bits > 8) bad_argument("quantize_act_codes: bits must be <= 8");
+  if (!g.levels.empty()) {  // as the integer engine: the fine grid, then the nearest level
+    check_grid(g);
+    ActGrid f = fine_grid(g);
+    f.zero_point = g.zero_point;
+    quantize_levels("quantize_act_codes", x, codes, n, f, static_cast<float>(g.zero_point));
+    kernels::map_codes(codes, n, code_map(g));
+    return;
+  }
   if (g.twin_shift) {  // as the integer engine: the fine grid, then coarsened (kernels.h)
     check_grid(g);
     quantize_levels("quantize_act_codes", x, codes, n, fine_grid(g), 0.f);
@@ -240,7 +271,8 @@ void quantize_act_codes(const float *x, uint8_t *codes, int64_t n, const ActGrid
 }
 
 void quantize_act_levels(const float *x, int8_t *levels, int64_t n, const ActGrid &g) {
-  if (g.twin_shift) bad_argument("quantize_act_levels: a two-range grid has no s8 levels");
+  if (g.twin_shift || !g.levels.empty())
+    bad_argument("quantize_act_levels: a two-range or chosen-level grid has no s8 levels");
   if (g.bits > 8 || g.zero_point > 128 || (1 << g.bits) - 1 - g.zero_point > 127)
     bad_argument("quantize_act_levels: the levels of a " + std::to_string(g.bits) +
                  "-bit grid with zero point " + std::to_string(g.zero_point) +

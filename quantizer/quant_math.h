@@ -31,9 +31,14 @@ struct ActGrid {
   // levels below 2^(bits-1), coarse ones at multiples of 2^twin_shift up to 2^(bits-1+twin_shift)
   // (<= 255). Codes are fine-grid codes, levels code * delta; kernels' rule, the engines' too.
   int twin_shift = 0;
+  // Non-empty: the chosen-level grid of kernels.h (CodeMap): 2^bits strictly increasing codes of
+  // a fine 8-bit grid whose step and zero point are delta and zero_point (0..255); a value takes
+  // the nearest of them (kernels' rule, the engines' too). bits <= 7, no twin_shift.
+  std::vector<uint8_t> levels{};
 };
-// Throws vqm::Error(invalid_argument) unless 1 <= bits <= 16, 0 <= zero_point <= 2^bits - 1 and
-// delta is finite and > 0, and a two-range grid is one kernels.h allows.
+// Throws vqm::Error(invalid_argument) unless 1 <= bits <= 16, 0 <= zero_point <= 2^bits - 1 (255
+// with levels) and delta is finite and > 0, and a two-range or chosen-level grid is one kernels.h
+// allows.
 void check_grid(const ActGrid &g);
 float fake_quant_act(float x, const ActGrid &g);
 void fake_quant_act(const float *x, float *y, int64_t n, const ActGrid &g);  // y may equal x

@@ -9,6 +9,7 @@
 #include <random>
 #include <string>
 
+#include "quantizer/codebook.h"
 #include "quantizer/search_gemm.h"
 #include "runtime/io/error.h"
 
@@ -220,6 +221,7 @@ struct LinearCtx {
   std::vector<float> w_delta;
   std::vector<int64_t> w_row_sum;  // sum_k w_levels[c][k]: the zero point's share of acc
   float x_delta = 1.f;
+  int x_zero_point = 0;  // the candidate grid's (a chosen-level grid has its fine grid's)
   std::vector<double> col_scale, col_bias;
   std::optional<PearsonReference> ref;  // scores candidates against o
 
@@ -267,6 +269,7 @@ struct LinearCtx {
     if (int8) {
       quantize_act_codes(x, x_codes.data(), rows * p.k, g);
       x_delta = g.delta;
+      x_zero_point = g.zero_point;
       return;
     }
     fake_quant_act(x, x_hat.data(), rows * p.k, g);
@@ -279,7 +282,7 @@ struct LinearCtx {
     for (int64_t c = 0; c < p.n; ++c) {
       col_scale[c] = double(x_delta) * double(w_delta[c]);
       col_bias[c] =
-          (p.bias ? double(p.bias[c]) : 0.0) - double(p.x_zero_point * w_row_sum[c]) * col_scale[c];
+          (p.bias ? double(p.bias[c]) : 0.0) - double(x_zero_point * w_row_sum[c]) * col_scale[c];
     }
   }
   double eval() {
@@ -481,6 +484,25 @@ bool refine_channels(LinearCtx &ctx, const std::vector<float> &d0w,
   return true;
 }
 
+// Chosen levels for the input (SearchOptions::codebook, quantizer/codebook.h): Lloyd-Max
+// iterations from the searched uniform grid over the searched rows, each scored by the paper's
+// objective; the best replaces the uniform grid only if it scores higher. Leaves ctx at x_grid.
+// Lloyd converges in a handful of iterations from the uniform start; every one costs a product.
+constexpr int kCodebookIterations = 12;
+void choose_codebook(LinearCtx &ctx, ActGrid &x_grid, double &best) {
+  ActGrid g = codebook_from_uniform(x_grid);
+  const CodeHistogram h = code_histogram(ctx.x, ctx.rows * ctx.p.k, g);
+  for (int it = 0; it < kCodebookIterations; ++it) {
+    std::vector<uint8_t> next = lloyd_step(h, g);
+    if (next == g.levels) break;
+    g.levels = std::move(next);
+    ctx.set_x(g);
+    const double s = ctx.eval();
+    if (s > best) best = s, x_grid = g;
+  }
+  ctx.set_x(x_grid);
+}
+
 }  // namespace
 
 LinearResult search_linear(const LinearProblem &p, const SearchOptions &opt) {
@@ -528,6 +550,7 @@ LinearResult search_linear(const LinearProblem &p, const SearchOptions &opt) {
   r.w_delta = scaled(d0w, fw);
   if (!opt.per_channel) r.w_delta.resize(1);
   r.x_grid = make_grid(p.x_bits, p.x_zero_point, d0x * fx);
+  if (opt.codebook && p.x_bits <= 7) choose_codebook(ctx, r.x_grid, best);
   ctx.finish(r);
   return r;
 }

@@ -45,6 +45,10 @@ struct SearchOptions {
   // (C < 49: the full grid). 1 = the full grid (the paper). vit-quantize defaults to 4
   // (PtqOptions), where docs/quantization.md measures it.
   int coarse_stride = 1;
+  // Ours: below 8 bits, a linear layer's input may take chosen levels instead of a uniform grid
+  // (quantizer/codebook.h), kept only where the objective says so. Only for inputs the engines
+  // read as u8 codes (the caller knows which).
+  bool codebook = false;
 };
 
 // One linear layer y = x W^T + b. x: [samples * tokens, k] (tokens rows per calibration sample);

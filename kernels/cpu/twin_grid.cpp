@@ -1,6 +1,7 @@
-// The two-range grid of kernels.h (TwinCodes). Plain C++ that the compiler vectorizes, no
-// intrinsics: the integer rule is the whole definition (no float step besides the uniform rule's
-// multiply), so one portable loop serves the engine and the quantizer's candidate scans.
+// The two-range grid of kernels.h (TwinCodes) and the chosen-level grid (CodeMap). Plain C++ that
+// the compiler vectorizes, no intrinsics: the integer rule is the whole definition (no float step
+// besides the uniform rule's multiply), so one portable loop serves the engine and the quantizer's
+// candidate scans.
 #include <algorithm>
 #include <cmath>
 
@@ -34,6 +35,33 @@ void fake_quant_twin_f32(float *x, int64_t n, float delta, const TwinCodes &t) {
     // lands on 0, as there).
     const float q = std::min(std::max(0.f, std::nearbyint(x[i] * inv)), 255.f);
     x[i] = static_cast<float>(twin_code(static_cast<int32_t>(q), t)) * delta;
+  }
+}
+
+CodeMap nearest_code_map(const uint8_t *levels, int count) {
+  CodeMap m{};
+  int j = 0;  // the chosen level at or below code c, or the first one
+  for (int c = 0; c < 256; ++c) {
+    while (j + 1 < count && levels[j + 1] <= c) ++j;
+    const int below = levels[j];
+    // Above `below`: the next level wins only when strictly nearer (a tie goes to the lower).
+    const bool up = c > below && j + 1 < count && levels[j + 1] - c < c - below;
+    m.to[c] = static_cast<uint8_t>(up ? levels[j + 1] : below);
+  }
+  return m;
+}
+
+void map_codes(uint8_t *codes, int64_t n, const CodeMap &m) {
+  for (int64_t i = 0; i < n; ++i) codes[i] = m.to[codes[i]];
+}
+
+void fake_quant_mapped_f32(float *x, int64_t n, float delta, int zero_point, const CodeMap &m) {
+  const float inv = quant_inverse(delta);
+  const float z = static_cast<float>(zero_point);
+  for (int64_t i = 0; i < n; ++i) {
+    // The uniform rule of fake_quant_f32 with qmax 255 (max(0, q) so that a NaN lands on 0).
+    const float q = std::min(std::max(0.f, std::nearbyint(x[i] * inv) + z), 255.f);
+    x[i] = static_cast<float>(m.to[static_cast<int>(q)] - zero_point) * delta;
   }
 }
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -160,6 +161,11 @@ void pool_tokens(const VitModel &model, SessionBuffers &b, int64_t n);
 // pooled embedding of a model without a head.
 void write_outputs(const VitModel &model, const SessionBuffers &b, int64_t n, float *out);
 
+// The kernels' form of a chosen-level grid (ActQuant::levels), or none for another grid.
+inline std::optional<kernels::CodeMap> code_map(const ActQuant &a) {
+  if (a.levels.empty()) return std::nullopt;
+  return kernels::nearest_code_map(a.levels.data(), static_cast<int>(a.levels.size()));
+}
 // The kernels' form of a two-range activation grid (ActQuant::twin_shift > 0).
 inline kernels::TwinCodes twin_codes(const ActQuant &a) {
   return kernels::TwinCodes{1 << (a.bits - 1), a.twin_shift, a.twin_top()};

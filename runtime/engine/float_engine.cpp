@@ -140,7 +140,9 @@ struct FloatEngine::Pass {
   // engine up to float rounding.
   void quantize(const ActQuant *a, float *data, int64_t count) const {
     if (!a || !a->enabled) return;
-    if (a->twin_shift > 0)
+    if (const auto m = code_map(*a))
+      kernels::fake_quant_mapped_f32(data, count, a->delta, a->zero_point, *m);
+    else if (a->twin_shift > 0)
       kernels::fake_quant_twin_f32(data, count, a->delta, twin_codes(*a));
     else
       kernels::fake_quant_f32(data, count, a->delta, a->zero_point, a->qmax());

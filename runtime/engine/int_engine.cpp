@@ -26,8 +26,9 @@ using dnnl::memory;
 
 namespace {
 kernels::QuantGrid grid_of(const ActQuant &a) {
-  // A two-range grid is quantized on its fine grid first (all 256 codes), then coarsened.
-  return kernels::QuantGrid{a.delta, a.zero_point, a.twin_shift > 0 ? 255 : a.qmax(), false};
+  // A two-range or chosen-level grid is quantized on its fine grid first (all 256 codes), then
+  // coarsened or mapped to its levels.
+  return kernels::QuantGrid{a.delta, a.zero_point, a.code_max(), false};
 }
 uint8_t *bytes(const SessionBuffers::Aligned &a) {
   return reinterpret_cast<uint8_t *>(a.ptr);
@@ -201,6 +202,9 @@ IntPlan::Block IntEngine::build_block(int l, const std::vector<RowChunk> &chunks
   blk.proj_in = level_clamp(bq.proj_in, false);
   blk.fc1_in = grid_of(bq.fc1_in);
   blk.fc2_in = grid_of(bq.fc2_in);
+  blk.qkv_levels = code_map(bq.qkv_in);
+  blk.fc1_levels = code_map(bq.fc1_in);
+  blk.fc2_levels = code_map(bq.fc2_in);
   const std::string pre = block_prefix(l);
   blk.norm1_w = model_->weight(pre + "norm1.weight");
   blk.norm1_b = model_->weight(pre + "norm1.bias");
@@ -315,10 +319,12 @@ void IntEngine::forward(const float *nchw, int n, float *out, const TapFn *taps,
   const int chunks = static_cast<int>(plan.chunks.size());
   // LayerNorm of chunk ci's rows of x into h, then the linear layer that reads h.
   auto norm_linear = [&](int ci, const float *gamma, const float *beta, const kernels::QuantGrid &g,
-                         const LinearPrim &linear, auto &&lap) {
+                         const std::optional<kernels::CodeMap> &levels, const LinearPrim &linear,
+                         auto &&lap) {
     const RowChunk &ch = plan.chunks[ci];
-    kernels::layernorm_quant(B.x.ptr + ch.row0 * D, bytes(I.h) + ch.row0 * D, ch.rows, D, gamma,
-                             beta, c.ln_eps, g);
+    uint8_t *const h = bytes(I.h) + ch.row0 * D;
+    kernels::layernorm_quant(B.x.ptr + ch.row0 * D, h, ch.rows, D, gamma, beta, c.ln_eps, g);
+    if (levels) kernels::map_codes(h, ch.rows * D, *levels);
     lap(Op::layernorm);
     linear.bound.run(I.streams[ci]);
     lap(Op::gemm_linear);
@@ -326,7 +332,7 @@ void IntEngine::forward(const float *nchw, int n, float *out, const TapFn *taps,
   // LayerNorm 1, QKV and the head split of chunk ci's rows.
   auto attention_inputs = [&](const IntPlan::Block &blk, int l, int ci, auto &&lap) {
     const RowChunk &ch = plan.chunks[ci];
-    norm_linear(ci, blk.norm1_w, blk.norm1_b, blk.qkv_in,
+    norm_linear(ci, blk.norm1_w, blk.norm1_b, blk.qkv_in, blk.qkv_levels,
                 blk.chunks[ci].linear[static_cast<int>(Linear::qkv)], lap);
     const int64_t kv = (l % 2) * kv_size;
     const auto *qkv = reinterpret_cast<const int8_t *>(B.qkv.ptr);
@@ -367,11 +373,13 @@ void IntEngine::forward(const float *nchw, int n, float *out, const TapFn *taps,
   auto mlp = [&](const IntPlan::Block &blk, int ci, auto &&lap) {
     const RowChunk &ch = plan.chunks[ci];
     const IntPlan::ChunkBlock &cb = blk.chunks[ci];
-    norm_linear(ci, blk.norm2_w, blk.norm2_b, blk.fc1_in, cb.linear[static_cast<int>(Linear::fc1)],
-                lap);
+    norm_linear(ci, blk.norm2_w, blk.norm2_b, blk.fc1_in, blk.fc1_levels,
+                cb.linear[static_cast<int>(Linear::fc1)], lap);
     const auto activation_quant =
         c.act == Activation::quick_gelu ? kernels::quick_gelu_quant : kernels::gelu_quant;
-    activation_quant(B.mlp.ptr + ch.row0 * F, bytes(I.mlp) + ch.row0 * F, ch.rows * F, blk.fc2_in);
+    uint8_t *const act = bytes(I.mlp) + ch.row0 * F;
+    activation_quant(B.mlp.ptr + ch.row0 * F, act, ch.rows * F, blk.fc2_in);
+    if (blk.fc2_levels) kernels::map_codes(act, ch.rows * F, *blk.fc2_levels);
     lap(Op::gelu);
     cb.linear[static_cast<int>(Linear::fc2)].bound.run(I.streams[ci]);  // x += mlp · W2 + b
     lap(Op::gemm_linear);

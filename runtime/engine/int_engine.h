@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -122,6 +123,8 @@ struct IntPlan {
     std::array<kernels::ByteClamp, 3> qkv_out;
     kernels::ByteClamp proj_in;  // A·V writes proj's input levels; the head merge clamps them
     kernels::TwinCodes attn_twin{0, 0, 0};  // shift 0: attn is a uniform grid
+    // Chosen-level grids of the LayerNorm and GELU outputs (ActQuant::levels); empty: uniform.
+    std::optional<kernels::CodeMap> qkv_levels, fc1_levels, fc2_levels;
     const float *norm1_w, *norm1_b, *norm2_w, *norm2_b;
   };
   int batch = 0;

@@ -86,15 +86,17 @@ TEST(Tools, QuantizeWritesTheHtmlReportWithEveryPlot) {
   EXPECT_EQ(eval["top1"].get<double>(), fp32);
   EXPECT_TRUE(json::parse(read_bytes(dir + "/r.json")).contains("accuracy"));
   // The optional stages that ran, by their switches' names: all but the one switched off.
-  const json stages = {"ranking", "bias-correction", "reparam", "gptq", "fp32-target"};
+  const json stages = {"ranking", "bias-correction", "reparam", "gptq", "fp32-target", "codebook"};
   EXPECT_EQ(j["stages"], stages);
   EXPECT_EQ(json::parse(read_bytes(dir + "/r.json"))["stages"], stages);
 
   ASSERT_EQ(j["html_report"], dir + "/report/index.html");
   const auto bytes = read_bytes(dir + "/report/index.html");
   const std::string html(bytes.begin(), bytes.end());
-  EXPECT_NE(html.find("<th>stages</th><td>ranking, bias-correction, reparam, gptq, fp32-target<"),
-            std::string::npos);
+  EXPECT_NE(
+      html.find(
+          "<th>stages</th><td>ranking, bias-correction, reparam, gptq, fp32-target, codebook<"),
+      std::string::npos);
   const auto p = html_plots(html);
   using S = std::map<std::string, int>;
   EXPECT_EQ(p.at("bits"), (S{{"MSA (attn)", 12}, {"MLP", 12}}));

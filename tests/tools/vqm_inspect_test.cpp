@@ -102,6 +102,36 @@ TEST(VqmInspect, FloatModelJson) {
   EXPECT_EQ(j["size_by_dtype"][0]["dtype"], "f32");
 }
 
+// A W3A3 file (small settings: the file only has to hold chosen levels): each chosen-level grid
+// lists its 2^bits levels, only on LayerNorm and GELU outputs, and its interval runs from the
+// lowest level to the highest.
+TEST(VqmInspect, ChosenLevelGridsListTheirLevels) {
+  const std::string out = work_path("vqm_inspect_test.w3.vqm");
+  ASSERT_EQ(
+      std::system((std::string(VQM_BIN_DIR) + "/vit-quantize --model '" + kFp32 + "' --calib '" +
+                   fmnist_dir() + "' --bits 3 --n-calib 4 --candidates 10 --rounds 1 --quiet -o '" +
+                   out + "'")
+                      .c_str()),
+      0);
+  const json j = inspect_json(out);
+  std::filesystem::remove(out);
+  int chosen = 0;
+  for (const auto &a : j["quantization"]["activations"]) {
+    if (a["grid"] != "levels") continue;
+    ++chosen;
+    const std::string name = a["name"];
+    EXPECT_TRUE(name.find("qkv.input") != std::string::npos ||
+                name.find("fc1.input") != std::string::npos ||
+                name.find("fc2.input") != std::string::npos)
+        << name;
+    ASSERT_EQ(a["levels"].size(), 8u) << name;
+    const double delta = a["delta"], zp = a["zero_point"];
+    EXPECT_DOUBLE_EQ(a["min"], delta * (a["levels"][0].get<int>() - zp)) << name;
+    EXPECT_DOUBLE_EQ(a["max"], delta * (a["levels"][7].get<int>() - zp)) << name;
+  }
+  EXPECT_GT(chosen, 0);
+}
+
 TEST(VqmInspect, QuantizedModelJson) {
   const json j = inspect_json(kW8);
   expect_tables_match_file(j, kW8);
@@ -126,6 +156,7 @@ TEST(VqmInspect, QuantizedModelJson) {
     EXPECT_LE(lo, 0) << a;
     EXPECT_GT(hi, 0) << a;
     EXPECT_NEAR(hi - lo, delta * 255, 1e-9 * delta * 255) << a;
+    EXPECT_EQ(a["grid"], "uniform") << a;  // chosen levels and two ranges are below 8 bits only
   }
   // Softmax outputs use the unsigned grid: their interval starts at 0.
   for (const auto &a : q["activations"]) {
