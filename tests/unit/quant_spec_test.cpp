@@ -37,6 +37,14 @@ ModelQuant two_blocks() {
   return m;
 }
 
+// two_blocks() in JSON with one activation's entry patched.
+json with(const std::string &point, const json &patch) {
+  json q = json::object();
+  quant_to_json(two_blocks(), q);
+  q["activations"][point].update(patch);
+  return q;
+}
+
 TEST(QuantSpec, RoundTripKeepsEveryGridAndTheTwoRangeShift) {
   json q = json::object();
   quant_to_json(two_blocks(), q);
@@ -58,13 +66,6 @@ TEST(QuantSpec, RoundTripKeepsEveryGridAndTheTwoRangeShift) {
 }
 
 TEST(QuantSpec, ChosenLevelsAFileMayNotHoldAreFormatErrors) {
-  json good = json::object();
-  quant_to_json(two_blocks(), good);
-  auto with = [&](const std::string &point, const json &patch) {
-    json q = good;
-    q["activations"][point].update(patch);
-    return q;
-  };
   const json eight = json::array({0, 30, 60, 90, 120, 150, 180, 210});  // 3 bits
   // Only the inputs the layer table marks (LayerNorm and GELU outputs): not proj's, not Q's.
   EXPECT_VQM_ERROR(
@@ -105,13 +106,6 @@ TEST(QuantSpec, ChosenLevelsAFileMayNotHoldAreFormatErrors) {
 }
 
 TEST(QuantSpec, TwoRangeGridsAFileMayNotHoldAreFormatErrors) {
-  json good = json::object();
-  quant_to_json(two_blocks(), good);
-  auto with = [&](const std::string &point, const json &patch) {
-    json q = good;
-    q["activations"][point].update(patch);
-    return q;
-  };
   EXPECT_VQM_ERROR(quant_from_json(with("blocks.0.attn.q", {{"twin_shift", 1}}), 2, true), format,
                    "only the softmax output");
   EXPECT_VQM_ERROR(quant_from_json(with("blocks.0.attn.softmax", {{"twin_shift", 4}}), 2, true),
