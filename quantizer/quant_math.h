@@ -17,6 +17,8 @@ namespace vqm::quant {
 constexpr int64_t kParallelMin = int64_t{1} << 15;
 // Throws vqm::Error(invalid_argument, what): the quantizer's check for bad arguments.
 [[noreturn]] void bad_argument(const std::string &what);
+// bad_argument naming fn unless both sizes are >= 0.
+void check_sizes(const char *fn, int64_t a, int64_t b = 0);
 
 // Activation grid: x_q = clamp(round(x / delta) + zero_point, 0, 2^bits - 1);
 // x_hat = (x_q - zero_point) * delta. A "signed" symmetric grid is zero_point = 2^(bits-1); an
@@ -60,6 +62,10 @@ void quantize_weights(const float *w, int64_t n, int64_t k, const float *delta_p
 int8_t weight_level(float w, float delta, int bits);
 void fake_quant_weights(const float *w, int64_t n, int64_t k, const float *delta_per_row, int bits,
                         float *w_hat_out);
+
+// The q-quantile of x (n > 0; linear interpolation between order statistics), in one pass with
+// no copy for the far tails (q or 1 - q within 1/16), else by selection on a copy (quantile.cpp).
+float quantile(const float *x, int64_t n, double q);
 
 // Pearson correlation of two vectors (two-pass, double accumulation). Returns 1 if both are
 // constant and equal (including n = 0), 0 if either is constant otherwise.
