@@ -90,8 +90,10 @@ struct CodeMap {
 // levels: `count` strictly increasing codes (1 <= count <= 256).
 CodeMap nearest_code_map(const uint8_t *levels, int count);
 // In place on fine codes (as quantize/layernorm_quant/gelu_quant with QuantGrid{delta, z, 255}
-// wrote them).
+// wrote them). The fast version looks up 64 bytes at a time (AVX512_VBMI byte permutes): a byte
+// at a time, the lookup cost as much as the LayerNorm it follows. Bit-identical to the twin.
 void map_codes(uint8_t *codes, int64_t n, const CodeMap &m);
+void map_codes_ref(uint8_t *codes, int64_t n, const CodeMap &m);
 // The simulated twin: x = (m.to[fine code of x] - z) * delta, equal to map_codes after quantizing.
 void fake_quant_mapped_f32(float *x, int64_t n, float delta, int zero_point, const CodeMap &m);
 

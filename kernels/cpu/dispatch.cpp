@@ -24,6 +24,11 @@ bool use_avx512bw() {
   static const bool value = use_avx512() && __builtin_cpu_supports("avx512bw") != 0;
   return value;
 }
+// The code lookup also needs AVX512_VBMI (bytes_avx512.cpp).
+bool use_avx512vbmi() {
+  static const bool value = use_avx512bw() && __builtin_cpu_supports("avx512vbmi") != 0;
+  return value;
+}
 }  // namespace
 
 const char *active_isa() {
@@ -84,6 +89,11 @@ void softmax_quant(const float *x, void *y, int64_t rows, int64_t cols, float sc
                    const QuantGrid &g) {
   if (use_avx512()) return avx512::softmax_quant(x, y, rows, cols, scale, g);
   softmax_quant_ref(x, y, rows, cols, scale, g);
+}
+
+void map_codes(uint8_t *codes, int64_t n, const CodeMap &m) {
+  if (use_avx512vbmi()) return avx512::map_codes(codes, n, m);
+  map_codes_ref(codes, n, m);
 }
 
 void merge_heads_s8(const int8_t *src, uint8_t *dst, int64_t b, int64_t h, int64_t t, int64_t d,

@@ -17,6 +17,7 @@ void fake_quant_f32(float *x, int64_t n, float delta, int zero_point, int qmax);
 namespace vqm::kernels {
 struct QuantGrid;  // kernels.h
 struct ByteClamp;  // kernels.h
+struct CodeMap;    // kernels.h
 }  // namespace vqm::kernels
 
 namespace vqm::kernels::avx512 {
@@ -27,7 +28,8 @@ void gelu_quant(const float *x, void *y, int64_t n, const QuantGrid &g);
 void quick_gelu_quant(const float *x, void *y, int64_t n, const QuantGrid &g);
 void softmax_quant(const float *x, void *y, int64_t rows, int64_t cols, float scale,
                    const QuantGrid &g);
-// AVX512BW (bytes_avx512.cpp).
+// AVX512BW (bytes_avx512.cpp); map_codes also AVX512_VBMI.
+void map_codes(uint8_t *codes, int64_t n, const CodeMap &m);
 void merge_heads_s8(const int8_t *src, uint8_t *dst, int64_t b, int64_t h, int64_t t, int64_t d,
                     const ByteClamp &c);
 void split_heads_s8(const int8_t *src, uint8_t *const *dst, const ByteClamp *clamps, int64_t b,

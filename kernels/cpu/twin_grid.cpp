@@ -51,10 +51,6 @@ CodeMap nearest_code_map(const uint8_t *levels, int count) {
   return m;
 }
 
-void map_codes(uint8_t *codes, int64_t n, const CodeMap &m) {
-  for (int64_t i = 0; i < n; ++i) codes[i] = m.to[codes[i]];
-}
-
 void fake_quant_mapped_f32(float *x, int64_t n, float delta, int zero_point, const CodeMap &m) {
   const float inv = quant_inverse(delta);
   const float z = static_cast<float>(zero_point);

@@ -13,6 +13,10 @@ inline uint8_t clamp_byte(int8_t v, const ByteClamp &c) {
 }
 }  // namespace
 
+void map_codes_ref(uint8_t *codes, int64_t n, const CodeMap &m) {
+  for (int64_t i = 0; i < n; ++i) codes[i] = m.to[codes[i]];
+}
+
 void merge_heads_s8_ref(const int8_t *src, uint8_t *dst, int64_t b, int64_t h, int64_t t, int64_t d,
                         const ByteClamp &c) {
   for (int64_t bi = 0; bi < b; ++bi)
