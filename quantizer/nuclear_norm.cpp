@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "quantizer/quant_math.h"
+#include "runtime/io/error.h"
 
 namespace vqm::quant {
 
