@@ -6,8 +6,8 @@
 # (minbase: only the essential packages and apt, none of ours), clones the repository into it and,
 # in a chroot with a clean environment, runs the README's first command exactly as the README
 # writes it (read from the README of the checked commit, so this check cannot drift from it), then
-# the Release CTest suite on the build that command made (or, with --full, the README's second
-# command, the whole CI suite). It installs nothing into the root itself: whatever the README's
+# the Release CTest suite and the install test on the build that command made (or, with --full,
+# the README's second command, the whole CI suite). It installs nothing into the root itself: whatever the README's
 # command needs but does not install is a finding, not something to work around here.
 #
 # Nothing is cached between runs (no earlier root, no apt archives): a new user has none. Only
@@ -319,8 +319,11 @@ for d in /dev /dev/pts /dev/shm; do
   mount --make-private "$root$d"
 done
 
+# VQM_CMAKE_ARGS: the build is the README's with warnings as errors, so that this build is also
+# the project's gcc -Werror check (scripts/test.sh builds nothing else with gcc on a clean checkout).
 in_root=(env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-         TERM=dumb LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive VQM_IN_FRESH_ROOT=1)
+         TERM=dumb LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive VQM_IN_FRESH_ROOT=1
+         VQM_CMAKE_ARGS=-DVQM_WERROR=ON)
 [ -z "${CI+set}" ] || in_root+=("CI=$CI")
 in_root+=(chroot "$root" /bin/bash -c)
 
@@ -336,4 +339,6 @@ else
   log "Release suite, in /root/vqm of the root: ctest --test-dir build --output-on-failure -j2"
   run_step ctest - "${in_root[@]}" \
     "cd /root/vqm && ctest --test-dir build --output-on-failure -j2"
+  log "install test, in /root/vqm of the root: bash scripts/test-install.sh build"
+  run_step install_test - "${in_root[@]}" "cd /root/vqm && bash scripts/test-install.sh build"
 fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages vqm needs (only those missing; apt-get update first) and builds
 # Release into build/ (tools in build/bin/). Extra CMake flags: VQM_CMAKE_ARGS="...".
-# Usage: bash scripts/setup.sh [BUILD_DIR]
+# Usage: bash scripts/setup.sh [BUILD_DIR | --packages-only]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${1:-build}
@@ -33,6 +33,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+[ "$build_dir" != --packages-only ] || exit 0
 # shellcheck disable=SC2086
 cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release ${VQM_CMAKE_ARGS:-} >/dev/null
 cmake --build "$build_dir" -j"$(nproc)"

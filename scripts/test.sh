@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Every test, as CI runs it:
-#  1. Release build (gcc) with warnings as errors, the install test (scripts/test-install.sh), a
-#     clang-format check; then the README's first command on a new minimal Debian 12 root and the
-#     whole Release CTest suite on the build it made there (scripts/fresh-check.sh): this
-#     machine's packages cannot hide a missing install step (with uncommitted changes, which the
-#     root cannot see, the suite also runs here first);
+#  1. a clang-format check; the README's first command on a new minimal Debian 12 root (a
+#     Release build with gcc, warnings as errors), then the whole Release CTest suite and the
+#     install test (scripts/test-install.sh) on the build it made there (scripts/fresh-check.sh):
+#     this machine's packages cannot hide a missing install step (with uncommitted changes, which
+#     the root cannot see, the build and both tests also run here first);
 #  2. clang AddressSanitizer + UndefinedBehaviorSanitizer build, which also builds the libFuzzer
 #     targets: the whole suite again, then the six fuzz targets for 60 s, all at once
 #     (scripts/fuzz.sh; longer local runs: docs/robustness.md);
@@ -18,21 +18,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 
-VQM_CMAKE_ARGS="-DVQM_WERROR=ON -DCMAKE_UNITY_BUILD=ON" bash scripts/setup.sh build
-# The fresh root below runs this same Release suite on a build of HEAD, on a stricter machine, so
-# on a clean checkout (CI's) running it here too would only cost CI about four minutes of its 30.
-# Uncommitted changes are invisible to the fresh root (it clones HEAD): then the suite runs here.
-if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
+# The fresh root below builds HEAD the README's way (warnings as errors) and runs the Release
+# suite and the install test on that build, on a stricter machine. On a clean checkout (CI's)
+# doing the same here would only cost CI minutes of its 30: only the packages are installed here.
+# Uncommitted changes are invisible to the fresh root (it clones HEAD), and inside the root (with
+# --full) there is no further root: then the build and both tests run here.
+if [ -n "$(git status --porcelain --untracked-files=no)" ] || [ -n "${VQM_IN_FRESH_ROOT:-}" ]; then
+  VQM_CMAKE_ARGS="-DVQM_WERROR=ON -DCMAKE_UNITY_BUILD=ON" bash scripts/setup.sh build
   ctest --test-dir build --output-on-failure -j"$jobs"
+  bash scripts/test-install.sh build
 else
-  echo "== Release suite: run in the fresh root below (clean checkout of $(git rev-parse --short HEAD))"
+  bash scripts/setup.sh --packages-only
+  echo "== Release build, suite and install test: in the fresh root below (clean checkout of $(git rev-parse --short HEAD))"
 fi
-bash scripts/test-install.sh build
 
 echo "== clang-format check"
 git ls-files '*.cpp' '*.h' '*.c' | grep -v '^third_party/' | xargs clang-format --dry-run -Werror
 
-echo "== fresh Debian 12 root: the README's first command, then the Release suite there"
+echo "== fresh Debian 12 root: the README's first command, then the Release suite and install test there"
 # debootstrap, mount and chroot need root (CI is root; elsewhere sudo, as setup.sh does).
 # A no-op inside such a root (fresh-check.sh --full runs this script there).
 sudo=""
