@@ -26,6 +26,10 @@ void gelu_erf_f32_ref(float *x, int64_t n);
 // Which implementation the dispatcher uses: "avx512" or "ref".
 const char *active_isa();
 
+// This CPU's per-core L2 cache in bytes as the OS reports it (sysconf), or 1 MiB when it reports
+// none; held to [256 KiB, 4 MiB] so that a wrong report cannot make a caller's tiles degenerate.
+int64_t l2_cache_bytes();
+
 }  // namespace vqm::kernels
 
 namespace vqm::kernels {

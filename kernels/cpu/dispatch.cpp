@@ -1,6 +1,9 @@
 // Chooses the kernel implementation once per process: AVX-512 when the CPU has it (AVX512F; the
 // byte kernels also AVX512BW), the scalar reference otherwise. VQM_ISA=ref forces the reference
 // (for debugging and A/B timing).
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -33,6 +36,14 @@ bool use_avx512vbmi() {
 
 const char *active_isa() {
   return use_avx512() ? "avx512" : "ref";
+}
+
+int64_t l2_cache_bytes() {
+  static const int64_t value = [] {
+    const long n = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return std::clamp<int64_t>(n > 0 ? n : int64_t{1} << 20, int64_t{256} << 10, int64_t{4} << 20);
+  }();
+  return value;
 }
 
 void layernorm_f32(const float *x, float *y, int64_t rows, int64_t cols, const float *gamma,

@@ -86,6 +86,9 @@ struct EngineSetup {
   std::shared_ptr<const VitModel> model;
   std::vector<int> sizes;
   int64_t threads = 1;
+  // The cache a tile of intermediate rows should fit in; 0: this core's L2
+  // (kernels::l2_cache_bytes). Tests set it small to make many tiles.
+  int64_t tile_cache_bytes = 0;
   int max_batch() const { return sizes.back(); }
 };
 

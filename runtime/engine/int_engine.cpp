@@ -85,6 +85,13 @@ std::vector<RowChunk> split_rows(int64_t n, int64_t tokens, int64_t threads) {
   return out;
 }
 
+std::vector<std::pair<int64_t, int64_t>> row_tiles(int64_t rows, int64_t max_rows) {
+  const int64_t n = std::max<int64_t>(1, (rows + max_rows - 1) / std::max<int64_t>(1, max_rows));
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (int64_t i = 0; i < n; ++i) out.emplace_back(rows * i / n, rows * (i + 1) / n - rows * i / n);
+  return out;
+}
+
 // Each batch size gets whole-batch primitives for the patch embedding and the head (run by all
 // threads, outside the blocks) and, per block and chunk, primitives created for one thread that
 // the chunk's owner runs inside the forward's parallel region (see forward).
@@ -93,7 +100,7 @@ IntEngine::IntEngine(const EngineSetup &setup)
   const VitConfig &c = model_->config();
   ibuf_ = std::make_unique<IntBuffers>(c, max_batch_, setup.threads);
   size_t scratch = 0;
-  for (int b : setup.sizes) plans_.push_back(build_plan(b, setup.threads, &scratch));
+  for (int b : setup.sizes) plans_.push_back(build_plan(b, setup, &scratch));
   IntBuffers &I = *ibuf_;
   I.chunk_scratch_stride = (chunk_scratch_ + 63) / 64 * 64;
   I.chunk_scratch.resize(I.chunk_scratch_stride * I.chunks);
@@ -141,12 +148,12 @@ LinearPrim IntEngine::make_linear(const std::string &name, int64_t m, const ActQ
 }
 
 // The plan for batch size b; *scratch grows to its whole-batch primitives' scratchpad.
-std::unique_ptr<IntPlan> IntEngine::build_plan(int b, int64_t threads, size_t *scratch) {
+std::unique_ptr<IntPlan> IntEngine::build_plan(int b, const EngineSetup &setup, size_t *scratch) {
   const VitConfig &c = model_->config();
   const ModelQuant &mq = *model_->quant();
   auto plan = std::make_unique<IntPlan>();
   plan->batch = b;
-  plan->chunks = split_rows(b, c.tokens(), threads);
+  plan->chunks = split_rows(b, c.tokens(), setup.threads);
   for (const RowChunk &ch : plan->chunks)
     for (const RowChunk::Segment &seg : ch.segments)
       plan->whole_images = plan->whole_images && seg.tq == c.tokens();
@@ -160,12 +167,16 @@ std::unique_ptr<IntPlan> IntEngine::build_plan(int b, int64_t threads, size_t *s
     plan->head_dist =
         make_linear("head_dist", b, mq.head_in, c.head_bias, dn::Epilogue::none, scratch);
   const dn::ScopedThreads one_thread(1);
-  for (int l = 0; l < c.depth; ++l) plan->blocks.push_back(build_block(l, plan->chunks));
+  const int64_t cache =
+      setup.tile_cache_bytes > 0 ? setup.tile_cache_bytes : kernels::l2_cache_bytes();
+  for (int l = 0; l < c.depth; ++l) plan->blocks.push_back(build_block(l, plan->chunks, cache));
   return plan;
 }
 
-// Block l's grids and, for each chunk, its primitives created for one thread.
-IntPlan::Block IntEngine::build_block(int l, const std::vector<RowChunk> &chunks) {
+// Block l's grids and, for each chunk, its primitives created for one thread; cache_bytes: what
+// fc1's f32 row tiles should fit.
+IntPlan::Block IntEngine::build_block(int l, const std::vector<RowChunk> &chunks,
+                                      int64_t cache_bytes) {
   const VitConfig &c = model_->config();
   const int64_t T = c.tokens(), H = c.num_heads, dh = c.head_dim();
   const BlockQuant &bq = model_->quant()->blocks[l];
@@ -180,14 +191,26 @@ IntPlan::Block IntEngine::build_block(int l, const std::vector<RowChunk> &chunks
   const dn::S8Dst av_dst{true, s8_shift(bq.proj_in)};
   // QKV writes the levels of q, k and v straight away, each section on its own grid.
   const std::vector<const ActQuant *> qkv_out = {&bq.q, &bq.k, &bq.v};
+  // fc1's f32 output is read back at once by the activation kernel: in row tiles that fit the L2
+  // cache it never leaves it. A DeiT-S batch-8 chunk (788 rows, 4.8 MB of it) spent 6.5-11.8 ms
+  // per forward in GELU, 4.6-5.4 ms in tiles (docs/performance.md). No smaller than that: each
+  // tile costs a primitive call and a shorter GEMM (batch 1's 99 rows in 64 + 35 lost
+  // about 0.5 ms).
+  const int64_t fc1_tile_rows = cache_bytes / (c.mlp_hidden * int64_t{4});
   IntPlan::Block blk;
   for (const RowChunk &ch : chunks) {
     IntPlan::ChunkBlock cb;
     for (const LinearSpec &ls : block_linears())
-      cb.linear[static_cast<int>(ls.id)] =
-          make_linear(layer_name(l, ls.id), ch.rows, bq.*ls.input_grid, linear_has_bias(c, ls.id),
-                      linear_epilogue(c, ls.id, false), &chunk_scratch_,
-                      ls.id == Linear::qkv ? qkv_out : std::vector<const ActQuant *>{});
+      for (const auto &[row0, rows] :
+           row_tiles(ch.rows, ls.id == Linear::fc1 ? fc1_tile_rows : ch.rows)) {
+        LinearPrim p =
+            make_linear(layer_name(l, ls.id), rows, bq.*ls.input_grid, linear_has_bias(c, ls.id),
+                        linear_epilogue(c, ls.id, false), &chunk_scratch_,
+                        ls.id == Linear::qkv ? qkv_out : std::vector<const ActQuant *>{});
+        p.row0 = row0;
+        p.rows = rows;
+        cb.linear[static_cast<int>(ls.id)].push_back(std::move(p));
+      }
     for (const RowChunk::Segment &seg : ch.segments) {
       cb.qk_pd.push_back(
           batched(seg.tq, dh, T, true, bq.q.delta * bq.k.delta, bq.q.zero_point, dn::S8Dst{}));
@@ -253,14 +276,19 @@ void IntEngine::bind_plans() {
         IntPlan::ChunkBlock &cb = plan->blocks[l].chunks[ci];
         const memory &cs = chunk_scratch[ci];
         const int64_t r = ch.row0;
-        // Where each linear layer reads (u8) and writes (qkv: int8 levels, in the first quarter
-        // of its f32 buffer; f32 for the others, proj and fc2 accumulating into x).
-        const std::array<std::pair<const void *, void *>, kBlockLinears> io = {
+        // Where each linear layer reads (u8, in_cols bytes a row) and writes (qkv: int8 levels,
+        // in the first quarter of its f32 buffer; f32 for the others, proj and fc2 accumulating
+        // into x). A tile reads its own rows; fc1's tiles all write the chunk's first rows of
+        // the f32 buffer, which the activation reads back before the next tile runs.
+        const std::array<std::pair<const uint8_t *, void *>, kBlockLinears> io = {
             {{bytes(I.h) + r * D, bytes(B.qkv) + r * 3 * D},
              {bytes(I.merged) + r * D, B.x.ptr + r * D},
              {bytes(I.h) + r * D, B.mlp.ptr + r * F},
              {bytes(I.mlp) + r * F, B.x.ptr + r * D}}};
-        for (int i = 0; i < kBlockLinears; ++i) bind(cb.linear[i], io[i].first, io[i].second, cs);
+        const std::array<int64_t, kBlockLinears> in_cols = {D, D, D, F};
+        for (int i = 0; i < kBlockLinears; ++i)
+          for (LinearPrim &tile : cb.linear[i])
+            bind(tile, io[i].first + tile.row0 * in_cols[i], io[i].second, cs);
         float *scores = I.scores.ptr + ci * H * I.tq_max * T;
         const uint8_t *attn = bytes(I.attn) + ci * H * I.tq_max * T;
         uint8_t *attn_out = bytes(I.attn_out) + ci * I.tq_max * D;
@@ -317,23 +345,25 @@ void IntEngine::forward(const float *nchw, int n, float *out, const TapFn *taps,
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
   const int64_t kv_size = int64_t{max_batch_} * T * D;
   const int chunks = static_cast<int>(plan.chunks.size());
-  // LayerNorm of chunk ci's rows of x into h, then the linear layer that reads h.
-  auto norm_linear = [&](int ci, const float *gamma, const float *beta, const kernels::QuantGrid &g,
-                         const std::optional<kernels::CodeMap> &levels, const LinearPrim &linear,
-                         auto &&lap) {
+  // LayerNorm of chunk ci's rows of x into h (the input of the linear layer after it).
+  auto norm = [&](int ci, const float *gamma, const float *beta, const kernels::QuantGrid &g,
+                  const std::optional<kernels::CodeMap> &levels, auto &&lap) {
     const RowChunk &ch = plan.chunks[ci];
     uint8_t *const h = bytes(I.h) + ch.row0 * D;
     kernels::layernorm_quant(B.x.ptr + ch.row0 * D, h, ch.rows, D, gamma, beta, c.ln_eps, g);
     if (levels) kernels::map_codes(h, ch.rows * D, *levels);
     lap(Op::layernorm);
-    linear.bound.run(I.streams[ci]);
+  };
+  // A linear layer that runs over the chunk's rows in one tile.
+  auto run_whole = [&](const IntPlan::ChunkBlock &cb, Linear id, int ci, auto &&lap) {
+    cb.linear[static_cast<int>(id)].front().bound.run(I.streams[ci]);
     lap(Op::gemm_linear);
   };
   // LayerNorm 1, QKV and the head split of chunk ci's rows.
   auto attention_inputs = [&](const IntPlan::Block &blk, int l, int ci, auto &&lap) {
     const RowChunk &ch = plan.chunks[ci];
-    norm_linear(ci, blk.norm1_w, blk.norm1_b, blk.qkv_in, blk.qkv_levels,
-                blk.chunks[ci].linear[static_cast<int>(Linear::qkv)], lap);
+    norm(ci, blk.norm1_w, blk.norm1_b, blk.qkv_in, blk.qkv_levels, lap);
+    run_whole(blk.chunks[ci], Linear::qkv, ci, lap);
     const int64_t kv = (l % 2) * kv_size;
     const auto *qkv = reinterpret_cast<const int8_t *>(B.qkv.ptr);
     for (const RowChunk::Segment &seg : ch.segments) {
@@ -366,23 +396,24 @@ void IntEngine::forward(const float *nchw, int n, float *out, const TapFn *taps,
                               blk.proj_in);
       lap(Op::quantize_reorder);
     }
-    cb.linear[static_cast<int>(Linear::proj)].bound.run(I.streams[ci]);  // x += attn · Wproj + b
-    lap(Op::gemm_linear);
+    run_whole(cb, Linear::proj, ci, lap);  // x += attn · Wproj + b
   };
   // x += fc2(act(fc1(LayerNorm 2(x)))) on chunk ci's rows (act: GELU or QuickGELU).
   auto mlp = [&](const IntPlan::Block &blk, int ci, auto &&lap) {
     const RowChunk &ch = plan.chunks[ci];
     const IntPlan::ChunkBlock &cb = blk.chunks[ci];
-    norm_linear(ci, blk.norm2_w, blk.norm2_b, blk.fc1_in, blk.fc1_levels,
-                cb.linear[static_cast<int>(Linear::fc1)], lap);
+    norm(ci, blk.norm2_w, blk.norm2_b, blk.fc1_in, blk.fc1_levels, lap);
     const auto activation_quant =
         c.act == Activation::quick_gelu ? kernels::quick_gelu_quant : kernels::gelu_quant;
-    uint8_t *const act = bytes(I.mlp) + ch.row0 * F;
-    activation_quant(B.mlp.ptr + ch.row0 * F, act, ch.rows * F, blk.fc2_in);
-    if (blk.fc2_levels) kernels::map_codes(act, ch.rows * F, *blk.fc2_levels);
-    lap(Op::gelu);
-    cb.linear[static_cast<int>(Linear::fc2)].bound.run(I.streams[ci]);  // x += mlp · W2 + b
-    lap(Op::gemm_linear);
+    for (const LinearPrim &fc1 : cb.linear[static_cast<int>(Linear::fc1)]) {
+      fc1.bound.run(I.streams[ci]);
+      lap(Op::gemm_linear);
+      uint8_t *const act = bytes(I.mlp) + (ch.row0 + fc1.row0) * F;
+      activation_quant(B.mlp.ptr + ch.row0 * F, act, fc1.rows * F, blk.fc2_in);
+      if (blk.fc2_levels) kernels::map_codes(act, fc1.rows * F, *blk.fc2_levels);
+      lap(Op::gelu);
+    }
+    run_whole(cb, Linear::fc2, ci, lap);  // x += mlp · W2 + b
   };
 
   // The element-wise kernels' own `omp parallel for` run on one thread in here (OpenMP's default
@@ -447,7 +478,8 @@ std::vector<std::string> IntEngine::kernel_report() const {
     for (const auto &blk : p->blocks)
       for (const auto &cb : blk.chunks) {
         for (const LinearSpec &l : block_linears())
-          impls[l.name].insert(cb.linear[static_cast<int>(l.id)].bound.impl);
+          for (const LinearPrim &tile : cb.linear[static_cast<int>(l.id)])
+            impls[l.name].insert(tile.bound.impl);
         for (const auto &bp : cb.qk) impls["q*k^T"].insert(bp.impl);
         for (const auto &bp : cb.av) impls["attn*v"].insert(bp.impl);
       }

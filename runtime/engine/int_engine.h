@@ -104,14 +104,20 @@ struct LinearPrim {
   std::string name;  // "blocks.3.mlp.fc1" (weight name without ".weight")
   dnnl::matmul::primitive_desc pd;
   kernels::onednn::BoundPrimitive bound;
+  int64_t row0 = 0, rows = 0;  // the rows it computes, from its chunk's first (row_tiles)
 };
+// A chunk's rows in tiles of at most `max_rows`, as few as that allows and of near-equal size:
+// (first row, rows) pairs.
+std::vector<std::pair<int64_t, int64_t>> row_tiles(int64_t rows, int64_t max_rows);
 
 // The primitives and grids for one batch size.
 struct IntPlan {
   // One chunk's primitives in one block: its rows' linear layers (created for one thread, run
   // by the thread that owns the chunk) and Q·Kᵀ, A·V for each of its segments.
   struct ChunkBlock {
-    std::array<LinearPrim, kBlockLinears> linear;  // by Linear: qkv, proj, fc1, fc2
+    // By Linear (qkv, proj, fc1, fc2): each over the chunk's rows in one tile, but fc1 in row
+    // tiles whose f32 output fits the L2 cache (see IntEngine::build_block).
+    std::array<std::vector<LinearPrim>, kBlockLinears> linear;
     std::vector<dnnl::matmul::primitive_desc> qk_pd, av_pd;
     std::vector<kernels::onednn::BoundPrimitive> qk, av;
   };
@@ -149,8 +155,8 @@ class IntEngine final : public Engine {
   LinearPrim make_linear(const std::string &name, int64_t m, const ActQuant &in, bool has_bias,
                          kernels::onednn::Epilogue ep, size_t *scratch,
                          const std::vector<const ActQuant *> &s8_out = {});
-  std::unique_ptr<IntPlan> build_plan(int b, int64_t threads, size_t *scratch);
-  IntPlan::Block build_block(int l, const std::vector<RowChunk> &chunks);
+  std::unique_ptr<IntPlan> build_plan(int b, const EngineSetup &setup, size_t *scratch);
+  IntPlan::Block build_block(int l, const std::vector<RowChunk> &chunks, int64_t cache_bytes);
   void bind_plans();
   IntPlan &plan_for(int n);
 

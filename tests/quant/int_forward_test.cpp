@@ -12,6 +12,7 @@
 #include "apps/data/calibration.h"
 #include "models/convert.h"
 #include "quantizer/ptq.h"
+#include "runtime/engine/int_engine.h"
 #include "test_util.h"
 
 namespace vqm::test {
@@ -67,6 +68,29 @@ TEST(IntegerForward, ThreadAndBatchSplitsGiveOneThreadsLogits) {
     const std::vector<float> got = logits(model, threads, max_batch);
     EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0)
         << threads << " threads, max_batch " << max_batch;
+  }
+}
+
+// fc1 runs over row tiles whose f32 output fits the L2 cache (IntEngine::build_block), so a
+// machine's cache size decides how a chunk is cut. Tiles of any size, down to one row, must give
+// the logits of one tile per chunk bit for bit.
+TEST(IntegerForward, Fc1RowTilesGiveOneTilesLogits) {
+  const auto &model = fixture().quantized;
+  auto run = [&](int64_t threads, int64_t cache_bytes) {
+    IntEngine engine(EngineSetup{model, {kImages}, threads, cache_bytes});
+    std::vector<float> out(kImages * kClasses);
+    engine.forward(fixture().inputs.data(), kImages, out.data(), nullptr, nullptr);
+    return out;
+  };
+  const int64_t row = model->config().mlp_hidden * int64_t{4};  // bytes of one row of fc1's output
+  const std::vector<float> want = run(1, 1000 * row);           // 350 rows: one tile
+  // 1 thread: 350 tiles of 1 row, 50 of 7; 2 threads: 175-row chunks in 64-row tiles (59 + 58 +
+  // 58); 3 threads: 116/117-row chunks in 50-row tiles.
+  for (const auto &[threads, rows] :
+       {std::pair{1, 1}, std::pair{1, 7}, std::pair{2, 64}, std::pair{3, 50}}) {
+    const std::vector<float> got = run(threads, rows * row);
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0)
+        << threads << " threads, tiles of at most " << rows << " rows";
   }
 }
 
