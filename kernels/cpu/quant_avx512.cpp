@@ -101,11 +101,16 @@ void layernorm_quant(const float *x, void *y, int64_t rows, int64_t cols, const 
     const float *const gm = gamma, *const bt = beta;
     const int64_t n = cols;
     const float e = eps;
+    // Each row's statistics are taken one row ahead, before the previous row's last pass, which
+    // does not depend on them: their two reductions and the square root then run under that
+    // pass instead of the core waiting on their latency (as in softmax_quant).
+    __m512 next_mean = _mm512_setzero_ps(), next_inv = next_mean;
+    if (r0 < r1) layernorm_row_stats(x + r0 * n, n, e, &next_mean, &next_inv);
     for (int64_t r = r0; r < r1; ++r) {
       const float *xr = x + r * n;
       uint8_t *yr = out + r * n;
-      __m512 vmean, vinv;
-      layernorm_row_stats(xr, n, e, &vmean, &vinv);
+      const __m512 vmean = next_mean, vinv = next_inv;
+      if (r + 1 < r1) layernorm_row_stats(xr + n, n, e, &next_mean, &next_inv);
       for (int64_t c = 0; c < n; c += 16) {
         const __mmask16 m = tail_mask(n - c);
         const __m512 d =
@@ -160,12 +165,17 @@ void softmax_quant(const float *x, void *y, int64_t rows, int64_t cols, float sc
     // softmax_f32 keeps the exponentials in x between its passes; x is const here, so they go to
     // a per-thread buffer (no allocation: this runs inside a session's forward).
     alignas(64) float exps[kSoftmaxBufferCols];
+    // The next row's max is taken between this row's exponentials and its last pass: it does
+    // not depend on them, so it runs while the sum's reduction and reciprocal are in flight
+    // instead of the core waiting on their latency (attention rows are only 13 vectors long).
+    float max = r0 < r1 ? row_max(x + r0 * n, n) : 0.f;
     for (int64_t r = r0; r < r1; ++r) {
       const float *xr = x + r * n;
       uint8_t *yr = out + r * n;
-      const __m512 shift = _mm512_set1_ps(row_max(xr, n) * scale);
-      const __m512 vinv =
-          _mm512_set1_ps(1.0f / softmax_row_exps(xr, n, vscale, shift, buffered ? exps : nullptr));
+      const __m512 shift = _mm512_set1_ps(max * scale);
+      const float sum = softmax_row_exps(xr, n, vscale, shift, buffered ? exps : nullptr);
+      if (r + 1 < r1) max = row_max(xr + n, n);
+      const __m512 vinv = _mm512_set1_ps(1.0f / sum);
       for (int64_t c = 0; c < n; c += 16) {
         const __mmask16 m = tail_mask(n - c);
         const __m512 e =
