@@ -41,16 +41,10 @@ void softmax_f32(float *x, int64_t rows, int64_t cols, float scale) {
 }
 
 void gelu_erf_f32(float *x, int64_t n) {
-  const __m512 half = _mm512_set1_ps(0.5f);
-  const __m512 rsqrt2 = _mm512_set1_ps(0.70710678118654752440f);
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = tail_mask(n - i);
-    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
-    const __m512 e = erf_ps(_mm512_mul_ps(v, rsqrt2));
-    const __m512 out =
-        _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
-    _mm512_mask_storeu_ps(x + i, m, out);
+    _mm512_mask_storeu_ps(x + i, m, gelu_erf_ps(_mm512_maskz_loadu_ps(m, x + i)));
   }
 }
 

@@ -50,6 +50,13 @@ inline __m512 erf_ps(__m512 x) {
   return _mm512_div_ps(p, q);
 }
 
+// GELU, 0.5 x (1 + erf(x / sqrt 2)): gelu_erf_f32's and gelu_quant's one definition.
+inline __m512 gelu_erf_ps(__m512 v) {
+  const __m512 e = erf_ps(_mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752440f)));
+  return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v),
+                       _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
 // Mask with the low `n` lanes set (n in [0, 16]) for row tails.
 inline __mmask16 tail_mask(int64_t n) {
   return n >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << n) - 1u);
