@@ -99,6 +99,7 @@ BoundPrimitive bind_matmul(const dnnl::matmul::primitive_desc &pd, const void *s
     if (!bias) throw std::invalid_argument("bind_matmul: the primitive has a bias, none is given");
     bp.args[DNNL_ARG_BIAS] = wrap(pd.bias_desc(), bias);
   }
+  for (const auto &[arg, mem] : bp.args) bp.exec_args.push_back({arg, mem.get()});
   return bp;
 }
 

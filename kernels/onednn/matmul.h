@@ -7,6 +7,7 @@
 #include <dnnl.hpp>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace vqm::kernels::onednn {
 
@@ -37,12 +38,20 @@ dnnl::matmul::primitive_desc batched_f32_pd(int64_t batch, int64_t m, int64_t k,
 dnnl::memory pack_linear_weights_f32(const float *w_nk, int64_t n, int64_t k,
                                      const dnnl::memory::desc &want);
 
-// A primitive with its arguments bound once; run() is just execute().
+// A primitive with its arguments bound once. run() passes them to the C API as the array built
+// at binding: dnnl::primitive::execute(stream, map) builds a std::vector of them on every call,
+// a heap allocation per primitive inside a forward that allocates nothing.
 struct BoundPrimitive {
   dnnl::primitive prim;
-  std::unordered_map<int, dnnl::memory> args;
-  std::string impl;  // impl_info_str(), e.g. "brg:avx512_core"
-  void run(dnnl::stream &s) const { prim.execute(s, args); }
+  std::unordered_map<int, dnnl::memory> args;  // owns the memories exec_args points at
+  std::vector<dnnl_exec_arg_t> exec_args;      // set by bind_matmul from args
+  std::string impl;                            // impl_info_str(), e.g. "brg:avx512_core"
+  void run(dnnl::stream &s) const {
+    dnnl::error::wrap_c_api(
+        dnnl_primitive_execute(prim.get(), s.get(), static_cast<int>(exec_args.size()),
+                               exec_args.data()),
+        "could not execute a primitive");
+  }
 };
 // The matmul of `pd` bound to its operands: src, dst and (when pd has one) bias are wrapped
 // with pd's descriptors; `weights` is a memory already in pd's layout (packed, or wrapped).

@@ -31,17 +31,22 @@ void embed_tokens(const VitModel &model, const float *patch_out, float *x, int64
   const int64_t T = c.tokens(), D = c.embed_dim, P = c.num_patches(),
                 prefix = c.num_prefix_tokens();
   // The prefix rows in order (class, distillation, registers) and where each token's position
-  // embedding starts: without prefix rows in pos_embed, prefix tokens get none.
-  std::vector<const float *> prefix_rows;
-  if (c.class_token) prefix_rows.push_back(model.weight("cls_token"));
-  if (c.distilled) prefix_rows.push_back(model.weight("dist_token"));
-  for (int r = 0; r < c.reg_tokens; ++r) prefix_rows.push_back(model.weight("reg_token") + r * D);
+  // embedding starts: without prefix rows in pos_embed, prefix tokens get none. Looked up here,
+  // not gathered into a container: a forward allocates nothing.
+  const float *const cls = c.class_token ? model.weight("cls_token") : nullptr;
+  const float *const dist = c.distilled ? model.weight("dist_token") : nullptr;
+  const float *const reg = c.reg_tokens > 0 ? model.weight("reg_token") : nullptr;
+  auto prefix_row = [&](int64_t t) {
+    if (cls && t-- == 0) return cls;
+    if (dist && t-- == 0) return dist;
+    return reg + t * D;
+  };
   const float *pos = model.weight("pos_embed");
   const int64_t pos_skip = c.pos_embed_prefix ? 0 : prefix;  // tokens without a pos_embed row
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t b = 0; b < n; ++b)
     for (int64_t t = 0; t < T; ++t) {
-      const float *src = t < prefix ? prefix_rows[t] : patch_out + (b * P + t - prefix) * D;
+      const float *src = t < prefix ? prefix_row(t) : patch_out + (b * P + t - prefix) * D;
       float *dst = x + (b * T + t) * D;
       if (t < pos_skip) {
         std::memcpy(dst, src, D * sizeof(float));
