@@ -39,21 +39,25 @@ inline void clamp_run(const int8_t *src, uint8_t *dst, int64_t n, const VecClamp
 
 // The 256-byte table as four 64-byte registers; each byte's low 7 bits pick among 128 entries of
 // a pair (vpermi2b), its top bit picks the pair.
+struct VecTable {
+  __m512i t0, t1, t2, t3;
+};
+__attribute__((target("avx512vbmi"))) inline __m512i lookup(__m512i c, const VecTable &t) {
+  const __m512i lo = _mm512_permutex2var_epi8(t.t0, c, t.t1);     // entries 0..127
+  const __m512i hi = _mm512_permutex2var_epi8(t.t2, c, t.t3);     // entries 128..255
+  return _mm512_mask_blend_epi8(_mm512_movepi8_mask(c), lo, hi);  // top bit: codes >= 128
+}
+
+// Whole vectors, then the masked tail, as clamp_run.
 __attribute__((target("avx512vbmi"))) void map_codes(uint8_t *codes, int64_t n, const CodeMap &m) {
-  const __m512i t0 = _mm512_loadu_si512(m.to), t1 = _mm512_loadu_si512(m.to + 64),
-                t2 = _mm512_loadu_si512(m.to + 128), t3 = _mm512_loadu_si512(m.to + 192);
-  for (int64_t i = 0; i < n; i += 64) {
-    const __mmask64 k = n - i >= 64 ? ~__mmask64{0} : (__mmask64{1} << (n - i)) - 1;
-    const __m512i c = _mm512_maskz_loadu_epi8(k, codes + i);
-    const __m512i lo = _mm512_permutex2var_epi8(t0, c, t1);  // entries 0..127
-    const __m512i hi = _mm512_permutex2var_epi8(t2, c, t3);  // entries 128..255
-    const __mmask64 top = _mm512_movepi8_mask(c);            // codes >= 128
-    const __m512i mapped = _mm512_mask_blend_epi8(top, lo, hi);
-    if (k == ~__mmask64{0}) {
-      _mm512_storeu_si512(codes + i, mapped);  // unmasked: see clamp_run
-    } else {
-      _mm512_mask_storeu_epi8(codes + i, k, mapped);
-    }
+  const VecTable t{_mm512_loadu_si512(m.to), _mm512_loadu_si512(m.to + 64),
+                   _mm512_loadu_si512(m.to + 128), _mm512_loadu_si512(m.to + 192)};
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64)
+    _mm512_storeu_si512(codes + i, lookup(_mm512_loadu_si512(codes + i), t));
+  if (i < n) {
+    const __mmask64 k = (__mmask64{1} << (n - i)) - 1;
+    _mm512_mask_storeu_epi8(codes + i, k, lookup(_mm512_maskz_loadu_epi8(k, codes + i), t));
   }
 }
 
