@@ -7,8 +7,9 @@
 # in a chroot with a clean environment, runs the README's first command exactly as the README
 # writes it (read from the README of the checked commit, so this check cannot drift from it), then
 # the Release CTest suite and the install test on the build that command made (or, with --full,
-# the README's second command, the whole CI suite). It installs nothing into the root itself: whatever the README's
-# command needs but does not install is a finding, not something to work around here.
+# the README's second command, the whole CI suite). It installs nothing into the root itself:
+# whatever the README's command needs but does not install is a finding, not something to work
+# around here.
 #
 # Nothing is cached between runs (no earlier root, no apt archives): a new user has none. Only
 # committed work is checked (a clone of --ref, default HEAD), which is what CI and a user see.
