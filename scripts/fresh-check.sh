@@ -321,7 +321,8 @@ for d in /dev /dev/pts /dev/shm; do
 done
 
 # VQM_CMAKE_ARGS: the build is the README's with warnings as errors, so that this build is also
-# the project's gcc -Werror check (scripts/test.sh builds nothing else with gcc on a clean checkout).
+# the project's gcc -Werror check (on a clean checkout scripts/test.sh builds nothing else with
+# gcc).
 in_root=(env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
          TERM=dumb LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive VQM_IN_FRESH_ROOT=1
          VQM_CMAKE_ARGS=-DVQM_WERROR=ON)
